@@ -1,0 +1,204 @@
+"""Score a Python candidate from what the sandbox observed.
+
+Pure and trusted: it receives the expectations (which never entered the sandbox) and
+the judge's records (which come from inside and are treated as untrusted data:
+validated field by field, any malformed record is ignored and the test counts as not
+run). Score = fraction of tests passed; a critical finding makes it 0 (REJECTED).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from rewards.compare import stdout_matches, truthy, values_equal
+from rewards.model import Finding, Severity, Status, TestResult, Verdict
+from sandbox.runner.codec import Opaque, decode
+
+# When tests fail for different reasons, the result's status names the most telling one.
+_STATUS_PRIORITY = (Status.MEMORY_LIMIT, Status.OUTPUT_LIMIT, Status.TIMEOUT, Status.RUNTIME_ERROR)
+
+
+class ExpectationLike(Protocol):
+    name: str
+    op: str
+    expected: Any
+    tolerance: float
+
+
+def _finding(code: str, severity: Severity, message: str, evidence: str = "") -> Finding:
+    return Finding(code, severity, message, evidence[:500])
+
+
+def _status_of_failure(kind: str, exc_type: str = "") -> Status:
+    if kind == "exception" and exc_type == "MemoryError":
+        return Status.MEMORY_LIMIT
+    return {
+        "timeout": Status.TIMEOUT,
+        "not_run": Status.TIMEOUT,
+        "output_limit": Status.OUTPUT_LIMIT,
+        "memory": Status.MEMORY_LIMIT,
+    }.get(kind, Status.RUNTIME_ERROR)
+
+
+def _compare(exp: ExpectationLike, value: Any, rel_tol: float, abs_tol: float) -> bool:
+    if exp.op == "eq":
+        return values_equal(value, exp.expected, rel_tol, abs_tol)
+    if exp.op == "ne":
+        return not isinstance(value, Opaque) and not values_equal(value, exp.expected, rel_tol, abs_tol)
+    if exp.op == "is":
+        return type(value) is type(exp.expected) and value == exp.expected
+    if exp.op == "truthy":
+        return truthy(value) is True
+    if exp.op == "falsy":
+        return truthy(value) is False
+    if exp.op == "close":
+        return (type(value) in (int, float) and abs(value - exp.expected) < exp.tolerance)
+    return False
+
+
+def _explain_failure(record: dict[str, Any]) -> str:
+    kind = record.get("kind")
+    if kind == "exception":
+        return f"{record.get('type', '')}: {record.get('msg', '')}"[:300]
+    if kind == "crash":
+        return f"crashed (signal {record.get('signal')})"
+    if kind == "exit":
+        return f"process exited (code {record.get('code')}) before answering"
+    if kind == "timeout":
+        return "test time limit exceeded"
+    if kind == "not_run":
+        return "not run: task time limit exceeded"
+    return str(kind)[:100]
+
+
+def _judge_test(index: int, exp: ExpectationLike, record: dict[str, Any], rel_tol: float,
+                abs_tol: float, findings: list[Finding]) -> TestResult:
+    kind = record.get("kind")
+    ms = record.get("ms", 0.0)
+    duration = float(ms) if isinstance(ms, (int, float)) else 0.0
+
+    def result(passed: bool, status: Status, message: str = "") -> TestResult:
+        return TestResult(index, passed, status, exp.name, message, duration)
+
+    if kind == "value" and exp.op != "stdout":
+        try:
+            value = decode(record.get("value"))
+        except (ValueError, TypeError, RecursionError):
+            return result(False, Status.FAILED, "the returned value could not be decoded")
+        if isinstance(value, Opaque) and value.custom_eq:
+            findings.append(_finding(
+                "always_equal_object", Severity.CRITICAL,
+                "returned an object of a class with its own __eq__ instead of a plain value",
+                f"{value.type_name}: {value.text}"))
+        if _compare(exp, value, rel_tol, abs_tol):
+            return result(True, Status.PASSED)
+        return result(False, Status.FAILED, f"got {value!r}"[:300])
+    if kind == "io" and exp.op == "stdout":
+        stdout = record.get("stdout")
+        if isinstance(stdout, str) and stdout_matches(stdout, str(exp.expected)):
+            return result(True, Status.PASSED)
+        return result(False, Status.FAILED, f"stdout was {str(stdout)[:200]!r}")
+    exc_type = str(record.get("type", ""))
+    if kind == "exit" or (kind == "exception" and exc_type == "SystemExit"):
+        findings.append(_finding("early_exit", Severity.WARNING,
+                                 "the candidate exited instead of returning a value", exp.name))
+    if kind == "garbage":
+        findings.append(_finding("protocol_tampering", Severity.WARNING,
+                                 "the candidate wrote malformed data into the harness channel"))
+    return result(False, _status_of_failure(str(kind), exc_type), _explain_failure(record))
+
+
+def _judge_sites(expectations: Sequence[ExpectationLike], records: list[dict[str, Any]]) -> list[TestResult]:
+    sites = {r.get("site"): r for r in records if r.get("t") == "site"}
+    checks = [r for r in records if r.get("t") == "check"]
+    completed = bool(checks and checks[0].get("completed") is True)
+    error = str(checks[0].get("error", "")) if checks else "the test harness did not report"
+    tests = []
+    for index, exp in enumerate(expectations):
+        site = sites.get(index, {})
+        runs, fails = site.get("runs"), site.get("fails")
+        if isinstance(runs, int) and isinstance(fails, int) and runs > 0 and fails == 0 and completed:
+            tests.append(TestResult(index, True, Status.PASSED, exp.name))
+            continue
+        why = str(site.get("why") or error or "assertion not reached")[:300]
+        kind, _, detail = why.partition(": ")
+        status = Status.FAILED if why == "assertion is false" else _status_of_failure(kind, detail)
+        if kind not in ("timeout", "not_run", "output_limit", "exception", "crash", "exit", "memory"):
+            status = Status.FAILED if site else Status.RUNTIME_ERROR
+        tests.append(TestResult(index, False, status, exp.name, why))
+    return tests
+
+
+def score_python(expectations: Sequence[ExpectationLike], records: list[Any], runner: dict[str, Any],
+                 static_findings: Sequence[Finding], rel_tol: float, abs_tol: float,
+                 whole: bool) -> Verdict:
+    records = [r for r in records if isinstance(r, dict)]
+    judge_error = next((r for r in records if r.get("t") == "judge_error"), None)
+    if judge_error is not None:
+        return Verdict(Status.SANDBOX_ERROR, 0.0, message=f"test harness failed: {str(judge_error.get('error'))[-500:]}")
+    findings = list(static_findings)
+    done = next((r for r in records if r.get("t") == "done"), None)
+    load = next((r for r in records if r.get("t") == "load"), None)
+
+    if whole:
+        tests = _judge_sites(expectations, records)
+    else:
+        by_index: dict[int, dict[str, Any]] = {}
+        for r in records:
+            if r.get("t") == "test" and isinstance(r.get("i"), int) and r["i"] not in by_index:
+                by_index[r["i"]] = r
+        default = {"kind": "not_run"} if runner.get("ending") == "deadline" else {"kind": "missing"}
+        tests = [_judge_test(i, exp, by_index.get(i, default), rel_tol, abs_tol, findings)
+                 for i, exp in enumerate(expectations)]
+
+    message = ""
+    if load is not None:
+        message = f"failed to load: {_explain_failure(load)}"
+        if load.get("kind") == "load_error" and load.get("type") == "SystemExit":
+            findings.append(_finding("early_exit", Severity.WARNING, "the candidate exited while loading"))
+        load_status = (Status.SYNTAX_ERROR if load.get("type") in ("SyntaxError", "IndentationError")
+                       else _status_of_failure(str(load.get("kind")), str(load.get("type", ""))))
+        tests = [TestResult(t.index, False, load_status, t.name, message) for t in tests]
+    if done is None and runner.get("ending") == "closed":
+        findings.append(_finding("harness_killed", Severity.WARNING,
+                                 "the test harness ended without its completion report"))
+    if runner.get("ending") == "overflow":
+        tests = [t if t.passed else TestResult(t.index, False, Status.OUTPUT_LIMIT, t.name, t.message)
+                 for t in tests]
+    leftovers = runner.get("leftover_processes")
+    if isinstance(leftovers, int) and leftovers > 0:
+        findings.append(_finding("process_left_behind", Severity.WARNING,
+                                 "processes were still running after the job and were killed",
+                                 f"{leftovers} process(es)"))
+
+    passed = sum(t.passed for t in tests)
+    fraction = passed / len(tests) if tests else 0.0
+    complete = done is not None and runner.get("ending") == "closed"
+    components = {"compiles": 1.0, "tests_passed": fraction}
+    stdout = str(done.get("stdout", ""))[:4096] if done else ""
+    stderr = str(done.get("stderr", ""))[:4096] if done else ""
+    findings = _dedupe(findings)
+    if any(f.severity is Severity.CRITICAL for f in findings):
+        return Verdict(Status.REJECTED, 0.0, tests, {**components, "cheat_penalty": 1.0}, findings,
+                       "rejected: " + "; ".join(f.code for f in findings if f.severity is Severity.CRITICAL),
+                       stdout, stderr)
+    if tests and passed == len(tests) and complete:
+        return Verdict(Status.PASSED, 1.0, tests, components, findings, "", stdout, stderr)
+    statuses = {t.status for t in tests if not t.passed}
+    status = next((s for s in _STATUS_PRIORITY if s in statuses), Status.FAILED)
+    if load is not None and load.get("type") in ("SyntaxError", "IndentationError"):
+        status = Status.SYNTAX_ERROR
+    if not message:
+        failing = next((t for t in tests if not t.passed), None)
+        message = f"{passed}/{len(tests)} tests passed" + (f"; first failure: {failing.message}" if failing else "")
+    return Verdict(status, fraction, tests, components, findings, message[:1000], stdout, stderr)
+
+
+def _dedupe(findings: list[Finding]) -> list[Finding]:
+    seen, out = set(), []
+    for f in findings:
+        if (f.code, f.evidence) not in seen:
+            seen.add((f.code, f.evidence))
+            out.append(f)
+    return out

@@ -1,0 +1,76 @@
+"""The audit trail: one JSON line per finding, for people to query later.
+
+Appends are line-sized writes to a file opened in append mode, so concurrent writers
+(several service processes) interleave whole lines. `query` is what the
+`rft-sandbox audit` command uses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+from rewards.model import Severity, Verdict
+
+_EVIDENCE = 500
+
+
+class AuditedTask(Protocol):
+    id: str
+    language: str
+    code: str
+
+
+class AuditLog:
+    def __init__(self, path: str | os.PathLike[str] | None) -> None:
+        self.path = Path(path) if path else None
+        self._fd: int | None = None
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+
+    def record(self, task: AuditedTask, verdict: Verdict) -> None:
+        if self._fd is None or not verdict.findings:
+            return
+        code_hash = hashlib.sha256(task.code.encode("utf-8")).hexdigest()
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        lines = []
+        for finding in verdict.findings:
+            lines.append(json.dumps({
+                "time": now, "task_id": task.id, "language": task.language,
+                "code": finding.code, "severity": finding.severity.name,
+                "status": verdict.status.name, "message": finding.message,
+                "evidence": finding.evidence[:_EVIDENCE], "code_sha256": code_hash,
+            }, ensure_ascii=False) + "\n")
+        os.write(self._fd, "".join(lines).encode("utf-8"))
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def query(path: str | os.PathLike[str], *, code: str | None = None, severity: str | None = None,
+          task_id: str | None = None, since: str | None = None) -> Iterator[dict[str, Any]]:
+    """Audit entries matching every given filter (`since`: ISO time prefix compare)."""
+    minimum = Severity[severity.upper()] if severity else None
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if code and entry.get("code") != code:
+                continue
+            if task_id and entry.get("task_id") != task_id:
+                continue
+            if since and str(entry.get("time", "")) < since:
+                continue
+            if minimum and Severity[entry.get("severity", "INFO")] < minimum:
+                continue
+            yield entry

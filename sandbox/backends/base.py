@@ -1,0 +1,37 @@
+"""The isolation boundary behind a small interface.
+
+A backend knows how to start one sandboxed runner agent that speaks the frame protocol
+on its stdin/stdout. Everything else (warm pools, fork per job, recycling, retries) is
+shared and lives in `sandbox.pool` and `sandbox.worker`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Protocol
+
+RUNNER_DIR = Path(__file__).resolve().parent.parent / "runner"
+
+
+class BackendUnavailable(RuntimeError):
+    """The backend cannot run here (missing binary, no permission, engine down...)."""
+
+
+class SandboxProcess(Protocol):
+    """One started sandbox: a byte stream to its runner and a way to end it."""
+
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+
+    async def kill(self) -> None: ...
+
+
+class Backend(Protocol):
+    name: str
+
+    def check(self) -> None:
+        """Raise BackendUnavailable with a clear reason if this backend cannot work here."""
+
+    async def start(self, slot: int) -> SandboxProcess:
+        """Start one sandbox for worker `slot` (slots may map to distinct uids)."""

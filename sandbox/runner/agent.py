@@ -1,0 +1,274 @@
+"""The runner agent: a long-lived process inside one sandbox that runs jobs one at a time.
+
+Started once per warm worker (by bubblewrap or inside a container), it reads jobs as
+frames on stdin and answers each with one frame on stdout. Per job it forks a zygote
+(which forks candidate processes) and a judge, both with the job's uid and rlimits,
+waits for the judge's report up to the job's deadline, then kills every process that
+is not itself and wipes the job's files, so nothing of one job survives into the next.
+
+Stdlib only: it must run on whatever Python the sandbox image has.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import resource
+import select
+import shutil
+import signal
+import socket
+import sys
+import time
+import traceback
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import framing  # noqa: E402
+import judge  # noqa: E402
+import zygote  # noqa: E402
+
+_PR_SET_PDEATHSIG = 1
+_PR_SET_DUMPABLE = 4
+_MAX_JOB = 64 << 20
+_MAX_REPORT = 48 << 20
+_GRACE_SECONDS = 1.0
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class Settings:
+    def __init__(self, argv: list[str]) -> None:
+        self.job_uid: int | None = None
+        self.workdir = "/tmp"
+        args = iter(argv)
+        for arg in args:
+            if arg == "--job-uid":
+                self.job_uid = int(next(args))
+            elif arg == "--workdir":
+                self.workdir = next(args)
+            else:
+                raise SystemExit(f"runner: unknown argument {arg!r}")
+
+
+def _prctl(option: int, value: int) -> None:
+    if _libc.prctl(option, value, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl failed")
+
+
+def _enter_job(settings: Settings, limits: dict[str, Any], jobdir: str, keep: set[int]) -> None:
+    """In a freshly forked child: drop to the job's uid, set rlimits, scrub the environment."""
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2 and fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if settings.job_uid is not None:
+        os.setgroups([])
+        os.setresgid(settings.job_uid, settings.job_uid, settings.job_uid)
+        os.setresuid(settings.job_uid, settings.job_uid, settings.job_uid)
+    cpu = int(limits["task_ms"] / 1000) + 1
+    memory = limits["memory_bytes"]
+    for name, value in (
+        (resource.RLIMIT_AS, memory),
+        (resource.RLIMIT_DATA, memory),
+        (resource.RLIMIT_CPU, cpu),
+        (resource.RLIMIT_NPROC, limits["max_processes"]),
+        (resource.RLIMIT_NOFILE, limits["max_open_files"]),
+        (resource.RLIMIT_FSIZE, limits["max_file_bytes"]),
+        (resource.RLIMIT_CORE, 0),
+    ):
+        resource.setrlimit(name, (value, value))
+    os.chdir(jobdir)
+    os.environ.clear()
+    os.environ.update({"HOME": jobdir, "TMPDIR": jobdir, "PATH": "/usr/local/bin:/usr/bin:/bin",
+                       "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"})
+    os.umask(0o077)
+
+
+def _fork_into(settings: Settings, limits: dict[str, Any], jobdir: str, keep: set[int]) -> int:
+    pid = os.fork()
+    if pid == 0:
+        try:
+            _enter_job(settings, limits, jobdir, keep)
+        except BaseException:  # noqa: BLE001 - never fall through into the runner's loop
+            os._exit(70)
+    return pid
+
+
+def _kill_everything_else(expected: set[int]) -> int:
+    """SIGKILL every process in this sandbox but us (and init) until none is left.
+
+    Returns how many were alive besides the job's zygote and judge: daemons and
+    stragglers a candidate tried to leave behind.
+    """
+    me = os.getpid()
+    leftovers = len([p for p in _others(me) if int(p) not in expected])
+    for _ in range(1000):
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+        if not _others(me):
+            return leftovers
+        time.sleep(0.001)
+    raise RuntimeError("could not kill the job's processes")
+
+
+def _others(me: int) -> list[str]:
+    pids = [p for p in os.listdir("/proc") if p.isdigit() and int(p) not in (1, me)]
+    return [p for p in pids if _state(p) not in ("Z", "X", "")]
+
+
+def _state(pid: str) -> str:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return handle.read().rsplit(b")", 1)[1].split()[0].decode()
+    except (OSError, IndexError):
+        return ""
+
+
+def _wipe(workdir: str) -> None:
+    for entry in os.listdir(workdir):
+        path = os.path.join(workdir, entry)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
+
+
+class Buffer:
+    """A preallocated byte buffer that is zeroed after use.
+
+    Secrets (assert code with expected values) and reports pass through the runner,
+    and the next job's zygote is a fork of the runner: anything left in its heap
+    would be in reach of the next candidate. So those bytes are read straight into
+    this buffer (``readv``: no intermediate ``bytes`` objects) and wiped after use.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.data = bytearray(size)
+        self.view = memoryview(self.data)
+        self.length = 0
+
+    def read_frame(self, fd: int) -> None:
+        (size,) = framing.HEADER.unpack(framing.read_exact(fd, framing.HEADER.size))
+        if size > len(self.data):
+            raise framing.FrameError(f"frame of {size} bytes exceeds the cap of {len(self.data)}")
+        self.length = 0
+        while self.length < size:
+            got = os.readv(fd, [self.view[self.length:size]])
+            if not got:
+                raise framing.FrameError("stream closed")
+            self.length += got
+
+    def fill_until_closed(self, fd: int, deadline: float) -> str:
+        """Read until the writer closes, the deadline passes or the buffer is full."""
+        self.length = 0
+        while True:
+            remaining = deadline - time.monotonic()
+            ready = remaining > 0 and select.select([fd], [], [], remaining)[0]
+            if not ready:
+                return "deadline"
+            if self.length == len(self.data):
+                return "overflow"
+            got = os.readv(fd, [self.view[self.length:]])
+            if not got:
+                return "closed"
+            self.length += got
+
+    def contents(self) -> memoryview:
+        return self.view[: self.length]
+
+    def wipe(self) -> None:
+        self.view[: self.length] = bytes(self.length)
+        self.length = 0
+
+
+def run_job(settings: Settings, job: dict[str, Any], secret: Buffer, report: Buffer) -> dict[str, Any]:
+    started = time.monotonic()
+    limits = job["limits"]
+    jobdir = os.path.join(settings.workdir, "job")
+    os.mkdir(jobdir, 0o700)
+    if settings.job_uid is not None:
+        os.chown(jobdir, settings.job_uid, settings.job_uid)
+
+    judge_end, zygote_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    zygote_pid = _fork_into(settings, limits, jobdir, {zygote_end.fileno()})
+    if zygote_pid == 0:
+        judge_end.detach()  # _enter_job closed every fd not kept
+        try:
+            zygote.serve(job, zygote_end)
+        finally:
+            os._exit(0)
+    zygote_end.close()
+
+    secret.read_frame(0)  # only now: the zygote's memory never holds it
+    report_r, report_w = os.pipe()
+    judge_pid = _fork_into(settings, limits, jobdir, {judge_end.fileno(), report_w})
+    if judge_pid == 0:
+        try:
+            _prctl(_PR_SET_DUMPABLE, 0)
+            judge.Judge(job, judge_end, report_w).run(json.loads(bytes(secret.contents())))
+        except BaseException:  # noqa: BLE001 - a judge bug is reported, and scored as ours
+            framing.write(report_w, {"t": "judge_error", "error": traceback.format_exc()[-2000:]})
+        finally:
+            os._exit(0)
+    secret.wipe()
+    judge_end.close()
+    os.close(report_w)
+
+    ending = report.fill_until_closed(report_r, started + limits["task_ms"] / 1000 + _GRACE_SECONDS)
+    os.close(report_r)
+    leftovers = _kill_everything_else({zygote_pid, judge_pid})
+    _wipe(settings.workdir)
+    return {
+        "ending": ending,
+        "leftover_processes": leftovers,
+        "elapsed_ms": round((time.monotonic() - started) * 1000, 3),
+    }
+
+
+def main() -> None:
+    settings = Settings(sys.argv[1:])
+    if os.getpid() > 2:
+        # cleanup is kill(-1): only safe as (nearly) the first process of a PID namespace
+        raise SystemExit("runner: refusing to run outside a fresh PID namespace")
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    os.makedirs(settings.workdir, exist_ok=True)
+    _wipe(settings.workdir)
+    protocol_out = os.dup(1)
+    os.dup2(2, 1)  # a stray print must never corrupt the protocol stream
+    secret, report = Buffer(_MAX_JOB), Buffer(_MAX_REPORT)
+    framing.write(protocol_out, {"ready": True, "pid": os.getpid(), "python": sys.version.split()[0],
+                                 "job_uid": settings.job_uid})
+    while True:
+        try:
+            job = framing.read(0, _MAX_JOB)
+        except framing.FrameError:
+            return  # the service hung up
+        reply = run_job(settings, job, secret, report)
+        framing.write(protocol_out, reply)
+        body = report.contents()
+        os.write(protocol_out, framing.HEADER.pack(len(body)))
+        while body:
+            body = body[os.write(protocol_out, body):]
+        report.wipe()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,152 @@
+"""The gRPC service (grpc.aio): transport, auth, validation, admission; nothing else.
+
+Requests arrive as raw bytes and are parsed here, so a malformed message (invalid
+UTF-8 in a string, a truncated field) gets a clear INVALID_ARGUMENT instead of the
+generic INTERNAL that a failing deserializer produces.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf.message import DecodeError, Message
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from sandbox import __version__
+from sandbox.api import SERVICE, pb
+from sandbox.audit import AuditLog
+from sandbox.backends.base import Backend
+from sandbox.config import ServiceConfig
+from sandbox.pool import Overloaded, WorkerPool
+from sandbox.python.plan import InvalidTask
+from sandbox.scoring import ScoringService
+from sandbox.tasks import PreparedTask, prepare_all
+
+log = logging.getLogger(__name__)
+M = TypeVar("M", bound=Message)
+
+
+class TokenInterceptor(grpc.aio.ServerInterceptor):
+    """Every call, health and reflection included, needs `authorization: Bearer <token>`."""
+
+    def __init__(self, token: str) -> None:
+        self._expected = f"Bearer {token}".encode()
+
+        async def deny(request: Any, context: grpc.aio.ServicerContext) -> None:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
+
+        self._deny = grpc.unary_unary_rpc_method_handler(deny)
+
+    async def intercept_service(self, continuation: Callable[[Any], Awaitable[Any]],
+                                details: grpc.HandlerCallDetails) -> Any:
+        for key, value in details.invocation_metadata or ():
+            if key == "authorization":
+                given = value.encode() if isinstance(value, str) else value
+                if hmac.compare_digest(given, self._expected):
+                    return await continuation(details)
+        return self._deny
+
+
+class SandboxServer:
+    def __init__(self, config: ServiceConfig, backend: Backend) -> None:
+        self.config = config
+        self.backend = backend
+        self.pool = WorkerPool(backend, config.workers, max_jobs=config.max_jobs_per_worker,
+                               queue_limit=config.queue_limit)
+        self.audit = AuditLog(config.audit_log)
+        self.scoring = ScoringService(self.pool, self.audit, backend.name)
+        self.health = health.aio.HealthServicer()
+        self.port = config.port
+        self._server: grpc.aio.Server | None = None
+
+    async def start(self) -> None:
+        await self.pool.start()
+        interceptors = [TokenInterceptor(self.config.token)] if self.config.token else []
+        server = grpc.aio.server(interceptors=interceptors, options=[
+            ("grpc.max_receive_message_length", self.config.max_request_bytes),
+            ("grpc.max_send_message_length", self.config.max_request_bytes),
+        ])
+        server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(SERVICE, {
+            "Score": grpc.unary_unary_rpc_method_handler(
+                self._score, response_serializer=pb.Result.SerializeToString),
+            "ScoreBatch": grpc.unary_stream_rpc_method_handler(
+                self._score_batch, response_serializer=pb.Result.SerializeToString),
+            "Stats": grpc.unary_unary_rpc_method_handler(
+                self._stats, response_serializer=pb.StatsReply.SerializeToString),
+        })])
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(
+            [SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+        self.port = server.add_insecure_port(f"{self.config.host}:{self.config.port}")
+        if self.port == 0:
+            raise OSError(f"cannot listen on {self.config.host}:{self.config.port}")
+        await server.start()
+        self._server = server
+        for name in ("", SERVICE):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info("serving", extra={"fields": {"address": f"{self.config.host}:{self.port}",
+                                              "backend": self.backend.name, "workers": self.config.workers}})
+
+    async def stop(self, grace: float = 2.0) -> None:
+        await self.health.enter_graceful_shutdown()
+        if self._server is not None:
+            await self._server.stop(grace)
+        await self.pool.close()
+        self.audit.close()
+
+    async def wait(self) -> None:
+        assert self._server is not None
+        await self._server.wait_for_termination()
+
+    async def _parse(self, cls: type[M], raw: bytes, context: grpc.aio.ServicerContext) -> M:
+        message = cls()
+        try:
+            message.ParseFromString(raw)
+        except (DecodeError, ValueError) as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                f"request is not a valid {cls.__name__} (strings must be UTF-8): {exc}")
+        return message
+
+    async def _prepare(self, tasks: Any, context: grpc.aio.ServicerContext, single: bool) -> list[PreparedTask]:
+        try:
+            prepared = prepare_all(tasks, self.config)
+        except InvalidTask as exc:
+            text = str(exc).replace("tasks[0].", "task.", 1) if single else str(exc)
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, text)
+        try:
+            self.pool.admit(len(prepared))
+        except Overloaded as exc:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"server busy: {exc}; retry later")
+        return prepared
+
+    async def _score(self, raw: bytes, context: grpc.aio.ServicerContext) -> pb.Result:
+        request = await self._parse(pb.ScoreRequest, raw, context)
+        if not request.HasField("task"):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "task: is required")
+        (task,) = await self._prepare([request.task], context, single=True)
+        return await self.scoring.score(task)
+
+    async def _score_batch(self, raw: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.Result]:
+        request = await self._parse(pb.ScoreBatchRequest, raw, context)
+        prepared = await self._prepare(request.tasks, context, single=False)
+        pending = [asyncio.ensure_future(self.scoring.score(task)) for task in prepared]
+        try:
+            for next_done in asyncio.as_completed(pending):
+                yield await next_done
+        finally:
+            for future in pending:
+                future.cancel()
+
+    async def _stats(self, raw: bytes, context: grpc.aio.ServicerContext) -> pb.StatsReply:
+        await self._parse(pb.StatsRequest, raw, context)
+        stats = self.pool.stats
+        return pb.StatsReply(backend=self.backend.name, workers=self.pool.size, busy_workers=stats.busy,
+                             queued=self.pool.queued, jobs_completed=stats.jobs_completed,
+                             workers_recycled=stats.workers_recycled, worker_failures=stats.worker_failures,
+                             version=__version__)

@@ -1,0 +1,141 @@
+"""Validate a request's tasks and prepare them to run, before anything is queued.
+
+Every problem with a request is an `InvalidTask` naming the field (`tasks[3].limits.
+memory_bytes: ...`), raised before any task of the request runs, so a bad request
+costs nothing and loses nothing: the caller fixes it and sends it again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rewards.model import Finding
+from sandbox.api import pb
+from sandbox.config import LimitBounds, ServiceConfig
+from sandbox.python.plan import (
+    MAX_TESTS,
+    InvalidTask,
+    TestPlan,
+    plan_assert_tests,
+    plan_call_tests,
+    plan_io_tests,
+)
+from sandbox.python.static_checks import CandidateSyntaxError, check_python
+
+_MAX_ID = 256
+
+
+@dataclass(frozen=True)
+class PreparedTask:
+    id: str
+    language: str
+    code: str
+    limits: dict[str, int]
+    plan: TestPlan
+    static_findings: tuple[Finding, ...]
+    syntax_error: str | None
+    rel_tol: float
+    abs_tol: float
+
+
+def _bounded(value: int, bounds: LimitBounds, field: str) -> int:
+    if value < 0:
+        raise InvalidTask(field, f"must not be negative (got {value})")
+    if value == 0:
+        return bounds.default
+    if value < bounds.minimum or value > bounds.maximum:
+        raise InvalidTask(field, f"must be between {bounds.minimum} and {bounds.maximum} (got {value})")
+    return value
+
+
+def resolve_limits(limits: Any, config: ServiceConfig) -> dict[str, int]:
+    resolved = {
+        "test_ms": _bounded(limits.test_timeout_ms, config.test_timeout_ms, "limits.test_timeout_ms"),
+        "task_ms": _bounded(limits.task_timeout_ms, config.task_timeout_ms, "limits.task_timeout_ms"),
+        "memory_bytes": _bounded(limits.memory_bytes, config.memory_bytes, "limits.memory_bytes"),
+        "output_bytes": _bounded(limits.output_bytes, config.output_bytes, "limits.output_bytes"),
+        "max_processes": config.max_processes,
+        "max_open_files": config.max_open_files,
+        "max_file_bytes": config.max_file_bytes,
+    }
+    resolved["test_ms"] = min(resolved["test_ms"], resolved["task_ms"])
+    return resolved
+
+
+def _python_plan(spec: Any) -> TestPlan:
+    kinds = [name for name, present in (("call_tests", len(spec.call_tests)), ("io_tests", len(spec.io_tests)),
+                                        ("assert_code", spec.assert_code.strip())) if present]
+    if not kinds:
+        raise InvalidTask("python", "needs tests: call_tests, io_tests or assert_code")
+    if len(kinds) > 1:
+        raise InvalidTask("python", f"give one kind of tests, not {' and '.join(kinds)}")
+    count = len(spec.call_tests) or len(spec.io_tests)
+    if count > MAX_TESTS:
+        raise InvalidTask(f"python.{kinds[0]}", f"{count} tests exceed the limit of {MAX_TESTS}")
+    if kinds[0] != "io_tests" and not spec.entry_point.isidentifier():
+        raise InvalidTask("python.entry_point", f"must be a Python identifier (got {spec.entry_point!r})")
+    if kinds[0] == "call_tests":
+        return plan_call_tests(spec.entry_point, tuple(
+            (t.args_json, t.kwargs_json, t.expected_json) for t in spec.call_tests))
+    if kinds[0] == "io_tests":
+        return plan_io_tests(tuple((t.stdin, t.expected_stdout) for t in spec.io_tests))
+    return plan_assert_tests(spec.entry_point, spec.assert_code)
+
+
+def _tolerance(value: float, default: float, field: str) -> float:
+    if value != value or value < 0 or value > 1:  # NaN or out of range
+        raise InvalidTask(field, f"must be within [0, 1] (got {value})")
+    return value or default
+
+
+def prepare(task: Any, config: ServiceConfig) -> PreparedTask:
+    if not task.id:
+        raise InvalidTask("id", "is required")
+    if len(task.id) > _MAX_ID:
+        raise InvalidTask("id", f"longer than {_MAX_ID} characters")
+    language = task.language
+    if language == pb.LANGUAGE_UNSPECIFIED:
+        raise InvalidTask("language", "is required (PYTHON, SQL or TRITON)")
+    if language not in pb.Language.values():
+        raise InvalidTask("language", f"unknown language {language}")
+    if language != pb.PYTHON:
+        raise InvalidTask("language", f"{pb.Language.Name(language)} is not supported by this server yet")
+    if not task.code.strip():
+        raise InvalidTask("code", "is empty")
+    if len(task.code.encode("utf-8")) > config.max_code_bytes:
+        raise InvalidTask("code", f"exceeds {config.max_code_bytes} bytes")
+    if "\x00" in task.code:
+        raise InvalidTask("code", "contains NUL bytes")
+    if task.WhichOneof("spec") != "python":
+        raise InvalidTask("python", "a PYTHON task needs a python spec")
+    limits = resolve_limits(task.limits, config)
+    spec = task.python
+    plan = _python_plan(spec)
+    from rewards.compare import DEFAULT_ABS_TOL, DEFAULT_REL_TOL
+
+    rel_tol = _tolerance(spec.rel_tol, DEFAULT_REL_TOL, "python.rel_tol")
+    abs_tol = _tolerance(spec.abs_tol, DEFAULT_ABS_TOL, "python.abs_tol")
+    try:
+        findings, syntax_error = tuple(check_python(task.code, io_program=plan.mode == "io")), None
+    except CandidateSyntaxError as exc:
+        findings, syntax_error = (), str(exc)
+    return PreparedTask(task.id, "python", task.code, limits, plan, findings, syntax_error, rel_tol, abs_tol)
+
+
+def prepare_all(tasks: Any, config: ServiceConfig) -> list[PreparedTask]:
+    if len(tasks) == 0:
+        raise InvalidTask("tasks", "is empty")
+    if len(tasks) > config.max_batch:
+        raise InvalidTask("tasks", f"{len(tasks)} tasks exceed the limit of {config.max_batch} per call")
+    prepared, seen = [], set()
+    for index, task in enumerate(tasks):
+        try:
+            item = prepare(task, config)
+        except InvalidTask as exc:
+            raise InvalidTask(f"tasks[{index}].{exc.field}", str(exc).split(": ", 1)[1]) from None
+        if item.id in seen:
+            raise InvalidTask(f"tasks[{index}].id", f"duplicates an earlier task's id {item.id!r}")
+        seen.add(item.id)
+        prepared.append(item)
+    return prepared

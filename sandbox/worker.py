@@ -1,0 +1,92 @@
+"""The service's handle on one warm sandbox: send a job, get the judge's records back.
+
+Anything that goes wrong at this level (the sandbox died, hung, or spoke garbage) is a
+`WorkerFailure`: an infrastructure problem, which the pool answers with a fresh
+worker and a retry, never with a verdict on the candidate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sandbox.backends.base import Backend, SandboxProcess
+from sandbox.runner import framing
+
+START_TIMEOUT = 30.0
+_MAX_REPLY = 64 << 20
+_REPLY_GRACE = 5.0
+
+
+class WorkerFailure(Exception):
+    """The sandbox worker failed (not the candidate)."""
+
+
+@dataclass
+class RunnerReply:
+    meta: dict[str, Any]        # ending, leftover_processes, elapsed_ms (runner's own view)
+    records: list[Any]          # the judge's records, untrusted
+
+
+async def _read_frame_bytes(reader: asyncio.StreamReader) -> bytes:
+    header = await reader.readexactly(framing.HEADER.size)
+    (size,) = framing.HEADER.unpack(header)
+    if size > _MAX_REPLY:
+        raise WorkerFailure(f"runner sent a frame of {size} bytes")
+    return await reader.readexactly(size)
+
+
+def _parse_records(body: bytes) -> list[Any]:
+    buffer = framing.FrameBuffer(len(body) + 1)
+    try:
+        return buffer.feed(body)
+    except framing.FrameError:
+        return []  # a broken report is treated as no report: every test counts as not run
+
+
+class Worker:
+    def __init__(self, backend: Backend, slot: int) -> None:
+        self.backend = backend
+        self.slot = slot
+        self.jobs_done = 0
+        self._sandbox: SandboxProcess | None = None
+
+    async def start(self) -> None:
+        self._sandbox = await self.backend.start(self.slot)
+        try:
+            hello = json.loads(await asyncio.wait_for(_read_frame_bytes(self._sandbox.reader), START_TIMEOUT))
+        except (asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError) as exc:
+            await self.stop()
+            raise WorkerFailure(f"sandbox did not start: {exc!r}") from None
+        if not hello.get("ready"):
+            await self.stop()
+            raise WorkerFailure(f"sandbox said {hello!r} instead of ready")
+
+    async def run(self, job: bytes, secret: bytes, timeout: float) -> RunnerReply:
+        """Run one job; `job` and `secret` are packed frames. Raises WorkerFailure."""
+        sandbox = self._sandbox
+        if sandbox is None:
+            raise WorkerFailure("worker is not started")
+        try:
+            sandbox.writer.write(job + secret)
+            await sandbox.writer.drain()
+            meta_bytes, body = await asyncio.wait_for(self._read_reply(sandbox), timeout + _REPLY_GRACE)
+            meta = json.loads(meta_bytes)
+        except (asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError, ValueError) as exc:
+            await self.stop()
+            raise WorkerFailure(f"sandbox worker failed during a job: {exc!r}") from None
+        self.jobs_done += 1
+        return RunnerReply(meta if isinstance(meta, dict) else {}, _parse_records(body))
+
+    @staticmethod
+    async def _read_reply(sandbox: SandboxProcess) -> tuple[bytes, bytes]:
+        meta = await _read_frame_bytes(sandbox.reader)
+        body = await _read_frame_bytes(sandbox.reader)
+        return meta, body
+
+    async def stop(self) -> None:
+        sandbox, self._sandbox = self._sandbox, None
+        if sandbox is not None:
+            await sandbox.kill()
