@@ -11,8 +11,9 @@ Stdlib only: it must run on whatever Python the sandbox image has.
 
 from __future__ import annotations
 
-import ctypes
+import gc
 import json
+import mmap
 import os
 import resource
 import select
@@ -30,12 +31,10 @@ import framing  # noqa: E402
 import judge  # noqa: E402
 import zygote  # noqa: E402
 
-_PR_SET_PDEATHSIG = 1
 _PR_SET_DUMPABLE = 4
 _MAX_JOB = 64 << 20
 _MAX_REPORT = 48 << 20
 _GRACE_SECONDS = 1.0
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 class Settings:
@@ -53,15 +52,23 @@ class Settings:
 
 
 def _prctl(option: int, value: int) -> None:
-    if _libc.prctl(option, value, 0, 0, 0) != 0:
+    import ctypes  # only the isolated judge needs it: keeping it out keeps every fork cheaper
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(option, value, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl failed")
 
 
-def _enter_job(settings: Settings, limits: dict[str, Any], jobdir: str, keep: set[int]) -> None:
-    """In a freshly forked child: drop to the job's uid, set rlimits, scrub the environment."""
-    devnull = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(devnull, fd)
+def _enter_job(settings: Settings, limits: dict[str, Any], jobdir: str, keep: set[int],
+               quiet: bool = True) -> None:
+    """In a freshly forked child: drop to the job's uid, set rlimits, scrub the environment.
+
+    Closes every fd above 2 not in `keep`; `quiet` also points stdio at /dev/null.
+    """
+    if quiet:
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
     for name in os.listdir("/proc/self/fd"):
         fd = int(name)
         if fd > 2 and fd not in keep:
@@ -69,7 +76,6 @@ def _enter_job(settings: Settings, limits: dict[str, Any], jobdir: str, keep: se
                 os.close(fd)
             except OSError:
                 pass
-    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     if settings.job_uid is not None:
         os.setgroups([])
         os.setresgid(settings.job_uid, settings.job_uid, settings.job_uid)
@@ -110,8 +116,12 @@ def _kill_everything_else(expected: set[int]) -> int:
     stragglers a candidate tried to leave behind.
     """
     me = os.getpid()
-    leftovers = len([p for p in _others(me) if int(p) not in expected])
-    for _ in range(1000):
+    alive = _others(me)
+    leftovers = len([p for p in alive if int(p) not in expected])
+    give_up = time.monotonic() + 10
+    while alive:
+        if time.monotonic() > give_up:
+            raise RuntimeError(f"could not kill the job's processes: {alive}")
         try:
             os.kill(-1, signal.SIGKILL)
         except ProcessLookupError:
@@ -123,10 +133,10 @@ def _kill_everything_else(expected: set[int]) -> int:
                 break
             if pid == 0:
                 break
-        if not _others(me):
-            return leftovers
-        time.sleep(0.001)
-    raise RuntimeError("could not kill the job's processes")
+        alive = _others(me)
+        if alive:
+            time.sleep(0.0005)
+    return leftovers
 
 
 def _others(me: int) -> list[str]:
@@ -152,16 +162,19 @@ def _wipe(workdir: str) -> None:
 
 
 class Buffer:
-    """A preallocated byte buffer that is zeroed after use.
+    """A byte buffer that forked children never inherit.
 
     Secrets (assert code with expected values) and reports pass through the runner,
-    and the next job's zygote is a fork of the runner: anything left in its heap
-    would be in reach of the next candidate. So those bytes are read straight into
-    this buffer (``readv``: no intermediate ``bytes`` objects) and wiped after use.
+    and every job's zygote is a fork of the runner: whatever sits in the runner's heap
+    would be in reach of the next candidate. So those bytes are read straight into an
+    anonymous mapping marked MADV_DONTFORK (``readv``: no intermediate ``bytes``
+    objects), which no child gets, and the used part is zeroed after use. Untouched
+    pages of the mapping cost no memory, so it also keeps forks cheap.
     """
 
     def __init__(self, size: int) -> None:
-        self.data = bytearray(size)
+        self.data = mmap.mmap(-1, size)
+        self.data.madvise(mmap.MADV_DONTFORK)
         self.view = memoryview(self.data)
         self.length = 0
 
@@ -199,14 +212,24 @@ class Buffer:
         self.length = 0
 
 
-def run_job(settings: Settings, job: dict[str, Any], secret: Buffer, report: Buffer) -> dict[str, Any]:
-    started = time.monotonic()
-    limits = job["limits"]
-    jobdir = os.path.join(settings.workdir, "job")
-    os.mkdir(jobdir, 0o700)
-    if settings.job_uid is not None:
-        os.chown(jobdir, settings.job_uid, settings.job_uid)
+def _judge_here(settings: Settings, job: dict[str, Any], jobdir: str) -> tuple[str, bytes]:
+    """Jobs without secrets: the runner judges them itself, one fork (the candidate) per job."""
+    records: list[bytes] = []
 
+    def enter(keep: set[int]) -> None:
+        _enter_job(settings, job["limits"], jobdir, keep, quiet=False)
+
+    try:
+        judge.Judge(job, zygote.DirectSpawner(job, enter), lambda r: records.append(framing.pack(r))).run({})
+    except Exception:  # noqa: BLE001 - a judge bug is reported, and scored as ours
+        records.append(framing.pack({"t": "judge_error", "error": traceback.format_exc()[-2000:]}))
+    return "closed", b"".join(records)
+
+
+def _judge_isolated(settings: Settings, job: dict[str, Any], jobdir: str, secret: Buffer,
+                    report: Buffer, deadline: float) -> tuple[str, memoryview, set[int]]:
+    """Whole-mode jobs: a zygote forked before the secret is read, and a separate judge."""
+    limits = job["limits"]
     judge_end, zygote_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     zygote_pid = _fork_into(settings, limits, jobdir, {zygote_end.fileno()})
     if zygote_pid == 0:
@@ -217,30 +240,55 @@ def run_job(settings: Settings, job: dict[str, Any], secret: Buffer, report: Buf
             os._exit(0)
     zygote_end.close()
 
-    secret.read_frame(0)  # only now: the zygote's memory never holds it
+    secret.read_frame(0)  # only now, and the zygote could not inherit it anyway
     report_r, report_w = os.pipe()
-    judge_pid = _fork_into(settings, limits, jobdir, {judge_end.fileno(), report_w})
+    secret_r, secret_w = os.pipe()
+    judge_pid = _fork_into(settings, limits, jobdir, {judge_end.fileno(), report_w, secret_r})
     if judge_pid == 0:
         try:
             _prctl(_PR_SET_DUMPABLE, 0)
-            judge.Judge(job, judge_end, report_w).run(json.loads(bytes(secret.contents())))
+            with os.fdopen(secret_r, "rb") as stream:
+                given = json.loads(stream.read())
+            judge.Judge(job, zygote.ZygoteSpawner(judge_end), lambda r: framing.write(report_w, r)).run(given)
         except BaseException:  # noqa: BLE001 - a judge bug is reported, and scored as ours
             framing.write(report_w, {"t": "judge_error", "error": traceback.format_exc()[-2000:]})
         finally:
             os._exit(0)
+    os.close(secret_r)
+    body = secret.contents()
+    while body:
+        body = body[os.write(secret_w, body):]
+    os.close(secret_w)
     secret.wipe()
     judge_end.close()
     os.close(report_w)
-
-    ending = report.fill_until_closed(report_r, started + limits["task_ms"] / 1000 + _GRACE_SECONDS)
+    ending = report.fill_until_closed(report_r, deadline)
     os.close(report_r)
-    leftovers = _kill_everything_else({zygote_pid, judge_pid})
+    return ending, report.contents(), {zygote_pid, judge_pid}
+
+
+def run_job(settings: Settings, job: dict[str, Any], secret: Buffer, report: Buffer) -> tuple[dict[str, Any], Any]:
+    started = time.monotonic()
+    jobdir = os.path.join(settings.workdir, "job")
+    os.mkdir(jobdir, 0o700)
+    if settings.job_uid is not None:
+        os.chown(jobdir, settings.job_uid, settings.job_uid)
+    if job["mode"] == "whole":
+        deadline = started + job["limits"]["task_ms"] / 1000 + _GRACE_SECONDS
+        ending, body, helpers = _judge_isolated(settings, job, jobdir, secret, report, deadline)
+    else:
+        secret.read_frame(0)  # always sent; empty for these modes
+        secret.wipe()
+        ending, body = _judge_here(settings, job, jobdir)
+        helpers = set()
+    leftovers = _kill_everything_else(helpers)
     _wipe(settings.workdir)
-    return {
+    meta = {
         "ending": ending,
         "leftover_processes": leftovers,
         "elapsed_ms": round((time.monotonic() - started) * 1000, 3),
     }
+    return meta, body
 
 
 def main() -> None:
@@ -249,6 +297,7 @@ def main() -> None:
         # cleanup is kill(-1): only safe as (nearly) the first process of a PID namespace
         raise SystemExit("runner: refusing to run outside a fresh PID namespace")
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    gc.freeze()  # fewer copy-on-write faults in every forked child
     os.makedirs(settings.workdir, exist_ok=True)
     _wipe(settings.workdir)
     protocol_out = os.dup(1)
@@ -261,9 +310,8 @@ def main() -> None:
             job = framing.read(0, _MAX_JOB)
         except framing.FrameError:
             return  # the service hung up
-        reply = run_job(settings, job, secret, report)
-        framing.write(protocol_out, reply)
-        body = report.contents()
+        meta, body = run_job(settings, job, secret, report)
+        framing.write(protocol_out, meta)
         os.write(protocol_out, framing.HEADER.pack(len(body)))
         while body:
             body = body[os.write(protocol_out, body):]

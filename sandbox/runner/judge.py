@@ -10,13 +10,12 @@ split tests: those are made by the service, which alone knows the expected value
 
 from __future__ import annotations
 
-import json
 import os
 import select
 import signal
-import socket
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import codec
 import framing
@@ -24,6 +23,7 @@ import framing
 _READ = 1 << 16
 _EXCERPT = 4096
 _DRAIN_SECONDS = 0.5
+_WINDOW = 32 << 10  # bytes of requests in flight: well under a socket buffer, so no deadlock
 
 
 class CandidateFailure(Exception):
@@ -42,15 +42,17 @@ class OutputBudget:
         self.excerpt = {"stdout": bytearray(), "stderr": bytearray()}
 
 
+class Spawner(Protocol):
+    def spawn(self) -> tuple[int, list[int]]: ...
+    def reap(self, pid: int) -> int: ...
+
+
 class Child:
     """One live candidate process, seen through its channel and its output pipes."""
 
-    def __init__(self, control: socket.socket, budget: OutputBudget, stdin: bytes = b"") -> None:
-        control.send(b'{"op":"spawn"}')
-        message, fds, _, _ = socket.recv_fds(control, 256, 4)
-        self.control = control
-        self.pid: int = json.loads(message)["pid"]
-        self.chan, out_fd, err_fd, self.stdin_fd = fds
+    def __init__(self, spawner: Spawner, budget: OutputBudget, stdin: bytes = b"") -> None:
+        self.spawner = spawner
+        self.pid, (self.chan, out_fd, err_fd, self.stdin_fd) = spawner.spawn()
         self.streams = {out_fd: "stdout", err_fd: "stderr"}
         self.output = {"stdout": bytearray(), "stderr": bytearray()}
         self.budget = budget
@@ -69,8 +71,13 @@ class Child:
             self.stdin_fd = -1
 
     def send(self, message: Any) -> None:
+        self.send_raw(framing.pack(message))
+
+    def send_raw(self, data: bytes) -> None:
+        view = memoryview(data)
         try:
-            framing.write(self.chan, message)
+            while view:
+                view = view[os.write(self.chan, view):]
         except OSError:
             pass  # the child died; wait() will report the EOF
 
@@ -143,16 +150,8 @@ class Child:
                     return
 
     def finish(self) -> dict[str, Any]:
-        """Kill the child's process group, reap it through the zygote, describe how it ended."""
-        try:
-            os.killpg(self.pid, signal.SIGKILL)
-        except OSError:
-            pass
-        self.control.send(json.dumps({"op": "wait", "pid": self.pid}).encode())
-        try:
-            self.status = json.loads(self.control.recv(256))["status"]
-        except (OSError, ValueError, KeyError):
-            self.status = -1
+        """Kill the child's process group, reap it, and describe how it ended."""
+        self.status = self.spawner.reap(self.pid)
         for fd in [self.chan, *self.streams]:
             try:
                 os.close(fd)
@@ -182,18 +181,15 @@ def _event_record(event: str, child: Child, status: dict[str, Any]) -> dict[str,
 
 
 class Judge:
-    def __init__(self, job: dict[str, Any], control: socket.socket, report_fd: int) -> None:
+    def __init__(self, job: dict[str, Any], spawner: Spawner, report: Callable[[dict[str, Any]], None]) -> None:
         limits = job["limits"]
         self.job = job
-        self.control = control
-        self.report_fd = report_fd
+        self.spawner = spawner
+        self.report = report
         self.test_seconds = limits["test_ms"] / 1000
         self.deadline = time.monotonic() + limits["task_ms"] / 1000
         self.budget = OutputBudget(limits["output_bytes"])
         self.child: Child | None = None
-
-    def report(self, record: dict[str, Any]) -> None:
-        framing.write(self.report_fd, record)
 
     def _test_deadline(self) -> float:
         return min(time.monotonic() + self.test_seconds, self.deadline)
@@ -209,7 +205,7 @@ class Judge:
         """Start a candidate process if none is live; a record if it failed to load."""
         if self.child is not None:
             return None
-        self.child = Child(self.control, self.budget)
+        self.child = Child(self.spawner, self.budget)
         event, reply = self.child.wait(self._test_deadline())
         if event == "reply" and reply.get("ready"):
             return None
@@ -222,6 +218,10 @@ class Judge:
         """One request to the candidate process; the observation as a record."""
         assert self.child is not None
         self.child.send(request)
+        return self._await_answer()
+
+    def _await_answer(self) -> dict[str, Any]:
+        assert self.child is not None
         event, reply = self.child.wait(self._test_deadline())
         if event == "reply" and "ok" in reply:
             return {"kind": "value", "value": reply["ok"]}
@@ -232,11 +232,20 @@ class Judge:
         return self._discard_child(event if event != "reply" else "garbage")
 
     def run_requests(self) -> None:
-        """Function-call and split-expression tests: one request per test."""
+        """Function-call and split-expression tests: one request per test, pipelined.
+
+        Requests go out in windows of up to _WINDOW bytes so the candidate never waits
+        for a round trip; each test still gets its own deadline, counted from the
+        moment the previous answer arrived. A failure that costs the process (timeout,
+        crash) restarts it and resends the rest.
+        """
         requests = self.job["requests"]
-        for index, request in enumerate(requests):
+        encoded = [framing.pack(r) for r in requests]
+        index = 0
+        while index < len(requests):
             if time.monotonic() >= self.deadline:
                 self.report({"t": "test", "i": index, "kind": "not_run"})
+                index += 1
                 continue
             started = time.monotonic()
             failure = self._ensure_loaded()
@@ -245,9 +254,22 @@ class Judge:
                 for rest in range(index, len(requests)):
                     self.report({"t": "test", "i": rest, "kind": "not_run"})
                 return
-            record = self._ask(request)
-            record["ms"] = round((time.monotonic() - started) * 1000, 3)
-            self.report({"t": "test", "i": index, **record})
+            assert self.child is not None
+            end = index
+            window = 0
+            while end < len(requests) and (end == index or window + len(encoded[end]) <= _WINDOW):
+                window += len(encoded[end])
+                end += 1
+            self.child.send_raw(b"".join(encoded[index:end]))
+            while index < end:
+                record = self._await_answer()
+                now = time.monotonic()
+                record["ms"] = round((now - started) * 1000, 3)
+                started = now
+                self.report({"t": "test", "i": index, **record})
+                index += 1
+                if self.child is None:
+                    break  # the process was lost with this test: respawn, resend the rest
 
     def run_io(self) -> None:
         """stdin/stdout tests: a fresh process per test, running the program as __main__."""
@@ -256,7 +278,7 @@ class Judge:
                 self.report({"t": "test", "i": index, "kind": "not_run"})
                 continue
             started = time.monotonic()
-            child = Child(self.control, self.budget, request["stdin"].encode("utf-8"))
+            child = Child(self.spawner, self.budget, request["stdin"].encode("utf-8"))
             event, reply = child.wait(self._test_deadline())
             if event == "reply":
                 child._drain(self._test_deadline())

@@ -1,9 +1,12 @@
-"""The zygote: forks fresh candidate processes on the judge's request.
+"""Forking candidate processes, and the zygote that does it for an isolated judge.
 
-The runner forks the zygote *before* it reads a job's secret part (assert code that
-holds expected values), so no candidate process ever has that in its memory, even
-when the judge needs a new candidate after a crash or a timeout. The judge gets each
-candidate's pipes as file descriptors passed over a Unix socket.
+`spawn_candidate` is the one way a candidate process is made: fresh pipes for its
+channel and stdio, a new process group, the caller's privilege drop, then the
+candidate loop. The runner calls it directly for jobs without secrets. For jobs whose
+tests run whole inside the sandbox (their expected values are in the judge's memory),
+the runner forks a zygote *before* it reads the secret part and the judge asks the
+zygote for candidates, receiving their pipes as file descriptors over a Unix socket.
+So no candidate process is ever a fork of a process that held a test's answers.
 """
 
 from __future__ import annotations
@@ -12,13 +15,15 @@ import json
 import os
 import signal
 import socket
+from collections.abc import Callable
 from typing import Any
 
 import candidate
 
 
-def _spawn(job: dict[str, Any], control: socket.socket) -> None:
-    chan_judge, chan_cand = socket.socketpair()
+def spawn_candidate(job: dict[str, Any], enter: Callable[[set[int]], None]) -> tuple[int, list[int]]:
+    """Fork a candidate; returns its pid and the parent's ends [channel, stdout, stderr, stdin]."""
+    chan_parent, chan_child = socket.socketpair()
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     in_r, in_w = os.pipe()
@@ -26,30 +31,71 @@ def _spawn(job: dict[str, Any], control: socket.socket) -> None:
     if pid == 0:
         try:
             os.setpgid(0, 0)
-            control.close()
-            chan_judge.close()
-            for fd in (out_r, err_r, in_w):
-                os.close(fd)
             os.dup2(in_r, 0)
             os.dup2(out_w, 1)
             os.dup2(err_w, 2)
-            for fd in (in_r, out_w, err_w):
-                os.close(fd)
-            candidate.serve(job, chan_cand.fileno())
+            enter({chan_child.fileno()})  # drops privileges, closes every other fd
+            candidate.serve(job, chan_child.fileno())
         finally:
             os._exit(0)
     for fd in (in_r, out_w, err_w):
         os.close(fd)
-    chan_cand.close()
-    socket.send_fds(control, [json.dumps({"pid": pid}).encode()],
-                    [chan_judge.fileno(), out_r, err_r, in_w])
-    chan_judge.close()
-    for fd in (out_r, err_r, in_w):
-        os.close(fd)
+    chan_child.close()
+    return pid, [chan_parent.detach(), out_r, err_r, in_w]
+
+
+def reap(pid: int) -> int:
+    """Kill a candidate's process group and wait for it; its wait status (-1 if unknown)."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:
+        pass
+    try:
+        return os.waitpid(pid, 0)[1]
+    except ChildProcessError:
+        return -1
+
+
+class DirectSpawner:
+    """Candidates as children of the calling process (no secret is in its memory)."""
+
+    def __init__(self, job: dict[str, Any], enter: Callable[[set[int]], None]) -> None:
+        self.job = job
+        self.enter = enter
+
+    def spawn(self) -> tuple[int, list[int]]:
+        return spawn_candidate(self.job, self.enter)
+
+    def reap(self, pid: int) -> int:
+        return reap(pid)
+
+
+class ZygoteSpawner:
+    """Candidates forked by the zygote at the other end of `control`."""
+
+    def __init__(self, control: socket.socket) -> None:
+        self.control = control
+
+    def spawn(self) -> tuple[int, list[int]]:
+        self.control.send(b'{"op":"spawn"}')
+        message, fds, _, _ = socket.recv_fds(self.control, 256, 4)
+        return json.loads(message)["pid"], fds
+
+    def reap(self, pid: int) -> int:
+        self.control.send(json.dumps({"op": "reap", "pid": pid}).encode())
+        try:
+            return int(json.loads(self.control.recv(256))["status"])
+        except (OSError, ValueError, KeyError):
+            return -1
 
 
 def serve(job: dict[str, Any], control: socket.socket) -> None:
+    """The zygote's loop: spawn and reap candidates until the judge hangs up."""
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+
+    def enter(keep: set[int]) -> None:
+        control.close()
+
     while True:
         try:
             message = control.recv(256)
@@ -59,10 +105,9 @@ def serve(job: dict[str, Any], control: socket.socket) -> None:
             return
         request = json.loads(message)
         if request["op"] == "spawn":
-            _spawn(job, control)
-        elif request["op"] == "wait":
-            try:
-                _, status = os.waitpid(int(request["pid"]), 0)
-            except ChildProcessError:
-                status = -1
-            control.send(json.dumps({"status": status}).encode())
+            pid, fds = spawn_candidate(job, enter)
+            socket.send_fds(control, [json.dumps({"pid": pid}).encode()], fds)
+            for fd in fds:
+                os.close(fd)
+        elif request["op"] == "reap":
+            control.send(json.dumps({"status": reap(int(request["pid"]))}).encode())
