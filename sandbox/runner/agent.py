@@ -153,6 +153,10 @@ def _state(pid: str) -> str:
 
 
 def _wipe(workdir: str) -> None:
+    try:
+        os.rmdir(os.path.join(workdir, "job"))  # the common case: the job left nothing
+    except OSError:
+        pass
     for entry in os.listdir(workdir):
         path = os.path.join(workdir, entry)
         if os.path.isdir(path) and not os.path.islink(path):

@@ -1,0 +1,216 @@
+"""`rft-sandbox`: serve the API, score a JSONL file of tasks, query the audit log."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from google.protobuf import json_format
+
+from sandbox import logs
+from sandbox.api import pb
+from sandbox.config import ServiceConfig
+
+TOKEN_ENV = "RFT_SANDBOX_TOKEN"
+
+
+def _make_backend(name: str) -> Any:
+    from sandbox.backends.bwrap import BwrapBackend
+
+    if name not in ("bwrap", "auto"):
+        raise SystemExit(f"unknown backend {name!r} (available: bwrap)")
+    backend = BwrapBackend()
+    backend.check()
+    return backend
+
+
+def _config(args: argparse.Namespace, **overrides: Any) -> ServiceConfig:
+    values = {"host": args.host, "port": args.port, "token": args.token or os.environ.get(TOKEN_ENV) or None,
+              "audit_log": args.audit_log}
+    if args.workers:
+        values["workers"] = args.workers
+    values.update(overrides)
+    return ServiceConfig(**values)
+
+
+async def _serve(config: ServiceConfig, backend_name: str) -> None:
+    from sandbox.server import SandboxServer
+
+    server = SandboxServer(config, _make_backend(backend_name))
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await server.stop()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    logs.configure(args.log_level)
+    asyncio.run(_serve(_config(args), args.backend))
+    return 0
+
+
+def read_tasks(path: str) -> list[pb.Task]:
+    """Every line must be a valid Task; all problems are reported before anything runs."""
+    tasks, errors = [], []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                tasks.append(json_format.Parse(line, pb.Task()))
+            except (json_format.ParseError, ValueError) as exc:
+                errors.append(f"{path}:{number}: {exc}")
+    if errors:
+        raise SystemExit("invalid tasks file:\n" + "\n".join(errors[:20]))
+    return tasks
+
+
+@contextlib.contextmanager
+def _embedded_server(args: argparse.Namespace) -> Iterator[str]:
+    """Start a server on an ephemeral loopback port in a background thread."""
+    from sandbox.server import SandboxServer
+
+    loop = asyncio.new_event_loop()
+    config = _config(args, host="127.0.0.1", port=0, token=None)
+    server = SandboxServer(config, _make_backend(args.backend))
+    ready = threading.Event()
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(server.start())
+        except BaseException as exc:  # noqa: BLE001 - reported to the caller below
+            failure.append(exc)
+            ready.set()
+            return
+        ready.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    ready.wait()
+    if failure:
+        raise SystemExit(f"could not start the embedded server: {failure[0]}")
+    try:
+        yield f"127.0.0.1:{server.port}"
+    finally:
+        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(timeout=30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+
+
+def _progress(done: int, total: int, started: float) -> None:
+    width = 30
+    filled = width * done // max(total, 1)
+    rate = done / max(time.monotonic() - started, 1e-9)
+    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total}  {rate:.1f} tasks/s")
+    sys.stderr.flush()
+
+
+def summarise(results: list[pb.Result]) -> str:
+    statuses = Counter(pb.Status.Name(r.status) for r in results)
+    findings = Counter(f.code for r in results for f in r.findings)
+    mean = sum(r.score for r in results) / len(results) if results else 0.0
+    lines = [f"{'status':<16}{'count':>8}", "-" * 24]
+    lines += [f"{name:<16}{count:>8}" for name, count in statuses.most_common()]
+    lines += ["-" * 24, f"{'tasks':<16}{len(results):>8}", f"{'mean score':<16}{mean:>8.3f}"]
+    if findings:
+        lines += ["", "findings:"] + [f"  {code}: {count}" for code, count in findings.most_common()]
+    return "\n".join(lines)
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from trainer_plugin.client import SandboxClient
+
+    tasks = read_tasks(args.tasks)
+    if not tasks:
+        raise SystemExit(f"{args.tasks}: no tasks")
+    out = Path(args.out) if args.out else Path(args.tasks).with_suffix(".results.jsonl")
+    with contextlib.ExitStack() as stack:
+        target = args.server or stack.enter_context(_embedded_server(args))
+        client = SandboxClient(target, token=args.token or os.environ.get(TOKEN_ENV))
+        results: list[pb.Result] = []
+        started = time.monotonic()
+        with open(out, "w", encoding="utf-8") as sink:
+            for start in range(0, len(tasks), args.batch_size):
+                for result in client.score_batch(tasks[start:start + args.batch_size]):
+                    results.append(result)
+                    sink.write(json.dumps(json_format.MessageToDict(result)) + "\n")
+                    if not args.quiet:
+                        _progress(len(results), len(tasks), started)
+        client.close()
+    if not args.quiet:
+        sys.stderr.write("\n")
+    print(summarise(results))
+    print(f"results: {out}")
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from sandbox.audit import query
+
+    if not Path(args.log).exists():
+        raise SystemExit(f"no audit log at {args.log}")
+    for entry in query(args.log, code=args.code, severity=args.severity, task_id=args.task, since=args.since):
+        print(json.dumps(entry, ensure_ascii=False))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rft-sandbox", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def service_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--backend", default="auto", help="isolation backend: bwrap or auto (default)")
+        p.add_argument("--workers", type=int, default=0, help="warm sandboxes (default: CPU count)")
+        p.add_argument("--token", default=None, help=f"bearer token (or ${TOKEN_ENV})")
+        p.add_argument("--audit-log", default="rft-sandbox-audit.jsonl", help="JSONL file of findings")
+        p.add_argument("--host", default="127.0.0.1")
+        p.add_argument("--port", type=int, default=50051)
+
+    serve = commands.add_parser("serve", help="run the gRPC service")
+    service_options(serve)
+    serve.add_argument("--log-level", default="INFO")
+    serve.set_defaults(func=cmd_serve)
+
+    score = commands.add_parser("score", help="score a JSONL file of tasks")
+    score.add_argument("tasks", help="JSONL, one rft_sandbox.v1.Task per line (proto JSON)")
+    score.add_argument("--server", default=None, help="HOST:PORT of a running service (default: embedded)")
+    score.add_argument("--out", default=None, help="results JSONL (default: TASKS.results.jsonl)")
+    score.add_argument("--batch-size", type=int, default=512)
+    score.add_argument("--quiet", action="store_true", help="no progress bar")
+    service_options(score)
+    score.set_defaults(func=cmd_score)
+
+    audit = commands.add_parser("audit", help="query the audit log")
+    audit.add_argument("--log", default="rft-sandbox-audit.jsonl")
+    audit.add_argument("--code", help="finding code, e.g. always_equal_object")
+    audit.add_argument("--severity", help="minimum severity: INFO, WARNING or CRITICAL")
+    audit.add_argument("--task", help="task id")
+    audit.add_argument("--since", help="ISO time, e.g. 2026-11-25T00:00")
+    audit.set_defaults(func=cmd_audit)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
