@@ -17,8 +17,9 @@ DEFAULT_ABS_TOL = 1e-9
 _NUMBERS = (bool, int, float)
 
 
-def values_equal(actual: Any, expected: Any, rel_tol: float = DEFAULT_REL_TOL,
-                 abs_tol: float = DEFAULT_ABS_TOL) -> bool:
+def values_equal(
+    actual: Any, expected: Any, rel_tol: float = DEFAULT_REL_TOL, abs_tol: float = DEFAULT_ABS_TOL
+) -> bool:
     if isinstance(actual, Opaque) or isinstance(expected, Opaque):
         return False
     if type(actual) in _NUMBERS and type(expected) in _NUMBERS:
@@ -32,17 +33,18 @@ def values_equal(actual: Any, expected: Any, rel_tol: float = DEFAULT_REL_TOL,
         if type(actual) not in (*_NUMBERS, complex) or type(expected) not in (*_NUMBERS, complex):
             return False
         a, b = complex(actual), complex(expected)
-        return (values_equal(a.real, b.real, rel_tol, abs_tol)
-                and values_equal(a.imag, b.imag, rel_tol, abs_tol))
+        return values_equal(a.real, b.real, rel_tol, abs_tol) and values_equal(a.imag, b.imag, rel_tol, abs_tol)
     if type(actual) is not type(expected):
         # Python: a set equals a frozenset, str never equals bytes, list never tuple
         return {type(actual), type(expected)} == {set, frozenset} and actual == expected
     if type(actual) in (list, tuple):
         return len(actual) == len(expected) and all(
-            values_equal(a, b, rel_tol, abs_tol) for a, b in zip(actual, expected))
+            values_equal(a, b, rel_tol, abs_tol) for a, b in zip(actual, expected, strict=True)
+        )
     if type(actual) is dict:
         return actual.keys() == expected.keys() and all(
-            values_equal(actual[k], expected[k], rel_tol, abs_tol) for k in expected)
+            values_equal(actual[k], expected[k], rel_tol, abs_tol) for k in expected
+        )
     return bool(actual == expected)  # str, bytes, None, sets of hashables
 
 

@@ -53,7 +53,7 @@ def _compare(exp: ExpectationLike, value: Any, rel_tol: float, abs_tol: float) -
     if exp.op == "falsy":
         return truthy(value) is False
     if exp.op == "close":
-        return (type(value) in (int, float) and abs(value - exp.expected) < exp.tolerance)
+        return type(value) in (int, float) and abs(value - exp.expected) < exp.tolerance
     return False
 
 
@@ -72,8 +72,9 @@ def _explain_failure(record: dict[str, Any]) -> str:
     return str(kind)[:100]
 
 
-def _judge_test(index: int, exp: ExpectationLike, record: dict[str, Any], rel_tol: float,
-                abs_tol: float, findings: list[Finding]) -> TestResult:
+def _judge_test(
+    index: int, exp: ExpectationLike, record: dict[str, Any], rel_tol: float, abs_tol: float, findings: list[Finding]
+) -> TestResult:
     kind = record.get("kind")
     ms = record.get("ms", 0.0)
     duration = float(ms) if isinstance(ms, (int, float)) else 0.0
@@ -87,10 +88,14 @@ def _judge_test(index: int, exp: ExpectationLike, record: dict[str, Any], rel_to
         except (ValueError, TypeError, RecursionError):
             return result(False, Status.FAILED, "the returned value could not be decoded")
         if isinstance(value, Opaque) and value.custom_eq:
-            findings.append(_finding(
-                "always_equal_object", Severity.CRITICAL,
-                "returned an object of a class with its own __eq__ instead of a plain value",
-                f"{value.type_name}: {value.text}"))
+            findings.append(
+                _finding(
+                    "always_equal_object",
+                    Severity.CRITICAL,
+                    "returned an object of a class with its own __eq__ instead of a plain value",
+                    f"{value.type_name}: {value.text}",
+                )
+            )
         if _compare(exp, value, rel_tol, abs_tol):
             return result(True, Status.PASSED)
         return result(False, Status.FAILED, f"got {value!r}"[:300])
@@ -101,11 +106,15 @@ def _judge_test(index: int, exp: ExpectationLike, record: dict[str, Any], rel_to
         return result(False, Status.FAILED, f"stdout was {str(stdout)[:200]!r}")
     exc_type = str(record.get("type", ""))
     if kind == "exit" or (kind == "exception" and exc_type == "SystemExit"):
-        findings.append(_finding("early_exit", Severity.WARNING,
-                                 "the candidate exited instead of returning a value", exp.name))
+        findings.append(
+            _finding("early_exit", Severity.WARNING, "the candidate exited instead of returning a value", exp.name)
+        )
     if kind == "garbage":
-        findings.append(_finding("protocol_tampering", Severity.WARNING,
-                                 "the candidate wrote malformed data into the harness channel"))
+        findings.append(
+            _finding(
+                "protocol_tampering", Severity.WARNING, "the candidate wrote malformed data into the harness channel"
+            )
+        )
     return result(False, _status_of_failure(str(kind), exc_type), _explain_failure(record))
 
 
@@ -130,13 +139,20 @@ def _judge_sites(expectations: Sequence[ExpectationLike], records: list[dict[str
     return tests
 
 
-def score_python(expectations: Sequence[ExpectationLike], records: list[Any], runner: dict[str, Any],
-                 static_findings: Sequence[Finding], rel_tol: float, abs_tol: float,
-                 whole: bool) -> Verdict:
+def score_python(
+    expectations: Sequence[ExpectationLike],
+    records: list[Any],
+    runner: dict[str, Any],
+    static_findings: Sequence[Finding],
+    rel_tol: float,
+    abs_tol: float,
+    whole: bool,
+) -> Verdict:
     records = [r for r in records if isinstance(r, dict)]
     judge_error = next((r for r in records if r.get("t") == "judge_error"), None)
     if judge_error is not None:
-        return Verdict(Status.SANDBOX_ERROR, 0.0, message=f"test harness failed: {str(judge_error.get('error'))[-500:]}")
+        error = str(judge_error.get("error"))[-500:]
+        return Verdict(Status.SANDBOX_ERROR, 0.0, message=f"test harness failed: {error}")
     findings = list(static_findings)
     done = next((r for r in records if r.get("t") == "done"), None)
     load = next((r for r in records if r.get("t") == "load"), None)
@@ -149,28 +165,38 @@ def score_python(expectations: Sequence[ExpectationLike], records: list[Any], ru
             if r.get("t") == "test" and isinstance(r.get("i"), int) and r["i"] not in by_index:
                 by_index[r["i"]] = r
         default = {"kind": "not_run"} if runner.get("ending") == "deadline" else {"kind": "missing"}
-        tests = [_judge_test(i, exp, by_index.get(i, default), rel_tol, abs_tol, findings)
-                 for i, exp in enumerate(expectations)]
+        tests = [
+            _judge_test(i, exp, by_index.get(i, default), rel_tol, abs_tol, findings)
+            for i, exp in enumerate(expectations)
+        ]
 
     message = ""
     if load is not None:
         message = f"failed to load: {_explain_failure(load)}"
         if load.get("kind") == "load_error" and load.get("type") == "SystemExit":
             findings.append(_finding("early_exit", Severity.WARNING, "the candidate exited while loading"))
-        load_status = (Status.SYNTAX_ERROR if load.get("type") in ("SyntaxError", "IndentationError")
-                       else _status_of_failure(str(load.get("kind")), str(load.get("type", ""))))
+        load_status = (
+            Status.SYNTAX_ERROR
+            if load.get("type") in ("SyntaxError", "IndentationError")
+            else _status_of_failure(str(load.get("kind")), str(load.get("type", "")))
+        )
         tests = [TestResult(t.index, False, load_status, t.name, message) for t in tests]
     if done is None and runner.get("ending") == "closed":
-        findings.append(_finding("harness_killed", Severity.WARNING,
-                                 "the test harness ended without its completion report"))
+        findings.append(
+            _finding("harness_killed", Severity.WARNING, "the test harness ended without its completion report")
+        )
     if runner.get("ending") == "overflow":
-        tests = [t if t.passed else TestResult(t.index, False, Status.OUTPUT_LIMIT, t.name, t.message)
-                 for t in tests]
+        tests = [t if t.passed else TestResult(t.index, False, Status.OUTPUT_LIMIT, t.name, t.message) for t in tests]
     leftovers = runner.get("leftover_processes")
     if isinstance(leftovers, int) and leftovers > 0:
-        findings.append(_finding("process_left_behind", Severity.WARNING,
-                                 "processes were still running after the job and were killed",
-                                 f"{leftovers} process(es)"))
+        findings.append(
+            _finding(
+                "process_left_behind",
+                Severity.WARNING,
+                "processes were still running after the job and were killed",
+                f"{leftovers} process(es)",
+            )
+        )
 
     passed = sum(t.passed for t in tests)
     fraction = passed / len(tests) if tests else 0.0
@@ -180,9 +206,16 @@ def score_python(expectations: Sequence[ExpectationLike], records: list[Any], ru
     stderr = str(done.get("stderr", ""))[:4096] if done else ""
     findings = _dedupe(findings)
     if any(f.severity is Severity.CRITICAL for f in findings):
-        return Verdict(Status.REJECTED, 0.0, tests, {**components, "cheat_penalty": 1.0}, findings,
-                       "rejected: " + "; ".join(f.code for f in findings if f.severity is Severity.CRITICAL),
-                       stdout, stderr)
+        return Verdict(
+            Status.REJECTED,
+            0.0,
+            tests,
+            {**components, "cheat_penalty": 1.0},
+            findings,
+            "rejected: " + "; ".join(f.code for f in findings if f.severity is Severity.CRITICAL),
+            stdout,
+            stderr,
+        )
     if tests and passed == len(tests) and complete:
         return Verdict(Status.PASSED, 1.0, tests, components, findings, "", stdout, stderr)
     statuses = {t.status for t in tests if not t.passed}

@@ -13,4 +13,4 @@ SCORE = f"/{SERVICE}/Score"
 SCORE_BATCH = f"/{SERVICE}/ScoreBatch"
 STATS = f"/{SERVICE}/Stats"
 
-__all__ = ["pb", "SERVICE", "SCORE", "SCORE_BATCH", "STATS"]
+__all__ = ["SCORE", "SCORE_BATCH", "SERVICE", "STATS", "pb"]

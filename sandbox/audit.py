@@ -41,12 +41,23 @@ class AuditLog:
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         lines = []
         for finding in verdict.findings:
-            lines.append(json.dumps({
-                "time": now, "task_id": task.id, "language": task.language,
-                "code": finding.code, "severity": finding.severity.name,
-                "status": verdict.status.name, "message": finding.message,
-                "evidence": finding.evidence[:_EVIDENCE], "code_sha256": code_hash,
-            }, ensure_ascii=False) + "\n")
+            lines.append(
+                json.dumps(
+                    {
+                        "time": now,
+                        "task_id": task.id,
+                        "language": task.language,
+                        "code": finding.code,
+                        "severity": finding.severity.name,
+                        "status": verdict.status.name,
+                        "message": finding.message,
+                        "evidence": finding.evidence[:_EVIDENCE],
+                        "code_sha256": code_hash,
+                    },
+                    ensure_ascii=False,
+                )
+                + "\n"
+            )
         os.write(self._fd, "".join(lines).encode("utf-8"))
 
     def close(self) -> None:
@@ -55,8 +66,14 @@ class AuditLog:
             self._fd = None
 
 
-def query(path: str | os.PathLike[str], *, code: str | None = None, severity: str | None = None,
-          task_id: str | None = None, since: str | None = None) -> Iterator[dict[str, Any]]:
+def query(
+    path: str | os.PathLike[str],
+    *,
+    code: str | None = None,
+    severity: str | None = None,
+    task_id: str | None = None,
+    since: str | None = None,
+) -> Iterator[dict[str, Any]]:
     """Audit entries matching every given filter (`since`: ISO time prefix compare)."""
     minimum = Severity[severity.upper()] if severity else None
     with open(path, encoding="utf-8") as handle:

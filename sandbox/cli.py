@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ from sandbox import logs
 from sandbox.api import pb
 from sandbox.config import ServiceConfig
 
-TOKEN_ENV = "RFT_SANDBOX_TOKEN"
+TOKEN_ENV = "RFT_SANDBOX_TOKEN"  # noqa: S105 - the variable's name, not a secret
 
 
 def _make_backend(name: str) -> Any:
@@ -36,8 +35,12 @@ def _make_backend(name: str) -> Any:
 
 
 def _config(args: argparse.Namespace, **overrides: Any) -> ServiceConfig:
-    values = {"host": args.host, "port": args.port, "token": args.token or os.environ.get(TOKEN_ENV) or None,
-              "audit_log": args.audit_log}
+    values = {
+        "host": args.host,
+        "port": args.port,
+        "token": args.token or os.environ.get(TOKEN_ENV) or None,
+        "audit_log": args.audit_log,
+    }
     if args.workers:
         values["workers"] = args.workers
     values.update(overrides)
@@ -81,37 +84,11 @@ def read_tasks(path: str) -> list[pb.Task]:
 
 @contextlib.contextmanager
 def _embedded_server(args: argparse.Namespace) -> Iterator[str]:
-    """Start a server on an ephemeral loopback port in a background thread."""
-    from sandbox.server import SandboxServer
+    from sandbox.embedded import EmbeddedServer
 
-    loop = asyncio.new_event_loop()
     config = _config(args, host="127.0.0.1", port=0, token=None)
-    server = SandboxServer(config, _make_backend(args.backend))
-    ready = threading.Event()
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(server.start())
-        except BaseException as exc:  # noqa: BLE001 - reported to the caller below
-            failure.append(exc)
-            ready.set()
-            return
-        ready.set()
-        loop.run_forever()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    ready.wait()
-    if failure:
-        raise SystemExit(f"could not start the embedded server: {failure[0]}")
-    try:
-        yield f"127.0.0.1:{server.port}"
-    finally:
-        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(timeout=30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=10)
+    with EmbeddedServer(config, _make_backend(args.backend)) as server:
+        yield server.target
 
 
 def _progress(done: int, total: int, started: float) -> None:
@@ -148,7 +125,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         started = time.monotonic()
         with open(out, "w", encoding="utf-8") as sink:
             for start in range(0, len(tasks), args.batch_size):
-                for result in client.score_batch(tasks[start:start + args.batch_size]):
+                for result in client.score_batch(tasks[start : start + args.batch_size]):
                     results.append(result)
                     sink.write(json.dumps(json_format.MessageToDict(result)) + "\n")
                     if not args.quiet:

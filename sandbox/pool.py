@@ -28,9 +28,9 @@ class SandboxFailure(Exception):
 
 @dataclass
 class Job:
-    frames: bytes          # packed public job frame
-    secret: bytes          # packed secret frame
-    timeout: float         # seconds the runner may take
+    frames: bytes  # packed public job frame
+    secret: bytes  # packed secret frame
+    timeout: float  # seconds the runner may take
     future: asyncio.Future[RunnerReply] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
@@ -43,13 +43,22 @@ class PoolStats:
 
 
 class WorkerPool:
-    def __init__(self, backend: Backend, size: int, *, max_jobs: int = 1000, queue_limit: int = 4096,
-                 retries: int = 2) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        size: int,
+        *,
+        max_jobs: int = 1000,
+        queue_limit: int = 4096,
+        retries: int = 2,
+        start_attempts: int = 3,
+    ) -> None:
         self.backend = backend
         self.size = size
         self.max_jobs = max_jobs
         self.queue_limit = queue_limit
         self.retries = retries
+        self.start_attempts = start_attempts
         self.stats = PoolStats()
         self._queue: asyncio.Queue[Job] = asyncio.Queue()
         self._slots: list[asyncio.Task[None]] = []
@@ -82,47 +91,59 @@ class WorkerPool:
         self._queue.put_nowait(job)
         return await job.future
 
-    async def _fresh_worker(self, slot: int) -> Worker:
+    async def _fresh_worker(self, slot: int) -> Worker | None:
+        """Replace the slot's worker; None if the backend cannot start one right now."""
         old = self._workers.pop(slot, None)
         if old is not None:
             await old.stop()
-        while True:
+        for attempt in range(self.start_attempts):
             worker = Worker(self.backend, slot)
             try:
                 await worker.start()
             except (WorkerFailure, OSError) as exc:
                 self.stats.worker_failures += 1
-                log.error("could not start sandbox worker %d: %s", slot, exc)
-                await asyncio.sleep(1.0)
+                log.error("could not start sandbox worker %d (attempt %d): %s", slot, attempt + 1, exc)
+                await asyncio.sleep(0.2 * 2**attempt)
                 continue
             self._workers[slot] = worker
             return worker
+        return None
+
+    async def _run_with_retries(self, slot: int, worker: Worker | None, job: Job) -> Worker | None:
+        """Run one job, replacing failed workers; settles the job's future either way."""
+        for attempt in range(self.retries + 1):
+            if worker is None:
+                worker = await self._fresh_worker(slot)
+                if worker is None:
+                    break
+            try:
+                reply = await worker.run(job.frames, job.secret, job.timeout)
+            except WorkerFailure as exc:
+                self.stats.worker_failures += 1
+                log.warning("worker %d failed (attempt %d): %s", slot, attempt + 1, exc)
+                await worker.stop()
+                self._workers.pop(slot, None)
+                worker = None
+                continue
+            if not job.future.done():
+                job.future.set_result(reply)
+            self.stats.jobs_completed += 1
+            if worker.jobs_done >= self.max_jobs or reply.meta.get("leftover_processes"):
+                self.stats.workers_recycled += 1
+                worker = await self._fresh_worker(slot)
+            return worker
+        if not job.future.done():
+            job.future.set_exception(SandboxFailure("the sandbox failed on every attempt (infrastructure error)"))
+        return worker
 
     async def _serve(self, slot: int) -> None:
-        worker = self._workers[slot]
+        worker: Worker | None = self._workers[slot]
         while True:
             job = await self._queue.get()
             if job.future.done():  # the caller gave up (deadline, cancellation)
                 continue
             self.stats.busy += 1
             try:
-                for attempt in range(self.retries + 1):
-                    try:
-                        reply = await worker.run(job.frames, job.secret, job.timeout)
-                        break
-                    except WorkerFailure as exc:
-                        self.stats.worker_failures += 1
-                        log.warning("worker %d failed (attempt %d): %s", slot, attempt + 1, exc)
-                        worker = await self._fresh_worker(slot)
-                else:
-                    if not job.future.done():
-                        job.future.set_exception(SandboxFailure("sandbox worker failed on every attempt"))
-                    continue
-                if not job.future.done():
-                    job.future.set_result(reply)
-                self.stats.jobs_completed += 1
-                if worker.jobs_done >= self.max_jobs or reply.meta.get("leftover_processes"):
-                    self.stats.workers_recycled += 1
-                    worker = await self._fresh_worker(slot)
+                worker = await self._run_with_retries(slot, worker, job)
             finally:
                 self.stats.busy -= 1

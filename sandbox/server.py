@@ -43,8 +43,9 @@ class TokenInterceptor(grpc.aio.ServerInterceptor):
 
         self._deny = grpc.unary_unary_rpc_method_handler(deny)
 
-    async def intercept_service(self, continuation: Callable[[Any], Awaitable[Any]],
-                                details: grpc.HandlerCallDetails) -> Any:
+    async def intercept_service(
+        self, continuation: Callable[[Any], Awaitable[Any]], details: grpc.HandlerCallDetails
+    ) -> Any:
         for key, value in details.invocation_metadata or ():
             if key == "authorization":
                 given = value.encode() if isinstance(value, str) else value
@@ -57,8 +58,9 @@ class SandboxServer:
     def __init__(self, config: ServiceConfig, backend: Backend) -> None:
         self.config = config
         self.backend = backend
-        self.pool = WorkerPool(backend, config.workers, max_jobs=config.max_jobs_per_worker,
-                               queue_limit=config.queue_limit)
+        self.pool = WorkerPool(
+            backend, config.workers, max_jobs=config.max_jobs_per_worker, queue_limit=config.queue_limit
+        )
         self.audit = AuditLog(config.audit_log)
         self.scoring = ScoringService(self.pool, self.audit, backend.name)
         self.health = health.aio.HealthServicer()
@@ -68,21 +70,33 @@ class SandboxServer:
     async def start(self) -> None:
         await self.pool.start()
         interceptors = [TokenInterceptor(self.config.token)] if self.config.token else []
-        server = grpc.aio.server(interceptors=interceptors, options=[
-            ("grpc.max_receive_message_length", self.config.max_request_bytes),
-            ("grpc.max_send_message_length", self.config.max_request_bytes),
-        ])
-        server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(SERVICE, {
-            "Score": grpc.unary_unary_rpc_method_handler(
-                self._score, response_serializer=pb.Result.SerializeToString),
-            "ScoreBatch": grpc.unary_stream_rpc_method_handler(
-                self._score_batch, response_serializer=pb.Result.SerializeToString),
-            "Stats": grpc.unary_unary_rpc_method_handler(
-                self._stats, response_serializer=pb.StatsReply.SerializeToString),
-        })])
+        server = grpc.aio.server(
+            interceptors=interceptors,
+            options=[
+                ("grpc.max_receive_message_length", self.config.max_request_bytes),
+                ("grpc.max_send_message_length", self.config.max_request_bytes),
+            ],
+        )
+        server.add_generic_rpc_handlers(
+            [
+                grpc.method_handlers_generic_handler(
+                    SERVICE,
+                    {
+                        "Score": grpc.unary_unary_rpc_method_handler(
+                            self._score, response_serializer=pb.Result.SerializeToString
+                        ),
+                        "ScoreBatch": grpc.unary_stream_rpc_method_handler(
+                            self._score_batch, response_serializer=pb.Result.SerializeToString
+                        ),
+                        "Stats": grpc.unary_unary_rpc_method_handler(
+                            self._stats, response_serializer=pb.StatsReply.SerializeToString
+                        ),
+                    },
+                )
+            ]
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        reflection.enable_server_reflection(
-            [SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+        reflection.enable_server_reflection([SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
         self.port = server.add_insecure_port(f"{self.config.host}:{self.config.port}")
         if self.port == 0:
             raise OSError(f"cannot listen on {self.config.host}:{self.config.port}")
@@ -90,8 +104,16 @@ class SandboxServer:
         self._server = server
         for name in ("", SERVICE):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        log.info("serving", extra={"fields": {"address": f"{self.config.host}:{self.port}",
-                                              "backend": self.backend.name, "workers": self.config.workers}})
+        log.info(
+            "serving",
+            extra={
+                "fields": {
+                    "address": f"{self.config.host}:{self.port}",
+                    "backend": self.backend.name,
+                    "workers": self.config.workers,
+                }
+            },
+        )
 
     async def stop(self, grace: float = 2.0) -> None:
         await self.health.enter_graceful_shutdown()
@@ -109,8 +131,10 @@ class SandboxServer:
         try:
             message.ParseFromString(raw)
         except (DecodeError, ValueError) as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                                f"request is not a valid {cls.__name__} (strings must be UTF-8): {exc}")
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"request is not a valid {cls.__name__} (strings must be UTF-8): {exc}",
+            )
         return message
 
     async def _prepare(self, tasks: Any, context: grpc.aio.ServicerContext, single: bool) -> list[PreparedTask]:
@@ -146,7 +170,13 @@ class SandboxServer:
     async def _stats(self, raw: bytes, context: grpc.aio.ServicerContext) -> pb.StatsReply:
         await self._parse(pb.StatsRequest, raw, context)
         stats = self.pool.stats
-        return pb.StatsReply(backend=self.backend.name, workers=self.pool.size, busy_workers=stats.busy,
-                             queued=self.pool.queued, jobs_completed=stats.jobs_completed,
-                             workers_recycled=stats.workers_recycled, worker_failures=stats.worker_failures,
-                             version=__version__)
+        return pb.StatsReply(
+            backend=self.backend.name,
+            workers=self.pool.size,
+            busy_workers=stats.busy,
+            queued=self.pool.queued,
+            jobs_completed=stats.jobs_completed,
+            workers_recycled=stats.workers_recycled,
+            worker_failures=stats.worker_failures,
+            version=__version__,
+        )

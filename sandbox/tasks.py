@@ -64,8 +64,15 @@ def resolve_limits(limits: Any, config: ServiceConfig) -> dict[str, int]:
 
 
 def _python_plan(spec: Any) -> TestPlan:
-    kinds = [name for name, present in (("call_tests", len(spec.call_tests)), ("io_tests", len(spec.io_tests)),
-                                        ("assert_code", spec.assert_code.strip())) if present]
+    kinds = [
+        name
+        for name, present in (
+            ("call_tests", len(spec.call_tests)),
+            ("io_tests", len(spec.io_tests)),
+            ("assert_code", spec.assert_code.strip()),
+        )
+        if present
+    ]
     if not kinds:
         raise InvalidTask("python", "needs tests: call_tests, io_tests or assert_code")
     if len(kinds) > 1:
@@ -76,8 +83,9 @@ def _python_plan(spec: Any) -> TestPlan:
     if kinds[0] != "io_tests" and not spec.entry_point.isidentifier():
         raise InvalidTask("python.entry_point", f"must be a Python identifier (got {spec.entry_point!r})")
     if kinds[0] == "call_tests":
-        return plan_call_tests(spec.entry_point, tuple(
-            (t.args_json, t.kwargs_json, t.expected_json) for t in spec.call_tests))
+        return plan_call_tests(
+            spec.entry_point, tuple((t.args_json, t.kwargs_json, t.expected_json) for t in spec.call_tests)
+        )
     if kinds[0] == "io_tests":
         return plan_io_tests(tuple((t.stdin, t.expected_stdout) for t in spec.io_tests))
     return plan_assert_tests(spec.entry_point, spec.assert_code)

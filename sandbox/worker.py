@@ -26,8 +26,8 @@ class WorkerFailure(Exception):
 
 @dataclass
 class RunnerReply:
-    meta: dict[str, Any]        # ending, leftover_processes, elapsed_ms (runner's own view)
-    records: list[Any]          # the judge's records, untrusted
+    meta: dict[str, Any]  # ending, leftover_processes, elapsed_ms (runner's own view)
+    records: list[Any]  # the judge's records, untrusted
 
 
 async def _read_frame_bytes(reader: asyncio.StreamReader) -> bytes:

@@ -17,8 +17,9 @@ _OPTIONS = [("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_messa
 
 
 class SandboxClient:
-    def __init__(self, target: str = "127.0.0.1:50051", token: str | None = None,
-                 timeout: float | None = 600.0) -> None:
+    def __init__(
+        self, target: str = "127.0.0.1:50051", token: str | None = None, timeout: float | None = 600.0
+    ) -> None:
         self.target = target
         self.token = token
         self.timeout = timeout
@@ -37,19 +38,24 @@ class SandboxClient:
         return [("authorization", f"Bearer {self.token}")] if self.token else []
 
     def score(self, task: pb.Task) -> pb.Result:
-        call = self.channel.unary_unary(SCORE, request_serializer=pb.ScoreRequest.SerializeToString,
-                                        response_deserializer=pb.Result.FromString)
+        call = self.channel.unary_unary(
+            SCORE, request_serializer=pb.ScoreRequest.SerializeToString, response_deserializer=pb.Result.FromString
+        )
         return call(pb.ScoreRequest(task=task), timeout=self.timeout, metadata=self._metadata())
 
     def score_batch(self, tasks: Iterable[pb.Task]) -> Iterator[pb.Result]:
         """Results in completion order; each carries its task's id."""
-        call = self.channel.unary_stream(SCORE_BATCH, request_serializer=pb.ScoreBatchRequest.SerializeToString,
-                                         response_deserializer=pb.Result.FromString)
+        call = self.channel.unary_stream(
+            SCORE_BATCH,
+            request_serializer=pb.ScoreBatchRequest.SerializeToString,
+            response_deserializer=pb.Result.FromString,
+        )
         yield from call(pb.ScoreBatchRequest(tasks=list(tasks)), timeout=self.timeout, metadata=self._metadata())
 
     def stats(self) -> pb.StatsReply:
-        call = self.channel.unary_unary(STATS, request_serializer=pb.StatsRequest.SerializeToString,
-                                        response_deserializer=pb.StatsReply.FromString)
+        call = self.channel.unary_unary(
+            STATS, request_serializer=pb.StatsRequest.SerializeToString, response_deserializer=pb.StatsReply.FromString
+        )
         return call(pb.StatsRequest(), timeout=self.timeout, metadata=self._metadata())
 
     def close(self) -> None:

@@ -109,17 +109,43 @@ class BwrapBackend:
     def sandbox_argv(self, slot: int) -> list[str]:
         """bwrap and its options, up to (not including) the command to run inside."""
         args = [
-            "bwrap", "--die-with-parent", "--new-session",
-            "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
-            "--hostname", "sandbox",
+            "bwrap",
+            "--die-with-parent",
+            "--new-session",
+            "--unshare-pid",
+            "--unshare-net",
+            "--unshare-ipc",
+            "--unshare-uts",
+            "--unshare-cgroup-try",
+            "--hostname",
+            "sandbox",
             *self._system_mounts(),
-            "--ro-bind", str(RUNNER_DIR), RUNNER_MOUNT,
-            "--proc", "/proc", "--dev", "/dev", "--remount-ro", "/dev",
-            "--size", str(self.tmp_bytes), "--tmpfs", "/tmp",
-            "--remount-ro", "/",
-            "--chdir", "/tmp", "--clearenv",
-            "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin", "--setenv", "LANG", "C.UTF-8",
-            "--cap-drop", "ALL",
+            "--ro-bind",
+            str(RUNNER_DIR),
+            RUNNER_MOUNT,
+            "--proc",
+            "/proc",
+            "--dev",
+            "/dev",
+            "--remount-ro",
+            "/dev",
+            "--size",
+            str(self.tmp_bytes),
+            "--tmpfs",
+            "/tmp",
+            "--remount-ro",
+            "/",
+            "--chdir",
+            "/tmp",
+            "--clearenv",
+            "--setenv",
+            "PATH",
+            "/usr/local/bin:/usr/bin:/bin",
+            "--setenv",
+            "LANG",
+            "C.UTF-8",
+            "--cap-drop",
+            "ALL",
         ]
         if os.geteuid() == 0:
             for cap in _CAPS:
@@ -136,8 +162,14 @@ class BwrapBackend:
 
     async def start(self, slot: int) -> BwrapProcess:
         process = await asyncio.create_subprocess_exec(
-            *self.sandbox_argv(slot), *self.runner_argv(slot), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, limit=_STREAM_LIMIT, start_new_session=True)
+            *self.sandbox_argv(slot),
+            *self.runner_argv(slot),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            limit=_STREAM_LIMIT,
+            start_new_session=True,
+        )
         assert process.stdout is not None and process.stdin is not None and process.stderr is not None
         task = asyncio.get_running_loop().create_task(_log_stderr(process.stderr, slot))
         return BwrapProcess(process, process.stdout, process.stdin, task)

@@ -27,9 +27,9 @@ class InvalidTests(ValueError):
 
 @dataclass(frozen=True)
 class SplitTest:
-    name: str            # the assert's source, for people
-    expr: str            # evaluated in the sandbox, with `candidate` bound
-    op: str              # eq | ne | is | truthy | falsy | close
+    name: str  # the assert's source, for people
+    expr: str  # evaluated in the sandbox, with `candidate` bound
+    op: str  # eq | ne | is | truthy | falsy | close
     expected: Any = None
     tolerance: float = 0.0
 
@@ -64,8 +64,12 @@ def plan_asserts(code: str, entry_point: str) -> AssertPlan:
 
 def _is_check_call(stmt: ast.stmt) -> bool:
     """`check(candidate_fn)` at module level: the harness calls check itself."""
-    return (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call)
-            and isinstance(stmt.value.func, ast.Name) and stmt.value.func.id == "check")
+    return (
+        isinstance(stmt, ast.Expr)
+        and isinstance(stmt.value, ast.Call)
+        and isinstance(stmt.value.func, ast.Name)
+        and stmt.value.func.id == "check"
+    )
 
 
 def _try_split(tree: ast.Module, entry_point: str) -> AssertPlan | None:
@@ -175,10 +179,14 @@ def _split_one(stmt: ast.Assert, callee: str, allowed: set[str]) -> SplitTest | 
 def _split_close(left: ast.expr, right: ast.expr, make: Any) -> SplitTest | None:
     """`abs(expr - literal) < tol` (either order inside abs)."""
     tolerance = _literal(right)
-    if (tolerance is _NO or not isinstance(tolerance, (int, float))
-            or not (isinstance(left, ast.Call) and isinstance(left.func, ast.Name) and left.func.id == "abs")
-            or len(left.args) != 1 or not isinstance(left.args[0], ast.BinOp)
-            or not isinstance(left.args[0].op, ast.Sub)):
+    if (
+        tolerance is _NO
+        or not isinstance(tolerance, (int, float))
+        or not (isinstance(left, ast.Call) and isinstance(left.func, ast.Name) and left.func.id == "abs")
+        or len(left.args) != 1
+        or not isinstance(left.args[0], ast.BinOp)
+        or not isinstance(left.args[0].op, ast.Sub)
+    ):
         return None
     diff = left.args[0]
     for side, other in ((diff.left, diff.right), (diff.right, diff.left)):
@@ -197,8 +205,10 @@ def _instrument(tree: ast.Module) -> AssertPlan:
             sites.append(ast.unparse(node)[:_NAME_CAP])
             call = ast.Call(
                 func=ast.Name("__rft_assert", ast.Load()),
-                args=[ast.Constant(len(sites) - 1),
-                      ast.Lambda(ast.arguments([], [], None, [], [], None, []), node.test)],
+                args=[
+                    ast.Constant(len(sites) - 1),
+                    ast.Lambda(ast.arguments([], [], None, [], [], None, []), node.test),
+                ],
                 keywords=[],
             )
             return ast.copy_location(ast.Expr(call), node)

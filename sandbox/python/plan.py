@@ -30,15 +30,15 @@ class InvalidTask(ValueError):
 @dataclass(frozen=True)
 class Expectation:
     name: str
-    op: str                 # eq | ne | is | truthy | falsy | close | stdout | site
+    op: str  # eq | ne | is | truthy | falsy | close | stdout | site
     expected: Any = None
     tolerance: float = 0.0
 
 
 @dataclass(frozen=True)
 class TestPlan:
-    mode: str               # calls | exprs | io | whole
-    job: dict[str, Any]     # the public part of the sandbox job, minus code and limits
+    mode: str  # calls | exprs | io | whole
+    job: dict[str, Any]  # the public part of the sandbox job, minus code and limits
     secret: dict[str, Any]  # whole mode only: the instrumented assert code
     expectations: tuple[Expectation, ...]
 
@@ -69,15 +69,15 @@ def plan_call_tests(entry_point: str, tests: tuple[tuple[str, str, str], ...]) -
         requests.append({"call": [codec.encode(args), codec.encode(kwargs)]})
         call = ", ".join([json.dumps(codec.encode(a))[:60] for a in args] + [f"{k}=..." for k in kwargs])
         expectations.append(Expectation(f"{entry_point}({call})"[:200], "eq", expected))
-    return TestPlan("calls", {"mode": "calls", "entry_point": entry_point, "requests": requests},
-                    {}, tuple(expectations))
+    return TestPlan(
+        "calls", {"mode": "calls", "entry_point": entry_point, "requests": requests}, {}, tuple(expectations)
+    )
 
 
 @functools.lru_cache(maxsize=4096)
 def plan_io_tests(tests: tuple[tuple[str, str], ...]) -> TestPlan:
     requests = [{"stdin": stdin} for stdin, _ in tests]
-    expectations = tuple(Expectation(f"stdin #{i}", "stdout", expected)
-                         for i, (_, expected) in enumerate(tests))
+    expectations = tuple(Expectation(f"stdin #{i}", "stdout", expected) for i, (_, expected) in enumerate(tests))
     return TestPlan("io", {"mode": "io", "requests": requests}, {}, expectations)
 
 
@@ -93,7 +93,11 @@ def plan_assert_tests(entry_point: str, code: str) -> TestPlan:
         return TestPlan("whole", job, {"check_code": plan.check_code}, expectations)
     if len(plan.tests) > MAX_TESTS:
         raise InvalidTask("python.assert_code", f"{len(plan.tests)} asserts exceed the limit of {MAX_TESTS}")
-    job = {"mode": "exprs", "entry_point": entry_point, "preamble": list(plan.preamble),
-           "requests": [{"expr": t.expr} for t in plan.tests]}
+    job = {
+        "mode": "exprs",
+        "entry_point": entry_point,
+        "preamble": list(plan.preamble),
+        "requests": [{"expr": t.expr} for t in plan.tests],
+    }
     expectations = tuple(Expectation(t.name, t.op, t.expected, t.tolerance) for t in plan.tests)
     return TestPlan("exprs", job, {}, expectations)

@@ -27,9 +27,9 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import framing  # noqa: E402
-import judge  # noqa: E402
-import zygote  # noqa: E402
+import framing
+import judge
+import zygote
 
 _PR_SET_DUMPABLE = 4
 _MAX_JOB = 64 << 20
@@ -59,8 +59,7 @@ def _prctl(option: int, value: int) -> None:
         raise OSError(ctypes.get_errno(), "prctl failed")
 
 
-def _enter_job(settings: Settings, limits: dict[str, Any], jobdir: str, keep: set[int],
-               quiet: bool = True) -> None:
+def _enter_job(settings: Settings, limits: dict[str, Any], jobdir: str, keep: set[int], quiet: bool = True) -> None:
     """In a freshly forked child: drop to the job's uid, set rlimits, scrub the environment.
 
     Closes every fd above 2 not in `keep`; `quiet` also points stdio at /dev/null.
@@ -94,8 +93,15 @@ def _enter_job(settings: Settings, limits: dict[str, Any], jobdir: str, keep: se
         resource.setrlimit(name, (value, value))
     os.chdir(jobdir)
     os.environ.clear()
-    os.environ.update({"HOME": jobdir, "TMPDIR": jobdir, "PATH": "/usr/local/bin:/usr/bin:/bin",
-                       "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"})
+    os.environ.update(
+        {
+            "HOME": jobdir,
+            "TMPDIR": jobdir,
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "LANG": "C.UTF-8",
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
+    )
     os.umask(0o077)
 
 
@@ -188,7 +194,7 @@ class Buffer:
             raise framing.FrameError(f"frame of {size} bytes exceeds the cap of {len(self.data)}")
         self.length = 0
         while self.length < size:
-            got = os.readv(fd, [self.view[self.length:size]])
+            got = os.readv(fd, [self.view[self.length : size]])
             if not got:
                 raise framing.FrameError("stream closed")
             self.length += got
@@ -203,7 +209,7 @@ class Buffer:
                 return "deadline"
             if self.length == len(self.data):
                 return "overflow"
-            got = os.readv(fd, [self.view[self.length:]])
+            got = os.readv(fd, [self.view[self.length :]])
             if not got:
                 return "closed"
             self.length += got
@@ -230,8 +236,9 @@ def _judge_here(settings: Settings, job: dict[str, Any], jobdir: str) -> tuple[s
     return "closed", b"".join(records)
 
 
-def _judge_isolated(settings: Settings, job: dict[str, Any], jobdir: str, secret: Buffer,
-                    report: Buffer, deadline: float) -> tuple[str, memoryview, set[int]]:
+def _judge_isolated(
+    settings: Settings, job: dict[str, Any], jobdir: str, secret: Buffer, report: Buffer, deadline: float
+) -> tuple[str, memoryview, set[int]]:
     """Whole-mode jobs: a zygote forked before the secret is read, and a separate judge."""
     limits = job["limits"]
     judge_end, zygote_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -261,7 +268,7 @@ def _judge_isolated(settings: Settings, job: dict[str, Any], jobdir: str, secret
     os.close(secret_r)
     body = secret.contents()
     while body:
-        body = body[os.write(secret_w, body):]
+        body = body[os.write(secret_w, body) :]
     os.close(secret_w)
     secret.wipe()
     judge_end.close()
@@ -307,8 +314,9 @@ def main() -> None:
     protocol_out = os.dup(1)
     os.dup2(2, 1)  # a stray print must never corrupt the protocol stream
     secret, report = Buffer(_MAX_JOB), Buffer(_MAX_REPORT)
-    framing.write(protocol_out, {"ready": True, "pid": os.getpid(), "python": sys.version.split()[0],
-                                 "job_uid": settings.job_uid})
+    framing.write(
+        protocol_out, {"ready": True, "pid": os.getpid(), "python": sys.version.split()[0], "job_uid": settings.job_uid}
+    )
     while True:
         try:
             job = framing.read(0, _MAX_JOB)
@@ -318,7 +326,7 @@ def main() -> None:
         framing.write(protocol_out, meta)
         os.write(protocol_out, framing.HEADER.pack(len(body)))
         while body:
-            body = body[os.write(protocol_out, body):]
+            body = body[os.write(protocol_out, body) :]
         report.wipe()
 
 

@@ -30,7 +30,7 @@ _REPR_CAP = 200
 class Opaque:
     """A value the sandbox could not express as data; it equals nothing, not even itself."""
 
-    __slots__ = ("type_name", "text", "custom_eq")
+    __slots__ = ("custom_eq", "text", "type_name")
 
     def __init__(self, type_name: str, text: str, custom_eq: bool = False) -> None:
         self.type_name = type_name
@@ -139,8 +139,9 @@ def decode(data: Any, depth: int = 0) -> Any:
                 raise ValueError("$complex needs [re, im]")
             return complex(parts[0], parts[1])
         if tag == "$opaque":
-            return Opaque(str(payload)[:_REPR_CAP], str(data.get("repr", ""))[:_REPR_CAP],
-                          bool(data.get("custom_eq", False)))
+            return Opaque(
+                str(payload)[:_REPR_CAP], str(data.get("repr", ""))[:_REPR_CAP], bool(data.get("custom_eq", False))
+            )
     if any(type(k) is str and k.startswith("$") for k in data):
         raise ValueError(f"unknown tag in {sorted(data)[:3]}")
     return {k: decode(v, depth + 1) for k, v in data.items()}

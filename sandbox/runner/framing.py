@@ -27,7 +27,7 @@ def pack(message: Any) -> bytes:
 def write(fd: int, message: Any) -> None:
     data = memoryview(pack(message))
     while data:
-        data = data[os.write(fd, data):]
+        data = data[os.write(fd, data) :]
 
 
 def read_exact(fd: int, size: int) -> bytes:
@@ -67,8 +67,8 @@ class FrameBuffer:
                 raise FrameError(f"frame of {size} bytes exceeds the cap of {self.max_bytes}")
             if len(self._buf) < HEADER.size + size:
                 break
-            body = bytes(self._buf[HEADER.size:HEADER.size + size])
-            del self._buf[:HEADER.size + size]
+            body = bytes(self._buf[HEADER.size : HEADER.size + size])
+            del self._buf[: HEADER.size + size]
             try:
                 out.append(json.loads(body))
             except (ValueError, RecursionError) as exc:

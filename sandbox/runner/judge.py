@@ -77,7 +77,7 @@ class Child:
         view = memoryview(data)
         try:
             while view:
-                view = view[os.write(self.chan, view):]
+                view = view[os.write(self.chan, view) :]
         except OSError:
             pass  # the child died; wait() will report the EOF
 
@@ -227,8 +227,7 @@ class Judge:
             return {"kind": "value", "value": reply["ok"]}
         if event == "reply" and "exc" in reply and isinstance(reply["exc"], dict):
             exc = reply["exc"]
-            return {"kind": "exception", "type": str(exc.get("type", ""))[:100],
-                    "msg": str(exc.get("msg", ""))[:500]}
+            return {"kind": "exception", "type": str(exc.get("type", ""))[:100], "msg": str(exc.get("msg", ""))[:500]}
         return self._discard_child(event if event != "reply" else "garbage")
 
     def run_requests(self) -> None:
@@ -287,8 +286,11 @@ class Judge:
             if event == "reply" and reply.get("done"):
                 record: dict[str, Any] = {"kind": "io", "stdout": stdout}
             elif event == "reply" and "exc" in reply:
-                record = {"kind": "exception", "type": str(reply["exc"].get("type", ""))[:100],
-                          "msg": str(reply["exc"].get("msg", ""))[:500]}
+                record = {
+                    "kind": "exception",
+                    "type": str(reply["exc"].get("type", ""))[:100],
+                    "msg": str(reply["exc"].get("msg", ""))[:500],
+                }
             elif event == "eof" and status.get("code") == 0:
                 record = {"kind": "io", "stdout": stdout}  # os._exit(0) after printing is legal here
             else:
@@ -358,9 +360,11 @@ class Judge:
         finally:
             if self.child is not None:
                 self.child.finish()
-        self.report({
-            "t": "done",
-            "stdout": bytes(self.budget.excerpt["stdout"]).decode("utf-8", "replace"),
-            "stderr": bytes(self.budget.excerpt["stderr"]).decode("utf-8", "replace"),
-            "deadline_hit": time.monotonic() >= self.deadline,
-        })
+        self.report(
+            {
+                "t": "done",
+                "stdout": bytes(self.budget.excerpt["stdout"]).decode("utf-8", "replace"),
+                "stderr": bytes(self.budget.excerpt["stderr"]).decode("utf-8", "replace"),
+                "deadline_hit": time.monotonic() >= self.deadline,
+            }
+        )

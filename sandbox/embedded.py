@@ -1,0 +1,48 @@
+"""A service running on a background thread: for the CLI's embedded mode, tests, benchmarks.
+
+The server gets its own event loop on a daemon thread and an ephemeral loopback port;
+callers talk to it over real gRPC like any other client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from types import TracebackType
+
+from sandbox.backends.base import Backend
+from sandbox.config import ServiceConfig
+from sandbox.server import SandboxServer
+
+
+class EmbeddedServer:
+    def __init__(self, config: ServiceConfig, backend: Backend) -> None:
+        self.server = SandboxServer(config, backend)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="rft-sandbox-server", daemon=True)
+
+    @property
+    def target(self) -> str:
+        return f"{self.server.config.host}:{self.server.port}"
+
+    def call(self, coroutine: object, timeout: float = 60.0) -> object:
+        """Run a coroutine on the server's loop (e.g. to inspect or poke the pool in tests)."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)  # type: ignore[arg-type]
+
+    def start(self) -> EmbeddedServer:
+        self._thread.start()
+        self.call(self.server.start(), timeout=120)
+        return self
+
+    def stop(self) -> None:
+        try:
+            self.call(self.server.stop(), timeout=60)
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+
+    def __enter__(self) -> EmbeddedServer:
+        return self.start()
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
