@@ -100,3 +100,14 @@ def test_whole_mode_calls_helpers_defined_by_the_prompt(client):
 def test_timings_are_reported(client):
     result = client.score(call_task("t", "def f():\n    return 1\n", "f", [([], 1)]))
     assert result.timings.total_ms >= result.timings.run_ms > 0
+
+
+@pytest.mark.parametrize("code, status", [
+    ("raise ValueError('broken at import')\ndef d(x):\n    return x\n", "RUNTIME_ERROR"),
+    ("while True:\n    pass\n", "TIMEOUT"),
+])
+def test_whole_mode_load_failures_are_reported_once(client, code, status):
+    tests = "def check(candidate):\n    for i in range(50):\n        assert candidate(i) == sorted([i])[0]\n"
+    result = client.score(assert_task("whole-load", code, "d", tests, limits(test_ms=700, task_ms=10000)))
+    assert status_name(result) == status and result.score == 0.0
+    assert result.timings.run_ms < 5000  # not 50 reloads

@@ -170,7 +170,7 @@ def describe_status(status: int | None) -> dict[str, Any]:
     return {"code": os.WEXITSTATUS(status)}
 
 
-def _event_record(event: str, child: Child, status: dict[str, Any]) -> dict[str, Any]:
+def _event_record(event: str, status: dict[str, Any]) -> dict[str, Any]:
     if event == "eof":
         if status.get("signal") == signal.SIGXCPU:
             return {"kind": "timeout", "cpu": True}
@@ -190,6 +190,7 @@ class Judge:
         self.deadline = time.monotonic() + limits["task_ms"] / 1000
         self.budget = OutputBudget(limits["output_bytes"])
         self.child: Child | None = None
+        self.load_failure: dict[str, Any] | None = None  # loading fails the same way every time
 
     def _test_deadline(self) -> float:
         return min(time.monotonic() + self.test_seconds, self.deadline)
@@ -197,7 +198,7 @@ class Judge:
     def _discard_child(self, event: str) -> dict[str, Any]:
         assert self.child is not None
         status = self.child.finish()
-        record = _event_record(event, self.child, status)
+        record = _event_record(event, status)
         self.child = None
         return record
 
@@ -205,14 +206,23 @@ class Judge:
         """Start a candidate process if none is live; a record if it failed to load."""
         if self.child is not None:
             return None
+        if self.load_failure is not None:
+            return self.load_failure
         self.child = Child(self.spawner, self.budget)
         event, reply = self.child.wait(self._test_deadline())
         if event == "reply" and reply.get("ready"):
             return None
-        if event == "reply" and "load_error" in reply:
+        if event == "reply" and isinstance(reply.get("load_error"), dict):
             self._discard_child("eof")
-            return {"kind": "load_error", **reply["load_error"]}
-        return self._discard_child(event if event != "reply" else "garbage")
+            error = reply["load_error"]
+            self.load_failure = {
+                "kind": "load_error",
+                "type": str(error.get("type", ""))[:100],
+                "msg": str(error.get("msg", ""))[:500],
+            }
+        else:
+            self.load_failure = self._discard_child(event if event != "reply" else "garbage")
+        return self.load_failure
 
     def _ask(self, request: dict[str, Any]) -> dict[str, Any]:
         """One request to the candidate process; the observation as a record."""
@@ -294,7 +304,7 @@ class Judge:
             elif event == "eof" and status.get("code") == 0:
                 record = {"kind": "io", "stdout": stdout}  # os._exit(0) after printing is legal here
             else:
-                record = _event_record(event, child, status)
+                record = _event_record(event, status)
             record["ms"] = round((time.monotonic() - started) * 1000, 3)
             self.report({"t": "test", "i": index, **record})
 
@@ -344,6 +354,8 @@ class Judge:
             error = str(exc)
         except Exception as exc:  # noqa: BLE001
             error = f"{type(exc).__name__}: {exc}"[:300]
+        if self.load_failure is not None:
+            self.report({"t": "load", **self.load_failure})
         for site, stats in sorted(sites.items()):
             self.report({"t": "site", "site": site, **stats})
         self.report({"t": "check", "completed": completed, "error": error[:300], "events": events})
