@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -159,13 +161,29 @@ class SandboxServer:
     async def _score_batch(self, raw: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.Result]:
         request = await self._parse(pb.ScoreBatchRequest, raw, context)
         prepared = await self._prepare(request.tasks, context, single=False)
+        started = time.perf_counter()
         pending = [asyncio.ensure_future(self.scoring.score(task)) for task in prepared]
+        statuses: Counter[str] = Counter()
         try:
             for next_done in asyncio.as_completed(pending):
-                yield await next_done
+                result = await next_done
+                statuses[pb.Status.Name(result.status)] += 1
+                yield result
         finally:
             for future in pending:
                 future.cancel()
+            log.info(
+                "batch",
+                extra={
+                    "fields": {
+                        "tasks": len(prepared),
+                        "answered": sum(statuses.values()),
+                        "statuses": dict(statuses),
+                        "seconds": round(time.perf_counter() - started, 3),
+                        "peer": context.peer(),
+                    }
+                },
+            )
 
     async def _stats(self, raw: bytes, context: grpc.aio.ServicerContext) -> pb.StatsReply:
         await self._parse(pb.StatsRequest, raw, context)
