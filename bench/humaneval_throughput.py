@@ -51,7 +51,7 @@ def _wait_ready(client: SandboxClient, deadline: float) -> None:
         try:
             client.stats()
             return
-        except Exception:  # noqa: BLE001 - not listening yet
+        except Exception:
             time.sleep(0.2)
     raise SystemExit("server did not start")
 
@@ -83,8 +83,23 @@ def bench_service(tasks: list[pb.Task], workers: int, batch: int) -> dict[str, f
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     server = subprocess.Popen(
-        [sys.executable, "-m", "sandbox", "serve", "--port", str(port), "--workers", str(workers),
-         "--audit-log", os.devnull, "--log-level", "WARNING"], cwd=ROOT, env=env)
+        [
+            sys.executable,
+            "-m",
+            "sandbox",
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--audit-log",
+            os.devnull,
+            "--log-level",
+            "WARNING",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
     client = SandboxClient(f"127.0.0.1:{port}", timeout=600)
     try:
         _wait_ready(client, time.monotonic() + 60)
@@ -92,7 +107,7 @@ def bench_service(tasks: list[pb.Task], workers: int, batch: int) -> dict[str, f
         started = time.monotonic()
         results: list[pb.Result] = []
         with concurrent.futures.ThreadPoolExecutor(2) as pool:  # two batches in flight, like a trainer
-            chunks = [tasks[i:i + batch] for i in range(0, len(tasks), batch)]
+            chunks = [tasks[i : i + batch] for i in range(0, len(tasks), batch)]
             for chunk_results in pool.map(lambda c: list(client.score_batch(c)), chunks):
                 results.extend(chunk_results)
         elapsed = time.monotonic() - started
@@ -105,9 +120,14 @@ def bench_service(tasks: list[pb.Task], workers: int, batch: int) -> dict[str, f
     passed = sum(r.status == pb.PASSED for r in results)
     latencies = [r.timings.total_ms for r in results]
     return {
-        "tasks": len(results), "passed": passed, "seconds": elapsed, "tasks_per_s": len(results) / elapsed,
-        "p50_ms": _percentile(latencies, 0.5), "p99_ms": _percentile(latencies, 0.99),
-        "worker_pss_mib": statistics.mean(workers_pss) / 1024 if workers_pss else 0.0, **overhead,
+        "tasks": len(results),
+        "passed": passed,
+        "seconds": elapsed,
+        "tasks_per_s": len(results) / elapsed,
+        "p50_ms": _percentile(latencies, 0.5),
+        "p99_ms": _percentile(latencies, 0.99),
+        "worker_pss_mib": statistics.mean(workers_pss) / 1024 if workers_pss else 0.0,
+        **overhead,
     }
 
 
@@ -125,9 +145,15 @@ def _children(pid: int) -> list[int]:
 
 def _job_overhead(client: SandboxClient, jobs: int = 200) -> dict[str, float]:
     """Runner time of a trivial job (one call test) vs a bare fork+exit+wait of a warm process."""
-    trivial = [pb.Task(id=f"t{i}", language=pb.PYTHON, code="def f():\n    return 1\n",
-                       python=pb.PythonSpec(entry_point="f", call_tests=[pb.CallTest(expected_json="1")]))
-               for i in range(jobs)]
+    trivial = [
+        pb.Task(
+            id=f"t{i}",
+            language=pb.PYTHON,
+            code="def f():\n    return 1\n",
+            python=pb.PythonSpec(entry_point="f", call_tests=[pb.CallTest(expected_json="1")]),
+        )
+        for i in range(jobs)
+    ]
     runner_ms = [r.timings.run_ms for r in client.score_batch(trivial)]
     forks = []
     for _ in range(jobs):
@@ -141,8 +167,14 @@ def _job_overhead(client: SandboxClient, jobs: int = 200) -> dict[str, float]:
 
 
 def _program(problem: dict) -> str:
-    return (problem["prompt"] + problem["canonical_solution"] + "\n" + problem["test"] + "\n"
-            + f"check({problem['entry_point']})\n")
+    return (
+        problem["prompt"]
+        + problem["canonical_solution"]
+        + "\n"
+        + problem["test"]
+        + "\n"
+        + f"check({problem['entry_point']})\n"
+    )
 
 
 def bench_subprocess(problems: list[dict], workers: int) -> dict[str, float]:
@@ -163,9 +195,14 @@ def bench_subprocess(problems: list[dict], workers: int) -> dict[str, float]:
             outcomes = list(pool.map(run, paths))
         elapsed = time.monotonic() - started
     latencies = [ms for _, ms in outcomes]
-    return {"tasks": len(outcomes), "passed": sum(ok for ok, _ in outcomes), "seconds": elapsed,
-            "tasks_per_s": len(outcomes) / elapsed, "p50_ms": _percentile(latencies, 0.5),
-            "p99_ms": _percentile(latencies, 0.99)}
+    return {
+        "tasks": len(outcomes),
+        "passed": sum(ok for ok, _ in outcomes),
+        "seconds": elapsed,
+        "tasks_per_s": len(outcomes) / elapsed,
+        "p50_ms": _percentile(latencies, 0.5),
+        "p99_ms": _percentile(latencies, 0.99),
+    }
 
 
 def bench_human_eval(problems: list[dict], workers: int) -> dict[str, float]:
@@ -181,9 +218,14 @@ def bench_human_eval(problems: list[dict], workers: int) -> dict[str, float]:
         outcomes = list(pool.map(run, problems))
     elapsed = time.monotonic() - started
     latencies = [ms for _, ms in outcomes]
-    return {"tasks": len(outcomes), "passed": sum(ok for ok, _ in outcomes), "seconds": elapsed,
-            "tasks_per_s": len(outcomes) / elapsed, "p50_ms": _percentile(latencies, 0.5),
-            "p99_ms": _percentile(latencies, 0.99)}
+    return {
+        "tasks": len(outcomes),
+        "passed": sum(ok for ok, _ in outcomes),
+        "seconds": elapsed,
+        "tasks_per_s": len(outcomes) / elapsed,
+        "p50_ms": _percentile(latencies, 0.5),
+        "p99_ms": _percentile(latencies, 0.99),
+    }
 
 
 def main() -> None:
@@ -195,8 +237,11 @@ def main() -> None:
     args = parser.parse_args()
 
     problems = load_problems()
-    tasks = [pb.Task(id=f"{i}/{t.id}", language=t.language, code=t.code, python=t.python)
-             for i in range(args.repeat) for t in map(canonical_task, problems)]
+    tasks = [
+        pb.Task(id=f"{i}/{t.id}", language=t.language, code=t.code, python=t.python)
+        for i in range(args.repeat)
+        for t in map(canonical_task, problems)
+    ]
     rows = {
         "rft-sandbox (gRPC, bwrap)": bench_service(tasks, args.workers, args.batch),
         "baseline: python subprocess per task": bench_subprocess(problems, args.workers),
@@ -205,15 +250,19 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} CPUs; workers/concurrency: {args.workers}")
     print(f"{'':42}{'tasks':>7}{'passed':>8}{'tasks/s':>10}{'p50 ms':>9}{'p99 ms':>9}")
     for name, row in rows.items():
-        print(f"{name:42}{row['tasks']:>7}{row['passed']:>8}{row['tasks_per_s']:>10.1f}"
-              f"{row['p50_ms']:>9.1f}{row['p99_ms']:>9.1f}")
+        print(
+            f"{name:42}{row['tasks']:>7}{row['passed']:>8}{row['tasks_per_s']:>10.1f}"
+            f"{row['p50_ms']:>9.1f}{row['p99_ms']:>9.1f}"
+        )
     service = rows["rft-sandbox (gRPC, bwrap)"]
     base = rows["baseline: python subprocess per task"]
     print(f"\nspeed-up over subprocess baseline: {service['tasks_per_s'] / base['tasks_per_s']:.1f}x (target >= 5x)")
     print(f"throughput: {service['tasks_per_s']:.0f} tasks/s (target >= 300)")
     print(f"warm worker memory (PSS, sandbox process tree): {service['worker_pss_mib']:.1f} MiB")
-    print(f"per-job time of a trivial job in the runner: {service['trivial_job_ms']:.2f} ms "
-          f"vs bare fork()+exit+wait of a warm process here: {service['bare_fork_ms']:.2f} ms")
+    print(
+        f"per-job time of a trivial job in the runner: {service['trivial_job_ms']:.2f} ms "
+        f"vs bare fork()+exit+wait of a warm process here: {service['bare_fork_ms']:.2f} ms"
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
 

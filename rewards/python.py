@@ -59,7 +59,7 @@ def _compare(exp: ExpectationLike, value: Any, rel_tol: float, abs_tol: float) -
 
 def _explain_failure(record: dict[str, Any]) -> str:
     kind = record.get("kind")
-    if kind == "exception":
+    if kind in ("exception", "load_error"):
         return f"{record.get('type', '')}: {record.get('msg', '')}"[:300]
     if kind == "crash":
         return f"crashed (signal {record.get('signal')})"

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 from google.protobuf import json_format
 
 from sandbox import logs
@@ -67,16 +68,33 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def read_tasks(path: str) -> list[pb.Task]:
-    """Every line must be a valid Task; all problems are reported before anything runs."""
-    tasks, errors = [], []
-    with open(path, encoding="utf-8") as handle:
+    """Every line must be a valid Task; all problems are reported before anything runs.
+
+    Lines are checked with the same validation the server applies (with default
+    limits), so a bad line is named by file and line rather than by batch index.
+    """
+    from sandbox.tasks import prepare
+
+    tasks, errors, seen = [], [], set()
+    config = ServiceConfig()
+    try:
+        handle = open(path, encoding="utf-8")
+    except OSError as exc:
+        raise SystemExit(f"cannot read {path}: {exc.strerror}") from None
+    with handle:
         for number, line in enumerate(handle, 1):
             if not line.strip():
                 continue
             try:
-                tasks.append(json_format.Parse(line, pb.Task()))
+                task = json_format.Parse(line, pb.Task())
+                prepare(task, config)
             except (json_format.ParseError, ValueError) as exc:
                 errors.append(f"{path}:{number}: {exc}")
+                continue
+            if task.id in seen:
+                errors.append(f"{path}:{number}: id: duplicates an earlier task's id {task.id!r}")
+            seen.add(task.id)
+            tasks.append(task)
     if errors:
         raise SystemExit("invalid tasks file:\n" + "\n".join(errors[:20]))
     return tasks
@@ -118,19 +136,25 @@ def cmd_score(args: argparse.Namespace) -> int:
     if not tasks:
         raise SystemExit(f"{args.tasks}: no tasks")
     out = Path(args.out) if args.out else Path(args.tasks).with_suffix(".results.jsonl")
+    results: list[pb.Result] = []
     with contextlib.ExitStack() as stack:
         target = args.server or stack.enter_context(_embedded_server(args))
         client = SandboxClient(target, token=args.token or os.environ.get(TOKEN_ENV))
-        results: list[pb.Result] = []
+        stack.callback(client.close)
         started = time.monotonic()
-        with open(out, "w", encoding="utf-8") as sink:
+        sink = None
+        try:
             for start in range(0, len(tasks), args.batch_size):
                 for result in client.score_batch(tasks[start : start + args.batch_size]):
+                    if sink is None:  # created with the first result: a refused request leaves no file
+                        sink = stack.enter_context(open(out, "w", encoding="utf-8"))
                     results.append(result)
                     sink.write(json.dumps(json_format.MessageToDict(result)) + "\n")
                     if not args.quiet:
                         _progress(len(results), len(tasks), started)
-        client.close()
+        except grpc.RpcError as exc:
+            kept = f"; {len(results)} results kept in {out}" if results else ""
+            raise SystemExit(f"\nserver {target}: {exc.code().name}: {exc.details()}{kept}") from None
     if not args.quiet:
         sys.stderr.write("\n")
     print(summarise(results))

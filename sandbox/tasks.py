@@ -7,6 +7,7 @@ costs nothing and loses nothing: the caller fixes it and sends it again.
 
 from __future__ import annotations
 
+import keyword
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,7 +81,7 @@ def _python_plan(spec: Any) -> TestPlan:
     count = len(spec.call_tests) or len(spec.io_tests)
     if count > MAX_TESTS:
         raise InvalidTask(f"python.{kinds[0]}", f"{count} tests exceed the limit of {MAX_TESTS}")
-    if kinds[0] != "io_tests" and not spec.entry_point.isidentifier():
+    if kinds[0] != "io_tests" and (not spec.entry_point.isidentifier() or keyword.iskeyword(spec.entry_point)):
         raise InvalidTask("python.entry_point", f"must be a Python identifier (got {spec.entry_point!r})")
     if kinds[0] == "call_tests":
         return plan_call_tests(

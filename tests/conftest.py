@@ -56,7 +56,7 @@ def client(server: EmbeddedServer) -> Iterator[SandboxClient]:
 
 
 @pytest.fixture
-def assert_healthy(client: SandboxClient):  # noqa: ANN201 - returns a checker
+def assert_healthy(client: SandboxClient):
     """Call after an attack: a normal task must still pass, on every worker."""
 
     def check() -> None:

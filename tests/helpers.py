@@ -14,17 +14,33 @@ def limits(test_ms: int = 0, task_ms: int = 0, memory: int = 0, output: int = 0)
     return pb.Limits(test_timeout_ms=test_ms, task_timeout_ms=task_ms, memory_bytes=memory, output_bytes=output)
 
 
-def call_task(task_id: str, code: str, entry_point: str, cases: list[tuple[list[Any], Any]],
-              lim: pb.Limits | None = None, **spec: Any) -> pb.Task:
+def call_task(
+    task_id: str,
+    code: str,
+    entry_point: str,
+    cases: list[tuple[list[Any], Any]],
+    lim: pb.Limits | None = None,
+    **spec: Any,
+) -> pb.Task:
     """Function-call tests: cases are (args, expected) with plain-JSON values."""
     tests = [pb.CallTest(args_json=json.dumps(args), expected_json=json.dumps(expected)) for args, expected in cases]
-    return pb.Task(id=task_id, language=pb.PYTHON, code=code, limits=lim,
-                   python=pb.PythonSpec(entry_point=entry_point, call_tests=tests, **spec))
+    return pb.Task(
+        id=task_id,
+        language=pb.PYTHON,
+        code=code,
+        limits=lim,
+        python=pb.PythonSpec(entry_point=entry_point, call_tests=tests, **spec),
+    )
 
 
 def assert_task(task_id: str, code: str, entry_point: str, test_code: str, lim: pb.Limits | None = None) -> pb.Task:
-    return pb.Task(id=task_id, language=pb.PYTHON, code=code, limits=lim,
-                   python=pb.PythonSpec(entry_point=entry_point, assert_code=test_code))
+    return pb.Task(
+        id=task_id,
+        language=pb.PYTHON,
+        code=code,
+        limits=lim,
+        python=pb.PythonSpec(entry_point=entry_point, assert_code=test_code),
+    )
 
 
 def io_task(task_id: str, code: str, cases: list[tuple[str, str]], lim: pb.Limits | None = None) -> pb.Task:

@@ -18,7 +18,7 @@ def load_problems() -> list[dict[str, Any]]:
 
 
 # Appended to a correct solution: wraps the entry point so every answer is slightly wrong.
-PERTURB = '''
+PERTURB = """
 
 def _rft_perturb(value):
     if isinstance(value, bool):
@@ -37,7 +37,7 @@ _rft_original = {entry}
 
 def {entry}(*args, **kwargs):
     return _rft_perturb(_rft_original(*args, **kwargs))
-'''
+"""
 
 
 def task(problem: dict[str, Any], completion: str, task_id: str | None = None) -> pb.Task:

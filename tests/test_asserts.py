@@ -5,7 +5,7 @@ import pytest
 from sandbox.python.asserts import InvalidTests, plan_asserts
 from sandbox.python.plan import plan_assert_tests
 
-HUMANEVAL_STYLE = '''
+HUMANEVAL_STYLE = """
 METADATA = {"author": "x"}
 
 def check(candidate):
@@ -17,15 +17,22 @@ def check(candidate):
     assert not candidate([0], 1)
     assert candidate([7], 1) != "seven"
     assert True, "this prints if this assert fails"
-'''
+"""
 
 
 def test_humaneval_style_splits_into_expressions_and_expectations():
     plan = plan_asserts(HUMANEVAL_STYLE, "pair")
     assert not plan.whole
     ops = [(t.op, t.expected) for t in plan.tests]
-    assert ops == [("eq", (1, 2)), ("eq", (4, 5)), ("close", 0.25), ("is", None), ("truthy", None),
-                   ("falsy", None), ("ne", "seven")]
+    assert ops == [
+        ("eq", (1, 2)),
+        ("eq", (4, 5)),
+        ("close", 0.25),
+        ("is", None),
+        ("truthy", None),
+        ("falsy", None),
+        ("ne", "seven"),
+    ]
     assert plan.tests[0].expr == "candidate([1, 2], 3)"
 
 
@@ -46,13 +53,16 @@ def test_imports_become_a_preamble():
     assert plan.preamble == ("import math",) and plan.tests[0].expr == "candidate(math.pi)"
 
 
-@pytest.mark.parametrize("code", [
-    # expected computed by code, loops, helpers: cannot be split
-    "def check(candidate):\n    for i in range(3):\n        assert candidate(i) == i + 1\n",
-    "def check(candidate):\n    assert candidate(2) == sorted([2, 1])\n",
-    "def helper(x):\n    return x\ndef check(candidate):\n    assert candidate(1) == helper(1)\n",
-    "def check(candidate):\n    assert candidate(poly([1, 2])) == 0\n",
-])
+@pytest.mark.parametrize(
+    "code",
+    [
+        # expected computed by code, loops, helpers: cannot be split
+        "def check(candidate):\n    for i in range(3):\n        assert candidate(i) == i + 1\n",
+        "def check(candidate):\n    assert candidate(2) == sorted([2, 1])\n",
+        "def helper(x):\n    return x\ndef check(candidate):\n    assert candidate(1) == helper(1)\n",
+        "def check(candidate):\n    assert candidate(poly([1, 2])) == 0\n",
+    ],
+)
 def test_unsplittable_tests_run_whole_with_numbered_sites(code):
     plan = plan_asserts(code, "f")
     assert plan.whole and len(plan.sites) == 1
@@ -65,10 +75,13 @@ def test_whole_mode_knows_the_prompt_helpers_it_must_proxy():
     assert plan.externals == ("poly",)
 
 
-@pytest.mark.parametrize("code, reason", [
-    ("def check(candidate):\n    pass\n", "no assert"),
-    ("def check(candidate:\n", "does not parse"),
-])
+@pytest.mark.parametrize(
+    "code, reason",
+    [
+        ("def check(candidate):\n    pass\n", "no assert"),
+        ("def check(candidate:\n", "does not compile"),
+    ],
+)
 def test_invalid_test_code(code, reason):
     with pytest.raises(InvalidTests, match=reason):
         plan_asserts(code, "f")

@@ -6,10 +6,30 @@ import pytest
 from sandbox.runner import codec
 
 
-@pytest.mark.parametrize("value", [
-    None, True, 0, -7, 2**100, 1.5, "héllo", [1, [2, (3, 4)]], (1, "a"), (), {"a": 1}, {1: "x", (1, 2): [3]},
-    {1, 2}, frozenset({"x"}), b"\x00\xff", bytearray(b"ab"), 1 + 2j, float("inf"), float("-inf"),
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        True,
+        0,
+        -7,
+        2**100,
+        1.5,
+        "héllo",
+        [1, [2, (3, 4)]],
+        (1, "a"),
+        (),
+        {"a": 1},
+        {1: "x", (1, 2): [3]},
+        {1, 2},
+        frozenset({"x"}),
+        b"\x00\xff",
+        bytearray(b"ab"),
+        1 + 2j,
+        float("inf"),
+        float("-inf"),
+    ],
+)
 def test_round_trip(value):
     decoded = codec.loads(codec.dumps(value))
     expected = bytes(value) if isinstance(value, bytearray) else value
@@ -46,10 +66,18 @@ def test_plain_json_objects_decode_as_dicts():
     assert codec.decode(json.loads('{"a": [1, 2]}')) == {"a": [1, 2]}
 
 
-@pytest.mark.parametrize("data", [
-    {"$tuple": 5}, {"$bytes": "!!"}, {"$float": "1e400x"}, {"$complex": [1]}, {"$dict": [[1]]},
-    {"$nope": []}, {"$dict": [[[1], 2]]},
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"$tuple": 5},
+        {"$bytes": "!!"},
+        {"$float": "1e400x"},
+        {"$complex": [1]},
+        {"$dict": [[1]]},
+        {"$nope": []},
+        {"$dict": [[[1], 2]]},
+    ],
+)
 def test_malformed_tags_raise_value_error(data):
     with pytest.raises((ValueError, TypeError)):
         codec.decode(data)

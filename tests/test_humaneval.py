@@ -29,8 +29,11 @@ def wrong_results(client):
 
 
 def test_every_canonical_solution_scores_one(canonical_results):
-    failures = {k: (pb.Status.Name(r.status), r.message) for k, r in canonical_results.items()
-                if r.status != pb.PASSED or r.score != 1.0}
+    failures = {
+        k: (pb.Status.Name(r.status), r.message)
+        for k, r in canonical_results.items()
+        if r.status != pb.PASSED or r.score != 1.0
+    }
     assert failures == {}
     assert all(not any(f.severity == pb.CRITICAL for f in r.findings) for r in canonical_results.values())
 

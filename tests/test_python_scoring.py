@@ -10,15 +10,18 @@ from tests.helpers import assert_task, call_task, finding_codes, io_task, limits
 SQUARE_TESTS = "def check(candidate):\n" + "".join(f"    assert candidate({i}) == {i * i}\n" for i in range(4))
 
 
-@pytest.mark.parametrize("code, status, score", [
-    ("def sq(x):\n    return x * x\n", "PASSED", 1.0),
-    ("def sq(x):\n    return x + x\n", "FAILED", 0.5),          # right for 0 and 2 only
-    ("def sq(x):\n    return -1\n", "FAILED", 0.0),
-    ("def sq(x):\n    return 1 // x * x * x\n", "RUNTIME_ERROR", 0.25),  # ZeroDivisionError on 0, wrong after
-    ("def sq(x)\n    return x\n", "SYNTAX_ERROR", 0.0),
-    ("import nonexistent_module\ndef sq(x):\n    return x * x\n", "RUNTIME_ERROR", 0.0),
-    ("def sq(x):\n    while x == 3:\n        pass\n    return x * x\n", "TIMEOUT", 0.75),
-])
+@pytest.mark.parametrize(
+    "code, status, score",
+    [
+        ("def sq(x):\n    return x * x\n", "PASSED", 1.0),
+        ("def sq(x):\n    return x + x\n", "FAILED", 0.5),  # right for 0 and 2 only
+        ("def sq(x):\n    return -1\n", "FAILED", 0.0),
+        ("def sq(x):\n    return 1 // x * x * x\n", "RUNTIME_ERROR", 0.25),  # ZeroDivisionError on 0, wrong after
+        ("def sq(x)\n    return x\n", "SYNTAX_ERROR", 0.0),
+        ("import nonexistent_module\ndef sq(x):\n    return x * x\n", "RUNTIME_ERROR", 0.0),
+        ("def sq(x):\n    while x == 3:\n        pass\n    return x * x\n", "TIMEOUT", 0.75),
+    ],
+)
 def test_statuses_and_partial_credit(client, code, status, score):
     result = client.score(assert_task("sq", code, "sq", SQUARE_TESTS, limits(test_ms=800, task_ms=5000)))
     assert (status_name(result), result.score) == (status, pytest.approx(score)), result.message
@@ -52,8 +55,9 @@ def test_huge_output_is_cut_at_the_limit(client):
 def test_call_tests_keep_python_types_and_tolerance(client):
     code = "def f(a, b=0, *, scale=1.0):\n    return (a * scale, [b, 0.1 + 0.2])\n"
     task = call_task("types", code, "f", [], limits())
-    task.python.call_tests.add(args_json="[2]", kwargs_json='{"b": 3, "scale": 0.5}',
-                               expected_json='{"$tuple": [1.0, [3, 0.3]]}')
+    task.python.call_tests.add(
+        args_json="[2]", kwargs_json='{"b": 3, "scale": 0.5}', expected_json='{"$tuple": [1.0, [3, 0.3]]}'
+    )
     task.python.call_tests.add(args_json="[2]", expected_json="[2.0, [0, 0.3]]")  # a list is not a tuple
     result = client.score(task)
     assert [t.passed for t in result.tests] == [True, False]
@@ -82,10 +86,12 @@ def test_big_stdin_is_fed_without_deadlock(client):
 
 
 def test_whole_mode_gives_partial_credit_per_assert_site(client):
-    tests = ("def check(candidate):\n"
-             "    for i in range(5):\n        assert candidate(i) == i * 2\n"
-             "    assert candidate(10) == sorted([20])[0]\n"
-             "    assert candidate(-1) == abs(-2)\n")
+    tests = (
+        "def check(candidate):\n"
+        "    for i in range(5):\n        assert candidate(i) == i * 2\n"
+        "    assert candidate(10) == sorted([20])[0]\n"
+        "    assert candidate(-1) == abs(-2)\n"
+    )
     result = client.score(assert_task("whole", "def d(x):\n    return x * 2\n", "d", tests))
     assert [t.passed for t in result.tests] == [True, True, False]
     assert status_name(result) == "FAILED" and result.score == pytest.approx(2 / 3)
@@ -93,7 +99,9 @@ def test_whole_mode_gives_partial_credit_per_assert_site(client):
 
 def test_whole_mode_calls_helpers_defined_by_the_prompt(client):
     code = "def poly(xs, x):\n    return sum(c * x**i for i, c in enumerate(xs))\n\ndef root(xs):\n    return 2.0\n"
-    tests = "def check(candidate):\n    for xs in ([-2, 1], [-4, 2]):\n        assert abs(poly(xs, candidate(xs))) < 1e-9\n"
+    tests = (
+        "def check(candidate):\n    for xs in ([-2, 1], [-4, 2]):\n        assert abs(poly(xs, candidate(xs))) < 1e-9\n"
+    )
     assert status_name(client.score(assert_task("poly", code, "root", tests))) == "PASSED"
 
 
@@ -102,10 +110,13 @@ def test_timings_are_reported(client):
     assert result.timings.total_ms >= result.timings.run_ms > 0
 
 
-@pytest.mark.parametrize("code, status", [
-    ("raise ValueError('broken at import')\ndef d(x):\n    return x\n", "RUNTIME_ERROR"),
-    ("while True:\n    pass\n", "TIMEOUT"),
-])
+@pytest.mark.parametrize(
+    "code, status",
+    [
+        ("raise ValueError('broken at import')\ndef d(x):\n    return x\n", "RUNTIME_ERROR"),
+        ("while True:\n    pass\n", "TIMEOUT"),
+    ],
+)
 def test_whole_mode_load_failures_are_reported_once(client, code, status):
     tests = "def check(candidate):\n    for i in range(50):\n        assert candidate(i) == sorted([i])[0]\n"
     result = client.score(assert_task("whole-load", code, "d", tests, limits(test_ms=700, task_ms=10000)))

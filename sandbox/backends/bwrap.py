@@ -79,6 +79,8 @@ class BwrapBackend:
     def check(self) -> None:
         if shutil.which("bwrap") is None:
             raise BackendUnavailable("bubblewrap (bwrap) is not installed: apt-get install bubblewrap")
+        if not os.access(self.python, os.X_OK):
+            raise BackendUnavailable(f"the sandbox interpreter {self.python} is not an executable")
         probe = subprocess.run([*self.sandbox_argv(0), "/bin/true"], capture_output=True, timeout=20)
         if probe.returncode != 0:
             raise BackendUnavailable(f"bwrap cannot create a sandbox here: {probe.stderr.decode()[:300]}")

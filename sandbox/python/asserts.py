@@ -53,8 +53,14 @@ class AssertPlan:
 def plan_asserts(code: str, entry_point: str) -> AssertPlan:
     try:
         tree = ast.parse(code)
+        compile(tree, "<tests>", "exec", dont_inherit=True)  # what parses but cannot run
     except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
-        raise InvalidTests(f"does not parse: {exc}") from None
+        raise InvalidTests(f"does not compile: {exc}") from None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assert) and any(
+            isinstance(n, (ast.Yield, ast.YieldFrom, ast.Await)) for n in ast.walk(node.test)
+        ):
+            raise InvalidTests(f"line {node.lineno}: an assert must not yield or await")
     tree.body = [s for s in tree.body if not _is_check_call(s)]
     if not any(isinstance(node, ast.Assert) for node in ast.walk(tree)):
         raise InvalidTests("has no assert statements")
