@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from rewards.compare import stdout_matches, truthy, values_equal
 from rewards.model import Finding, Severity, Status, TestResult, Verdict
-from sandbox.runner.codec import Opaque, decode
+from sandbox.runner.codec import Opaque, decode, find_custom_eq
 
 # When tests fail for different reasons, the result's status names the most telling one.
 _STATUS_PRIORITY = (Status.MEMORY_LIMIT, Status.OUTPUT_LIMIT, Status.TIMEOUT, Status.RUNTIME_ERROR)
@@ -30,8 +30,30 @@ def _finding(code: str, severity: Severity, message: str, evidence: str = "") ->
     return Finding(code, severity, message, evidence[:500])
 
 
+def _always_equal(evidence: str) -> Finding:
+    return _finding(
+        "always_equal_object",
+        Severity.CRITICAL,
+        "returned an object of a class with its own __eq__ instead of a plain value",
+        evidence,
+    )
+
+
+def _early_exit(evidence: str = "") -> Finding:
+    return _finding("early_exit", Severity.WARNING, "the candidate exited instead of returning a value", evidence)
+
+
+def _harness_killed(evidence: str = "") -> Finding:
+    return _finding(
+        "harness_killed",
+        Severity.WARNING,
+        "the test harness was killed or ended without its completion report",
+        evidence,
+    )
+
+
 def _status_of_failure(kind: str, exc_type: str = "") -> Status:
-    if kind == "exception" and exc_type == "MemoryError":
+    if kind in ("exception", "load_error") and exc_type == "MemoryError":
         return Status.MEMORY_LIMIT
     return {
         "timeout": Status.TIMEOUT,
@@ -87,15 +109,9 @@ def _judge_test(
             value = decode(record.get("value"))
         except (ValueError, TypeError, RecursionError):
             return result(False, Status.FAILED, "the returned value could not be decoded")
-        if isinstance(value, Opaque) and value.custom_eq:
-            findings.append(
-                _finding(
-                    "always_equal_object",
-                    Severity.CRITICAL,
-                    "returned an object of a class with its own __eq__ instead of a plain value",
-                    f"{value.type_name}: {value.text}",
-                )
-            )
+        cheat = find_custom_eq(value)
+        if cheat is not None:
+            findings.append(_always_equal(f"{cheat.type_name}: {cheat.text}"))
         if _compare(exp, value, rel_tol, abs_tol):
             return result(True, Status.PASSED)
         return result(False, Status.FAILED, f"got {value!r}"[:300])
@@ -106,9 +122,9 @@ def _judge_test(
         return result(False, Status.FAILED, f"stdout was {str(stdout)[:200]!r}")
     exc_type = str(record.get("type", ""))
     if kind == "exit" or (kind == "exception" and exc_type == "SystemExit"):
-        findings.append(
-            _finding("early_exit", Severity.WARNING, "the candidate exited instead of returning a value", exp.name)
-        )
+        findings.append(_early_exit(exp.name))
+    if kind == "harness_killed":
+        findings.append(_harness_killed(exp.name))
     if kind == "garbage":
         findings.append(
             _finding(
@@ -139,6 +155,27 @@ def _judge_sites(expectations: Sequence[ExpectationLike], records: list[dict[str
     return tests
 
 
+def _whole_mode_findings(records: list[dict[str, Any]]) -> list[Finding]:
+    """What the judge saw the candidate do while running unsplittable tests."""
+    check = next((r for r in records if r.get("t") == "check"), {})
+    events = check.get("events") if isinstance(check.get("events"), dict) else {}
+    evidence = check.get("evidence") if isinstance(check.get("evidence"), dict) else {}
+    findings = []
+    if events.get("custom_eq"):
+        findings.append(_always_equal(str(evidence.get("custom_eq", ""))))
+    if events.get("exit") or events.get("exception:SystemExit"):
+        findings.append(_early_exit())
+    if events.get("garbage"):
+        findings.append(
+            _finding(
+                "protocol_tampering", Severity.WARNING, "the candidate wrote malformed data into the harness channel"
+            )
+        )
+    if events.get("harness_killed"):
+        findings.append(_harness_killed())
+    return findings
+
+
 def score_python(
     expectations: Sequence[ExpectationLike],
     records: list[Any],
@@ -159,6 +196,7 @@ def score_python(
 
     if whole:
         tests = _judge_sites(expectations, records)
+        findings += _whole_mode_findings(records)
     else:
         by_index: dict[int, dict[str, Any]] = {}
         for r in records:
@@ -173,8 +211,10 @@ def score_python(
     message = ""
     if load is not None:
         message = f"failed to load: {_explain_failure(load)}"
-        if load.get("kind") == "load_error" and load.get("type") == "SystemExit":
-            findings.append(_finding("early_exit", Severity.WARNING, "the candidate exited while loading"))
+        if load.get("kind") == "exit" or (load.get("kind") == "load_error" and load.get("type") == "SystemExit"):
+            findings.append(_early_exit("while loading"))
+        if load.get("kind") == "harness_killed":
+            findings.append(_harness_killed(str(load.get("msg", ""))))
         load_status = (
             Status.SYNTAX_ERROR
             if load.get("type") in ("SyntaxError", "IndentationError")
@@ -182,9 +222,7 @@ def score_python(
         )
         tests = [TestResult(t.index, False, load_status, t.name, message) for t in tests]
     if done is None and runner.get("ending") == "closed":
-        findings.append(
-            _finding("harness_killed", Severity.WARNING, "the test harness ended without its completion report")
-        )
+        findings.append(_harness_killed())
     if runner.get("ending") == "overflow":
         tests = [t if t.passed else TestResult(t.index, False, Status.OUTPUT_LIMIT, t.name, t.message) for t in tests]
     leftovers = runner.get("leftover_processes")

@@ -25,14 +25,15 @@ from pathlib import Path
 import pytest
 
 from sandbox.api import pb
+from sandbox.backends.base import RUNNER_DIR
 from sandbox.python.plan import plan_assert_tests
-from sandbox.runner import agent as runner_agent
+from sandbox.python.static_checks import check_python
 from tests.helpers import MiB, assert_task, call_task, finding_codes, limits, status_name
 
 # Inherited by the sandboxes the session's server starts (tests are collected before
 # any fixture runs): no candidate may ever see it.
 CANARY = "rft-hostile-canary-5c1f"
-os.environ.setdefault("RFT_HOSTILE_CANARY", CANARY)
+os.environ["RFT_HOSTILE_CANARY"] = CANARY
 
 FAST = limits(test_ms=1500, task_ms=4000)
 TASK_SECONDS = 4.0
@@ -59,8 +60,9 @@ def whole_check(expected: str, entry: str = "f", args: str = "") -> str:
     )
 
 
-def task_for(mode: str, task_id: str, code: str, expected: object = "blocked", lim: pb.Limits | None = FAST,
-             entry: str = "f") -> pb.Task:
+def task_for(
+    mode: str, task_id: str, code: str, expected: object = "blocked", lim: pb.Limits | None = FAST, entry: str = "f"
+) -> pb.Task:
     """One test, `f() == expected`, as call test, split assert or whole-mode assert."""
     if mode == "calls":
         return call_task(task_id, code, entry, [([], expected)], lim)
@@ -118,10 +120,10 @@ import os, time
 
 def f():
     time.sleep(0.2)
-    me = os.getpid()
+    expected = {1, os.getppid(), os.getpid()}  # the sandbox's init, the runner, this candidate
     found = []
     for pid in os.listdir("/proc"):
-        if not pid.isdigit() or int(pid) in (1, me):
+        if not pid.isdigit() or int(pid) in expected:
             continue
         try:
             with open(f"/proc/{pid}/status") as handle:
@@ -132,7 +134,7 @@ def f():
             continue
         uid = int(status.split("Uid:")[1].split()[0])
         state = status.split("State:")[1].split()[0]
-        if uid != 0 and state not in ("Z", "X"):
+        if state not in ("Z", "X"):
             found.append(f"pid {pid} uid {uid}: {cmdline[:80]}")
     for folder in {os.getcwd(), "/tmp"}:
         found += [f"{folder}/{name}" for name in os.listdir(folder) if name.startswith("rft-daemon")]
@@ -199,8 +201,19 @@ MEMORY_BOMBS = {
 }
 
 
-@pytest.mark.parametrize("mode", ["calls", "whole"])
-@pytest.mark.parametrize("bomb", sorted(MEMORY_BOMBS))
+def _memory_cases() -> list:
+    return [
+        pytest.param(
+            bomb,
+            mode,
+            id=f"{bomb}-{mode}",
+        )
+        for bomb in sorted(MEMORY_BOMBS)
+        for mode in ("calls", "whole")
+    ]
+
+
+@pytest.mark.parametrize(("bomb", "mode"), _memory_cases())
 def test_memory_bomb_hits_memory_limit(client, intact, bomb, mode):
     lim = limits(test_ms=1500, task_ms=4000, memory=256 * MiB)
     result, elapsed = timed(client, task_for(mode, f"memory-{bomb}", MEMORY_BOMBS[bomb], "blocked", lim))
@@ -358,8 +371,9 @@ def test_disk_fill_stops_at_limits_and_never_reaches_the_host(client, server, in
     assert growth[0] < tmp_limit * 3 // 4, f"host disk grew by {growth[0]} bytes during the job"
     for folder in ("/tmp", os.getcwd(), str(Path(__file__).parent)):
         assert not list(Path(folder).glob(f"{name}*")), f"the candidate's file appeared in {folder}"
-    later = [task_for("calls", f"free-{i}", FREE_SPACE.replace("__TMP_LIMIT__", str(tmp_limit)), "clean")
-             for i in range(4)]
+    later = [
+        task_for("calls", f"free-{i}", FREE_SPACE.replace("__TMP_LIMIT__", str(tmp_limit)), "clean") for i in range(4)
+    ]
     for after in client.score_batch(later):
         assert_contained(after)
     intact()
@@ -486,18 +500,30 @@ KILL_TARGETS = {
 }
 
 KILL_CODE = """
-import os, signal
+import os, signal, time
+
+def _others():
+    states = {}
+    for pid in os.listdir("/proc"):
+        if pid.isdigit() and int(pid) != os.getpid():
+            try:
+                with open(f"/proc/{pid}/stat", "rb") as handle:
+                    states[int(pid)] = handle.read().rsplit(b")", 1)[1].split()[0].decode()
+            except OSError:
+                pass
+    return states
 
 def f():
-    targets = __TARGETS__
-    hit = []
-    for pid in targets:
+    before = {pid: state for pid, state in _others().items() if state not in ("Z", "X")}  # zombies may go
+    for pid in __TARGETS__:
         try:
             os.kill(pid, signal.__SIGNAL__)
-            hit.append(pid)
         except (PermissionError, ProcessLookupError):
             pass
-    return "blocked" if targets and not hit else f"signalled {hit} of {targets}"
+    time.sleep(0.1)
+    after = _others()
+    hurt = [pid for pid in before if after.get(pid, "gone") in ("gone", "T", "t", "Z", "X")]
+    return "blocked" if before and not hurt else f"hurt {hurt} of {before}"
 """
 
 
@@ -524,12 +550,6 @@ def f():
     return "wrong"
 """
 
-_SANDBOX_ERROR_BUG = (
-    "BUG: in whole mode the candidate may SIGKILL its parent, the zygote (same uid); the judge's final "
-    "ZygoteSpawner.reap() then raises BrokenPipeError and the result is SANDBOX_ERROR ('do not train on it') "
-    "instead of a scored failure"
-)
-
 
 @pytest.mark.parametrize(
     ("target", "sig"),
@@ -537,7 +557,7 @@ _SANDBOX_ERROR_BUG = (
         ("1", "SIGKILL"),
         ("-1", "SIGKILL"),
         ("-1", "SIGSTOP"),
-        pytest.param("os.getppid()", "SIGKILL", marks=pytest.mark.xfail(strict=True, reason=_SANDBOX_ERROR_BUG)),
+        ("os.getppid()", "SIGKILL"),
         ("os.getppid()", "SIGSTOP"),
     ],
     ids=["init-kill", "everyone-kill", "everyone-stop", "zygote-kill", "zygote-stop"],
@@ -671,6 +691,7 @@ def host_secrets(audit_path: str) -> list[str]:
 
 def test_host_files_are_invisible(client, audit_path, intact):
     client.score(task_for("calls", "make-audit-entry", "import os\ndef f():\n    os._exit(0)\n"))
+    assert os.path.getsize(audit_path) > 0, "the audit log should hold the early_exit finding by now"
     paths = host_secrets(audit_path)
     assert audit_path in paths and "/etc/passwd" in paths, "the probe must look for files the host really has"
     assert_contained(client.score(task_for("calls", "host-files", HOST_FILES.replace("__PATHS__", repr(paths)))))
@@ -791,7 +812,7 @@ def f():
     return "blocked"
 """
 
-RUNNER_FILE = Path(runner_agent.__file__).resolve()
+RUNNER_FILE = Path(RUNNER_DIR, "agent.py").resolve()
 WRITE_TARGETS = {
     "usr": ("/usr/rft-hostile-probe", True),
     "usr-bin-python": (os.path.realpath(sys.executable), False),
@@ -800,9 +821,8 @@ WRITE_TARGETS = {
     "runner-dir": ("/opt/rft-runner/rft-hostile-probe", True),
     "root": ("/rft-hostile-probe", True),
     "etc": ("/etc/rft-hostile-probe", True),
-    "tmp-root": ("/tmp/rft-hostile-probe", True),
     "dev": ("/dev/rft-hostile-probe", True),
-    "dev-null-neighbour": ("/dev/shm/rft-hostile-probe", True),
+    "dev-shm": ("/dev/shm/rft-hostile-probe", True),
     "proc-sys": ("/proc/sys/kernel/hostname", False),
 }
 
@@ -886,12 +906,14 @@ def f():
 def test_files_and_modules_do_not_survive_into_the_next_job(client, intact, mode):
     uids: set[int] = set()
     for round_ in range(4):
-        planted = list(client.score_batch([task_for(mode, f"poison-{round_}-{i}", POISON, "planted")
-                                           for i in range(2)]))
+        planted = list(
+            client.score_batch([task_for(mode, f"poison-{round_}-{i}", POISON, "planted") for i in range(2)])
+        )
         for result in planted:
             assert_contained(result)  # it really planted its files
-        checks = list(client.score_batch([task_for(mode, f"clean-{round_}-{i}", CLEAN_START, "clean")
-                                          for i in range(2)]))
+        checks = list(
+            client.score_batch([task_for(mode, f"clean-{round_}-{i}", CLEAN_START, "clean") for i in range(2)])
+        )
         for result in checks:
             assert_contained(result)
             uids.update(int(line.split()[1]) for line in result.stdout_excerpt.splitlines() if line.startswith("uid"))
@@ -931,7 +953,6 @@ def test_fake_pass_report_does_not_pass(client, intact, variant, mode):
     intact()
 
 
-_EARLY_EXIT_BUG = "BUG: exit not reported as early_exit finding ({}); status is RUNTIME_ERROR, score 0"
 EARLY_EXITS = {
     "module-os-exit": "import os\nos._exit(0)\ndef f():\n    return 'blocked'\n",
     "module-raise-systemexit": "raise SystemExit(0)\ndef f():\n    return 'blocked'\n",
@@ -941,22 +962,13 @@ EARLY_EXITS = {
     "function-raise-systemexit": "def f():\n    raise SystemExit(0)\n",
     "function-hidden-exit": "def f():\n    getattr(__import__('o' + 's'), '_' + 'exit')(0)\n",
 }
-_EARLY_EXIT_GAPS = {
-    ("module-hidden-exit", "calls"): "a process that exits with 0 while loading",
-    ("module-hidden-exit", "exprs"): "a process that exits with 0 while loading",
-    ("module-hidden-exit", "whole"): "a process that exits with 0 while loading",
-    ("function-hidden-exit", "whole"): "whole mode: the judge's 'exit' event is not turned into a finding",
-    ("function-raise-systemexit", "whole"): "whole mode: a SystemExit reply is not turned into a finding",
-}
 
 
 def _exit_cases() -> list:
     cases = []
     for variant in sorted(EARLY_EXITS):
         for mode in MODES:
-            gap = _EARLY_EXIT_GAPS.get((variant, mode))
-            marks = [pytest.mark.xfail(strict=True, reason=_EARLY_EXIT_BUG.format(gap))] if gap else []
-            cases.append(pytest.param(variant, mode, marks=marks, id=f"{variant}-{mode}"))
+            cases.append(pytest.param(variant, mode, id=f"{variant}-{mode}"))
     return cases
 
 
@@ -970,8 +982,7 @@ def test_early_exit_does_not_pass(client, intact, variant, mode):
 
 ALWAYS_EQUAL = {
     "def-eq-true": (
-        "class Anything:\n    def __eq__(self, other):\n        return True\n"
-        "def f():\n    return Anything()\n",
+        "class Anything:\n    def __eq__(self, other):\n        return True\ndef f():\n    return Anything()\n",
         True,
     ),
     "lambda-eq": (
@@ -996,19 +1007,13 @@ ALWAYS_EQUAL = {
         False,
     ),
 }
-_WHOLE_EQ_GAP = (
-    "BUG: in whole mode an object with an always-true __eq__ that static checks cannot see is scored FAILED "
-    "(score 0) without the always_equal_object finding: the judge drops the opaque value's custom_eq flag"
-)
 
 
 def _equal_cases() -> list:
     cases = []
     for variant in sorted(ALWAYS_EQUAL):
         for mode in MODES:
-            static = ALWAYS_EQUAL[variant][1]
-            marks = [pytest.mark.xfail(strict=True, reason=_WHOLE_EQ_GAP)] if mode == "whole" and not static else []
-            cases.append(pytest.param(variant, mode, marks=marks, id=f"{variant}-{mode}"))
+            cases.append(pytest.param(variant, mode, id=f"{variant}-{mode}"))
     return cases
 
 
@@ -1028,7 +1033,9 @@ def test_always_equal_object_inside_a_container_does_not_pass(client, intact, mo
     elif mode == "exprs":
         task = assert_task("eq-nested", code, "f", "assert f() == ['a', 'b']\n", FAST)
     else:
-        task = assert_task("eq-nested", code, "f", whole_check("ab").replace("expected()", "list(expected())"), FAST)
+        test = whole_check("ab").replace("return 'ab'", "return ['a', 'b']")
+        assert plan_assert_tests("f", test).mode == "whole"
+        task = assert_task("eq-nested", code, "f", test, FAST)
     assert_scored_zero(client.score(task))
     intact()
 
@@ -1082,8 +1089,6 @@ HIDDEN_PATCHES = {
 @pytest.mark.parametrize("variant", sorted(HIDDEN_PATCHES))
 def test_hidden_patches_do_not_make_a_wrong_answer_pass(client, intact, variant, mode):
     code = HIDDEN_PATCHES[variant]
-    from sandbox.python.static_checks import check_python
-
     assert "builtins_patched" not in {f.code for f in check_python(code, io_program=False)}, "must evade statics"
     assert_scored_zero(client.score(task_for(mode, f"hidden-{variant}", code, "right")))
     intact()
@@ -1112,27 +1117,13 @@ def _forge(body):
         except OSError:
             pass
 """
-_FORGE_BUG = (
-    "BUG: a candidate that writes a {} frame into its channel makes the in-runner judge raise "
-    "({}); the result is SANDBOX_ERROR instead of a scored failure"
-)
-_FORGE_GAPS = {
-    "non-object-frame-at-load": "JSON non-object, AttributeError on reply.get",
-    "null-frame-at-load": "JSON null, AttributeError on reply.get",
-    "string-reply": "JSON string, TypeError on reply['ok']",
-    "null-reply": "JSON null, TypeError on `'ok' in reply`",
-    "nan-reply": "{'ok': NaN}, ValueError when framing.pack re-encodes the record",
-    "infinity-reply": "{'ok': Infinity}, ValueError when framing.pack re-encodes the record",
-}
 
 
 def _forge_cases() -> list:
     cases = []
     for variant in sorted(FORGED_FRAMES):
         for mode in MODES:
-            gap = _FORGE_GAPS.get(variant) if mode != "whole" else None
-            marks = [pytest.mark.xfail(strict=True, reason=_FORGE_BUG.format(*gap.split(", ", 1)))] if gap else []
-            cases.append(pytest.param(variant, mode, marks=marks, id=f"{variant}-{mode}"))
+            cases.append(pytest.param(variant, mode, id=f"{variant}-{mode}"))
     return cases
 
 
@@ -1226,6 +1217,7 @@ def f():
     _files(found)
     if os.path.exists("/work/main/tests"):
         found.setdefault("repo visible", "/work/main/tests")
+    print("uid", os.getuid())
     print("found:", found)
     return next(iter(found), "not found")
 """
@@ -1237,7 +1229,7 @@ HUNT_LIMITS = limits(test_ms=20000, task_ms=30000)
 def test_expected_answer_cannot_be_found(client, intact, mode):
     """The only way to pass is to find the expected value: heap, /proc, every process's memory, files."""
     task = task_for(mode, f"hunt-{mode}", HUNTER, MARKER, HUNT_LIMITS)
-    secret = (task.python.assert_code or task.python.call_tests[0].expected_json)
+    secret = task.python.assert_code or task.python.call_tests[0].expected_json
     assert MARKER in secret and MARKER not in HUNTER and "zq-marker-" not in HUNTER
     result = client.score(task)
     assert status_name(result) == "FAILED" and result.score == 0.0, describe(result)
@@ -1246,17 +1238,21 @@ def test_expected_answer_cannot_be_found(client, intact, mode):
     intact()
 
 
-HOLDER = "import time\ndef f():\n    time.sleep(0.3)\n    return 'zq-' + 'marker-' + '24601'\n"
+HOLDER = "import time\ndef f():\n    time.sleep(0.3)\n    return 'nope'\n"
 
 
 def test_expected_answer_of_an_earlier_job_cannot_be_found(client, intact):
-    """Whole-mode jobs pass their answers through the runner; later jobs on that runner must not see them."""
+    """Whole-mode secrets pass through the runner; later jobs forked from that runner must not see them."""
+    uids: set[int] = set()
     for _ in range(2):
         holders = [task_for("whole", f"holder-{i}", HOLDER, CROSS_MARKER) for i in range(2)]
         for result in client.score_batch(holders):
-            assert_contained(result)  # the secret really went through both workers
+            # the judge really evaluated the secret assert code (and the candidate never saw it)
+            assert status_name(result) == "FAILED" and "assertion is false" in result.message, describe(result)
         hunters = [task_for("calls", f"cross-hunt-{i}", HUNTER, CROSS_MARKER, HUNT_LIMITS) for i in range(2)]
         for result in client.score_batch(hunters):
             assert status_name(result) == "FAILED" and result.score == 0.0, describe(result)
-            assert "zq-marker-" not in result.stdout_excerpt, describe(result)
+            assert "found: {}" in result.stdout_excerpt, describe(result)
+            uids.update(int(line.split()[1]) for line in result.stdout_excerpt.splitlines() if line.startswith("uid"))
+    assert uids == {JOB_UID, JOB_UID + 1}, f"hunters ran as {uids}: not every worker was searched"
     intact()

@@ -159,6 +159,24 @@ def _hashable(key: Any) -> Any:
     return key
 
 
+def find_custom_eq(value: Any, depth: int = 0) -> Opaque | None:
+    """The first Opaque standing for an object with its own __eq__, anywhere in a decoded value."""
+    if isinstance(value, Opaque):
+        return value if value.custom_eq else None
+    if depth > MAX_DEPTH:
+        return None
+    items: Any = ()
+    if type(value) in (list, tuple, set, frozenset):
+        items = value
+    elif type(value) is dict:
+        items = [*value.keys(), *value.values()]
+    for item in items:
+        found = find_custom_eq(item, depth + 1)
+        if found is not None:
+            return found
+    return None
+
+
 def dumps(value: Any) -> str:
     return json.dumps(encode(value), separators=(",", ":"), allow_nan=False)
 

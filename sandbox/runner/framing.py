@@ -19,6 +19,14 @@ class FrameError(Exception):
     """The peer closed the stream or sent something that is not a frame."""
 
 
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # our encoders never write NaN/Infinity literals
+
+
+def _loads(data: bytes) -> Any:
+    return json.loads(data, parse_constant=_no_constants)
+
+
 def pack(message: Any) -> bytes:
     body = json.dumps(message, separators=(",", ":"), allow_nan=False).encode("utf-8")
     return HEADER.pack(len(body)) + body
@@ -46,7 +54,7 @@ def read(fd: int, max_bytes: int) -> Any:
     if size > max_bytes:
         raise FrameError(f"frame of {size} bytes exceeds the cap of {max_bytes}")
     try:
-        return json.loads(read_exact(fd, size))
+        return _loads(read_exact(fd, size))
     except (ValueError, RecursionError) as exc:
         raise FrameError(f"frame is not JSON: {exc}") from None
 
@@ -70,7 +78,7 @@ class FrameBuffer:
             body = bytes(self._buf[HEADER.size : HEADER.size + size])
             del self._buf[: HEADER.size + size]
             try:
-                out.append(json.loads(body))
+                out.append(_loads(body))
             except (ValueError, RecursionError) as exc:
                 raise FrameError(f"frame is not JSON: {exc}") from None
         return out

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import codec
 import framing
+from zygote import SpawnError
 
 _READ = 1 << 16
 _EXCERPT = 4096
@@ -129,9 +130,12 @@ class Child:
                 self.chan_open = False
                 return True
             try:
-                self.replies.extend(self.frames.feed(data))
+                frames = self.frames.feed(data)
             except framing.FrameError:
                 return False
+            if not all(isinstance(frame, dict) for frame in frames):
+                return False  # only the candidate itself could have written that
+            self.replies.extend(frames)
             return True
         if not data:
             del self.streams[fd]
@@ -208,7 +212,11 @@ class Judge:
             return None
         if self.load_failure is not None:
             return self.load_failure
-        self.child = Child(self.spawner, self.budget)
+        try:
+            self.child = Child(self.spawner, self.budget)
+        except SpawnError as exc:
+            self.load_failure = {"kind": "harness_killed", "msg": str(exc)}
+            return self.load_failure
         event, reply = self.child.wait(self._test_deadline())
         if event == "reply" and reply.get("ready"):
             return None
@@ -287,7 +295,11 @@ class Judge:
                 self.report({"t": "test", "i": index, "kind": "not_run"})
                 continue
             started = time.monotonic()
-            child = Child(self.spawner, self.budget, request["stdin"].encode("utf-8"))
+            try:
+                child = Child(self.spawner, self.budget, request["stdin"].encode("utf-8"))
+            except SpawnError as exc:
+                self.report({"t": "test", "i": index, "kind": "harness_killed", "msg": str(exc)})
+                continue
             event, reply = child.wait(self._test_deadline())
             if event == "reply":
                 child._drain(self._test_deadline())
@@ -295,7 +307,7 @@ class Judge:
             status = child.finish()
             if event == "reply" and reply.get("done"):
                 record: dict[str, Any] = {"kind": "io", "stdout": stdout}
-            elif event == "reply" and "exc" in reply:
+            elif event == "reply" and isinstance(reply.get("exc"), dict):
                 record = {
                     "kind": "exception",
                     "type": str(reply["exc"].get("type", ""))[:100],
@@ -312,6 +324,10 @@ class Judge:
         """Assert code that could not be split: it runs here, calling the candidate by proxy."""
         sites: dict[int, dict[str, Any]] = {}
         events: dict[str, int] = {}
+        evidence: dict[str, str] = {}
+
+        def note(event: str) -> None:
+            events[event[:120]] = events.get(event[:120], 0) + 1
 
         def proxy_for(name: str) -> Callable[..., Any]:
             def proxy(*args: Any, **kwargs: Any) -> Any:
@@ -320,10 +336,16 @@ class Judge:
                 outcome = self._ensure_loaded()
                 if outcome is None:
                     outcome = self._ask({"call": [codec.encode(list(args)), codec.encode(kwargs)], "fn": name})
-                if outcome["kind"] == "value":
-                    return codec.decode(outcome["value"])
-                events[outcome["kind"]] = events.get(outcome["kind"], 0) + 1
-                raise CandidateFailure(outcome["kind"], str(outcome.get("type") or outcome.get("msg") or ""))
+                kind = outcome["kind"]
+                if kind == "value":
+                    value = codec.decode(outcome["value"])
+                    cheat = codec.find_custom_eq(value)
+                    if cheat is not None:
+                        note("custom_eq")
+                        evidence.setdefault("custom_eq", f"{cheat.type_name}: {cheat.text}")
+                    return value
+                note(f"exception:{outcome.get('type')}" if kind == "exception" else kind)
+                raise CandidateFailure(kind, str(outcome.get("type") or outcome.get("msg") or ""))
 
             return proxy
 
@@ -358,7 +380,9 @@ class Judge:
             self.report({"t": "load", **self.load_failure})
         for site, stats in sorted(sites.items()):
             self.report({"t": "site", "site": site, **stats})
-        self.report({"t": "check", "completed": completed, "error": error[:300], "events": events})
+        self.report(
+            {"t": "check", "completed": completed, "error": error[:300], "events": events, "evidence": evidence}
+        )
 
     def run(self, secret: dict[str, Any]) -> None:
         mode = self.job["mode"]

@@ -70,22 +70,40 @@ class DirectSpawner:
         return reap(pid)
 
 
+class SpawnError(Exception):
+    """No candidate process could be made (the zygote is gone: the candidate killed it)."""
+
+
 class ZygoteSpawner:
-    """Candidates forked by the zygote at the other end of `control`."""
+    """Candidates forked by the zygote at the other end of `control`.
+
+    The zygote runs with the candidate's uid, so a candidate can kill it; that must
+    end as a failure of that candidate, never as an error of ours.
+    """
 
     def __init__(self, control: socket.socket) -> None:
         self.control = control
 
     def spawn(self) -> tuple[int, list[int]]:
-        self.control.send(b'{"op":"spawn"}')
-        message, fds, _, _ = socket.recv_fds(self.control, 256, 4)
-        return json.loads(message)["pid"], fds
+        try:
+            self.control.send(b'{"op":"spawn"}')
+            message, fds, _, _ = socket.recv_fds(self.control, 256, 4)
+            pid = int(json.loads(message)["pid"])
+        except (OSError, ValueError, KeyError, TypeError):
+            raise SpawnError("the zygote is gone") from None
+        if len(fds) != 4:
+            raise SpawnError("the zygote sent no candidate")
+        return pid, fds
 
     def reap(self, pid: int) -> int:
-        self.control.send(json.dumps({"op": "reap", "pid": pid}).encode())
         try:
+            os.killpg(pid, signal.SIGKILL)  # same uid: no need to trust the zygote for this
+        except OSError:
+            pass
+        try:
+            self.control.send(json.dumps({"op": "reap", "pid": pid}).encode())
             return int(json.loads(self.control.recv(256))["status"])
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, TypeError):
             return -1
 
 
