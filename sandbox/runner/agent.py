@@ -60,21 +60,21 @@ def _prctl(option: int, value: int) -> None:
 
 
 def _enter_job(settings: Settings, limits: dict[str, Any], jobdir: str, keep: set[int], quiet: bool = True) -> None:
-    """In a freshly forked child: drop to the job's uid, set rlimits, scrub the environment.
+    """In a freshly forked child: drop to the job's uid, set rlimits, close inherited fds.
 
-    Closes every fd above 2 not in `keep`; `quiet` also points stdio at /dev/null.
+    Keeps 0-2 and the fds in `keep`; `quiet` points stdio at /dev/null.
+    The environment was scrubbed once, at start-up (see `main`): per job it is
+    inherited, which is far cheaper in a fresh fork than rebuilding it.
     """
     if quiet:
         devnull = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(devnull, fd)
-    for name in os.listdir("/proc/self/fd"):
-        fd = int(name)
-        if fd > 2 and fd not in keep:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+    low = 3
+    for fd in sorted(keep):  # close the gaps between kept fds (close_range: one syscall each)
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, 1 << 16)
     if settings.job_uid is not None:
         os.setgroups([])
         os.setresgid(settings.job_uid, settings.job_uid, settings.job_uid)
@@ -92,16 +92,6 @@ def _enter_job(settings: Settings, limits: dict[str, Any], jobdir: str, keep: se
     ):
         resource.setrlimit(name, (value, value))
     os.chdir(jobdir)
-    os.environ.clear()
-    os.environ.update(
-        {
-            "HOME": jobdir,
-            "TMPDIR": jobdir,
-            "PATH": "/usr/local/bin:/usr/bin:/bin",
-            "LANG": "C.UTF-8",
-            "PYTHONDONTWRITEBYTECODE": "1",
-        }
-    )
     os.umask(0o077)
 
 
@@ -311,6 +301,17 @@ def main() -> None:
     gc.freeze()  # fewer copy-on-write faults in every forked child
     os.makedirs(settings.workdir, exist_ok=True)
     _wipe(settings.workdir)
+    jobdir = os.path.join(settings.workdir, "job")
+    os.environ.clear()
+    os.environ.update(
+        {
+            "HOME": jobdir,
+            "TMPDIR": jobdir,
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "LANG": "C.UTF-8",
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
+    )
     protocol_out = os.dup(1)
     os.dup2(2, 1)  # a stray print must never corrupt the protocol stream
     secret, report = Buffer(_MAX_JOB), Buffer(_MAX_REPORT)
