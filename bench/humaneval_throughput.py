@@ -119,7 +119,10 @@ def bench_service(tasks: list[pb.Task], workers: int, batch: int) -> dict[str, f
         server.wait(30)
     passed = sum(r.status == pb.PASSED for r in results)
     latencies = [r.timings.total_ms for r in results]
+    runs = [r.timings.run_ms for r in results]
     return {
+        "run_p50_ms": _percentile(runs, 0.5),
+        "run_p99_ms": _percentile(runs, 0.99),
         "tasks": len(results),
         "passed": passed,
         "seconds": elapsed,
@@ -155,15 +158,32 @@ def _job_overhead(client: SandboxClient, jobs: int = 200) -> dict[str, float]:
         for i in range(jobs)
     ]
     runner_ms = [r.timings.run_ms for r in client.score_batch(trivial)]
-    forks = []
-    for _ in range(jobs):
-        t0 = time.perf_counter()
-        pid = os.fork()
-        if pid == 0:
-            os._exit(0)
-        os.waitpid(pid, 0)
-        forks.append((time.perf_counter() - t0) * 1000)
-    return {"trivial_job_ms": statistics.median(runner_ms), "bare_fork_ms": statistics.median(forks)}
+    return {"trivial_job_ms": statistics.median(runner_ms), "bare_fork_ms": _bare_fork_ms(jobs)}
+
+
+_BARE_FORK = """
+import os, statistics, sys, time
+sys.path.insert(0, sys.argv[1])
+import agent  # the runner's modules: a warm process of the runner's size
+times = []
+for _ in range(int(sys.argv[2])):
+    t0 = time.perf_counter()
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    times.append((time.perf_counter() - t0) * 1000)
+print(statistics.median(times))
+"""
+
+
+def _bare_fork_ms(count: int) -> float:
+    """fork()+_exit+wait of a warm Python process that has loaded the runner (same interpreter)."""
+    runner_dir = str(ROOT / "sandbox" / "runner")
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", _BARE_FORK, runner_dir, str(count)], capture_output=True, text=True, check=True
+    )
+    return float(done.stdout)
 
 
 def _program(problem: dict) -> str:
@@ -258,6 +278,10 @@ def main() -> None:
     base = rows["baseline: python subprocess per task"]
     print(f"\nspeed-up over subprocess baseline: {service['tasks_per_s'] / base['tasks_per_s']:.1f}x (target >= 5x)")
     print(f"throughput: {service['tasks_per_s']:.0f} tasks/s (target >= 300)")
+    print(
+        f"time inside the sandbox per task: p50 {service['run_p50_ms']:.1f} ms, p99 {service['run_p99_ms']:.1f} ms"
+        f" (p50/p99 above for the service include queueing behind {args.batch}-task batches)"
+    )
     print(f"warm worker memory (PSS, sandbox process tree): {service['worker_pss_mib']:.1f} MiB")
     print(
         f"per-job time of a trivial job in the runner: {service['trivial_job_ms']:.2f} ms "
