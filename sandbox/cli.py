@@ -25,14 +25,14 @@ from sandbox.config import ServiceConfig
 TOKEN_ENV = "RFT_SANDBOX_TOKEN"  # noqa: S105 - the variable's name, not a secret
 
 
-def _make_backend(name: str) -> Any:
-    from sandbox.backends.bwrap import BwrapBackend
+def _make_backend(args: argparse.Namespace) -> Any:
+    from sandbox.backends.base import BackendUnavailable
+    from sandbox.backends.select import make_backend
 
-    if name not in ("bwrap", "auto"):
-        raise SystemExit(f"unknown backend {name!r} (available: bwrap)")
-    backend = BwrapBackend()
-    backend.check()
-    return backend
+    try:
+        return make_backend(args.backend, image=args.docker_image, runtime=args.docker_runtime)
+    except BackendUnavailable as exc:
+        raise SystemExit(f"backend {args.backend}: {exc}") from None
 
 
 def _config(args: argparse.Namespace, **overrides: Any) -> ServiceConfig:
@@ -48,10 +48,10 @@ def _config(args: argparse.Namespace, **overrides: Any) -> ServiceConfig:
     return ServiceConfig(**values)
 
 
-async def _serve(config: ServiceConfig, backend_name: str) -> None:
+async def _serve(config: ServiceConfig, args: argparse.Namespace) -> None:
     from sandbox.server import SandboxServer
 
-    server = SandboxServer(config, _make_backend(backend_name))
+    server = SandboxServer(config, _make_backend(args))
     await server.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -63,7 +63,7 @@ async def _serve(config: ServiceConfig, backend_name: str) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     logs.configure(args.log_level)
-    asyncio.run(_serve(_config(args), args.backend))
+    asyncio.run(_serve(_config(args), args))
     return 0
 
 
@@ -105,7 +105,7 @@ def _embedded_server(args: argparse.Namespace) -> Iterator[str]:
     from sandbox.embedded import EmbeddedServer
 
     config = _config(args, host="127.0.0.1", port=0, token=None)
-    with EmbeddedServer(config, _make_backend(args.backend)) as server:
+    with EmbeddedServer(config, _make_backend(args)) as server:
         yield server.target
 
 
@@ -177,7 +177,15 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     def service_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--backend", default="auto", help="isolation backend: bwrap or auto (default)")
+        p.add_argument(
+            "--backend",
+            default="auto",
+            choices=("auto", "docker", "bwrap"),
+            help="isolation: docker (hardened containers), bwrap (Linux namespaces), or auto "
+            "(default: docker when an engine answers and the image exists, else bwrap)",
+        )
+        p.add_argument("--docker-image", default=None, help="sandbox image (default rft-sandbox:latest)")
+        p.add_argument("--docker-runtime", default=None, help="container runtime, e.g. runsc for gVisor")
         p.add_argument("--workers", type=int, default=0, help="warm sandboxes (default: CPU count)")
         p.add_argument("--token", default=None, help=f"bearer token (or ${TOKEN_ENV})")
         p.add_argument("--audit-log", default="rft-sandbox-audit.jsonl", help="JSONL file of findings")

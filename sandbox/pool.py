@@ -68,6 +68,10 @@ class WorkerPool:
     def queued(self) -> int:
         return self._queue.qsize()
 
+    @property
+    def live_workers(self) -> int:
+        return sum(worker.alive for worker in self._workers.values())
+
     async def start(self) -> None:
         workers = [Worker(self.backend, slot) for slot in range(self.size)]
         await asyncio.gather(*(w.start() for w in workers))

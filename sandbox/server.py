@@ -68,8 +68,10 @@ class SandboxServer:
         self.health = health.aio.HealthServicer()
         self.port = config.port
         self._server: grpc.aio.Server | None = None
+        self._monitor: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        await self.backend.cleanup()  # leftovers of a crashed predecessor
         await self.pool.start()
         interceptors = [TokenInterceptor(self.config.token)] if self.config.token else []
         server = grpc.aio.server(
@@ -104,8 +106,8 @@ class SandboxServer:
             raise OSError(f"cannot listen on {self.config.host}:{self.config.port}")
         await server.start()
         self._server = server
-        for name in ("", SERVICE):
-            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        await self._set_health(True)
+        self._monitor = asyncio.create_task(self._watch_health())
         log.info(
             "serving",
             extra={
@@ -118,11 +120,30 @@ class SandboxServer:
         )
 
     async def stop(self, grace: float = 2.0) -> None:
+        if self._monitor is not None:
+            self._monitor.cancel()
         await self.health.enter_graceful_shutdown()
         if self._server is not None:
             await self._server.stop(grace)
         await self.pool.close()
+        await self.backend.cleanup()
         self.audit.close()
+
+    async def _set_health(self, serving: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ("", SERVICE):
+            await self.health.set(name, status)
+
+    async def _watch_health(self, period: float = 1.0) -> None:
+        """NOT_SERVING while no sandbox worker is alive (e.g. the container engine is down)."""
+        serving = True
+        while True:
+            await asyncio.sleep(period)
+            alive = self.pool.live_workers > 0
+            if alive != serving:
+                serving = alive
+                log.warning("health", extra={"fields": {"serving": alive, "live_workers": self.pool.live_workers}})
+                await self._set_health(alive)
 
     async def wait(self) -> None:
         assert self._server is not None

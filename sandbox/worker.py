@@ -53,6 +53,11 @@ class Worker:
         self.jobs_done = 0
         self._sandbox: SandboxProcess | None = None
 
+    @property
+    def alive(self) -> bool:
+        """False once the sandbox's output has ended (it died, was killed, or its engine went away)."""
+        return self._sandbox is not None and not self._sandbox.reader.at_eof()
+
     async def start(self) -> None:
         self._sandbox = await self.backend.start(self.slot)
         try:

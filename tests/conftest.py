@@ -1,27 +1,37 @@
 """Shared fixtures: a real service over loopback gRPC with real sandboxes.
 
-`backend_name` is the seam for running the same suites against several isolation
-backends (the Docker backend adds itself to BACKENDS).
+Suites that use the `server`/`client` fixtures run once per isolation backend: bwrap
+always, Docker when an engine answers and the sandbox image exists (scripts/test
+starts one and sets RFT_REQUIRE_DOCKER=1, so in CI a missing engine is a failure,
+not a skip).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
 
+from sandbox.backends.base import Backend, BackendUnavailable
 from sandbox.backends.bwrap import BwrapBackend
+from sandbox.backends.docker import DockerBackend
 from sandbox.config import ServiceConfig
 from sandbox.embedded import EmbeddedServer
 from tests.helpers import healthy_task, status_name
 from trainer_plugin.client import SandboxClient
 
-BACKENDS = {"bwrap": BwrapBackend}
+BACKENDS = {"bwrap": BwrapBackend, "docker": DockerBackend}
 
 
-def make_backend(name: str) -> BwrapBackend:
+def make_backend(name: str) -> Backend:
     backend = BACKENDS[name]()
-    backend.check()
+    try:
+        backend.check()
+    except BackendUnavailable as exc:
+        if name == "docker" and not os.environ.get("RFT_REQUIRE_DOCKER"):
+            pytest.skip(f"no Docker Engine here ({exc}); run scripts/docker-up")
+        raise
     return backend
 
 
@@ -56,7 +66,7 @@ def client(server: EmbeddedServer) -> Iterator[SandboxClient]:
 
 
 @pytest.fixture
-def assert_healthy(client: SandboxClient):
+def assert_healthy(client: SandboxClient):  # returns a checker
     """Call after an attack: a normal task must still pass, on every worker."""
 
     def check() -> None:

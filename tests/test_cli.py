@@ -82,7 +82,7 @@ def test_score_against_a_running_server(server, tmp_path):
     assert done.stderr == ""  # --quiet: no progress bar
     results = read_results(out)
     assert sorted(r["id"] for r in results) == sorted(f"remote-{i}" for i in range(6))
-    assert all(r["backend"] == "bwrap" for r in results)
+    assert all(r["backend"] == server.server.backend.name for r in results)
     rows = summary_counts(done.stdout)
     assert rows["PASSED"] == "4" and rows["FAILED"] == "2" and rows["tasks"] == "6", done.stdout
     assert server.server.pool.stats.jobs_completed == before + 6, "the tasks ran on the given server"

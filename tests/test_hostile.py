@@ -646,21 +646,35 @@ def test_candidate_has_no_privileges(client, intact):
 # --------------------------------------------------------------------------- host
 
 HOST_FILES = """
-import os
+import hashlib, os
 
 def f():
-    seen = []
-    for path in __PATHS__:
-        if os.path.lexists(path):
-            seen.append(path)
+    leaked = []
+    for path, host_view in __VIEWS__.items():  # the host's own content, to recognise it
         try:
-            with open(path, "rb") as handle:
-                handle.read(1)
-            seen.append(f"read {path}")
+            if os.path.isdir(path):
+                view = sorted((name, sorted(os.listdir(os.path.join(path, name)))
+                               if os.path.isdir(os.path.join(path, name)) else None) for name in os.listdir(path))
+            else:
+                with open(path, "rb") as handle:
+                    view = hashlib.sha256(handle.read(1 << 16)).hexdigest()
         except OSError:
-            pass
-    return "blocked" if not seen else f"visible: {seen}"
+            continue
+        if view == host_view:
+            leaked.append(path)
+    return "blocked" if not leaked else f"host files visible: {leaked}"
 """
+
+
+def _host_view(path: str) -> object:
+    """What the probe would report for `path` if it saw the host's own file or directory."""
+    if os.path.isdir(path):  # two levels: a base image's /var has the same names as the host's
+        return sorted(
+            (name, sorted(os.listdir(os.path.join(path, name))) if os.path.isdir(os.path.join(path, name)) else None)
+            for name in os.listdir(path)
+        )
+    with open(path, "rb") as handle:
+        return hashlib.sha256(handle.read(1 << 16)).hexdigest()
 
 
 def host_secrets(audit_path: str) -> list[str]:
@@ -694,7 +708,9 @@ def test_host_files_are_invisible(client, audit_path, intact):
     assert os.path.getsize(audit_path) > 0, "the audit log should hold the early_exit finding by now"
     paths = host_secrets(audit_path)
     assert audit_path in paths and "/etc/passwd" in paths, "the probe must look for files the host really has"
-    assert_contained(client.score(task_for("calls", "host-files", HOST_FILES.replace("__PATHS__", repr(paths)))))
+    # A container has its own /etc/passwd, /var, /run...: only the host's own content counts as seen.
+    views = {path: _host_view(path) for path in paths if os.access(path, os.R_OK)}
+    assert_contained(client.score(task_for("calls", "host-files", HOST_FILES.replace("__VIEWS__", repr(views)))))
     intact()
 
 
@@ -738,9 +754,11 @@ def f():
     problems = []
     if socket.gethostname() == "__HOST_NAME__":
         problems.append("shares the host's hostname")
-    for path in ("/sys/class/net", "/dev/sda", "/dev/vda", "/dev/kmsg", "/dev/mem"):
+    for path in ("/dev/sda", "/dev/vda", "/dev/kmsg", "/dev/mem"):
         if os.path.exists(path):
             problems.append(path)
+    if os.path.isdir("/sys/class/net") and os.listdir("/sys/class/net") != ["lo"]:
+        problems.append(f"/sys/class/net lists {os.listdir('/sys/class/net')}")  # the host's interfaces
     return "blocked" if not problems else "; ".join(problems)
 """,
 }

@@ -97,12 +97,12 @@ def test_reflection_lists_and_describes_the_service(channel):
 
 def test_stats(server, client):
     before = client.stats()
-    assert before.backend == "bwrap"
+    assert before.backend == server.server.backend.name
     assert before.workers == server.server.config.workers == 2
     assert before.version == __version__
     results = list(client.score_batch([healthy_task(f"stats-{i}") for i in range(3)]))
     assert [status_name(r) for r in results] == ["PASSED"] * 3
-    assert all(r.backend == "bwrap" for r in results)
+    assert all(r.backend == server.server.backend.name for r in results)
     after = client.stats()
     assert after.jobs_completed == before.jobs_completed + 3
     assert after.queued == 0 and after.busy_workers == 0
@@ -254,15 +254,30 @@ def test_batch_echoes_ids_and_answers_each_task_once(client):
 # ---------------------------------------------------------------- worker failures
 
 
-def _sandbox_pids(server: EmbeddedServer) -> dict[int, int]:
-    async def collect() -> dict[int, int]:
+def _sandboxes(server: EmbeddedServer) -> dict[int, object]:
+    """The live sandbox of each worker slot (a bwrap process or a Docker container)."""
+
+    async def collect() -> dict[int, object]:
         return {
-            slot: worker._sandbox.process.pid
-            for slot, worker in server.server.pool._workers.items()
-            if worker._sandbox is not None
+            slot: worker._sandbox for slot, worker in server.server.pool._workers.items() if worker._sandbox is not None
         }
 
     return server.call(collect())  # type: ignore[return-value]
+
+
+def _sandbox_ids(server: EmbeddedServer) -> set[object]:
+    return {s.process.pid if hasattr(s, "process") else s.container.id for s in _sandboxes(server).values()}
+
+
+def _kill_sandbox(sandbox: object) -> None:
+    """From outside, the way an operator or the OOM killer would: SIGKILL the bwrap process or the container."""
+    if hasattr(sandbox, "process"):
+        pid = sandbox.process.pid
+        name, ppid = _proc_stat(pid)
+        assert name == "bwrap" and ppid == os.getpid(), (pid, name, ppid)
+        os.kill(pid, signal.SIGKILL)
+    else:
+        sandbox.container.kill()
 
 
 def _proc_stat(pid: int) -> tuple[str, int]:
@@ -291,20 +306,19 @@ def test_killed_workers_mid_batch_are_retried(server, client, assert_healthy):
     try:
         assert wait_for(lambda: client.stats().busy_workers == 2, timeout=10), "batch never started"
         time.sleep(0.15)  # well inside the running jobs
-        pids = _sandbox_pids(server)
-        assert len(pids) == 2
-        for pid in pids.values():
-            name, ppid = _proc_stat(pid)
-            assert name == "bwrap" and ppid == os.getpid(), (pid, name, ppid)
-            os.kill(pid, signal.SIGKILL)
+        killed = _sandbox_ids(server)
+        sandboxes = _sandboxes(server)
+        assert len(sandboxes) == 2
+        for sandbox in sandboxes.values():
+            _kill_sandbox(sandbox)
     finally:
         thread.join(timeout=60)
     assert not thread.is_alive() and not errors, errors
     assert Counter(r.id for r in results) == Counter(t.id for t in tasks)
     assert [status_name(r) for r in results] == ["PASSED"] * len(tasks), [(r.id, r.message) for r in results]
     after = client.stats()
-    assert after.worker_failures >= before.worker_failures + len(pids)
-    assert set(_sandbox_pids(server).values()).isdisjoint(pids.values()), "killed workers were not replaced"
+    assert after.worker_failures >= before.worker_failures + len(killed)
+    assert _sandbox_ids(server).isdisjoint(killed), "killed workers were not replaced"
     assert_healthy()
 
 
@@ -348,8 +362,8 @@ def test_infrastructure_failure_is_never_a_wrong_answer(breakable_server):
     try:
         assert status_name(client.score(healthy_task("before"))) == "PASSED"
         breakable_server.server.backend.python = "/nonexistent/python"  # every restart now fails
-        for pid in _sandbox_pids(breakable_server).values():
-            os.kill(pid, signal.SIGKILL)
+        for sandbox in _sandboxes(breakable_server).values():
+            _kill_sandbox(sandbox)
         before = client.stats().worker_failures
         started = time.monotonic()
         tasks = [healthy_task(f"infra-{i}") for i in range(3)] + [

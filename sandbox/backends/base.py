@@ -35,3 +35,6 @@ class Backend(Protocol):
 
     async def start(self, slot: int) -> SandboxProcess:
         """Start one sandbox for worker `slot` (slots may map to distinct uids)."""
+
+    async def cleanup(self) -> None:
+        """Remove what a previous (crashed) service or this one left behind."""

@@ -162,6 +162,9 @@ class BwrapBackend:
             runner += ["--job-uid", str(self.first_job_uid + slot)]
         return runner
 
+    async def cleanup(self) -> None:
+        """Nothing outlives us: bwrap dies with its parent and takes its PID namespace along."""
+
     async def start(self, slot: int) -> BwrapProcess:
         process = await asyncio.create_subprocess_exec(
             *self.sandbox_argv(slot),

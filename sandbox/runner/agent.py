@@ -122,17 +122,24 @@ def _kill_everything_else(expected: set[int]) -> int:
             os.kill(-1, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        while True:
-            try:
-                pid, _ = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                break
-            if pid == 0:
-                break
+        _reap_all()
         alive = _others(me)
         if alive:
             time.sleep(0.0005)
+    _reap_all()
     return leftovers
+
+
+def _reap_all() -> None:
+    """Collect every exited child. As a container's pid 1 the runner also inherits orphans,
+    whose zombies would otherwise count against the next job's process limit."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
 
 
 def _others(me: int) -> list[str]:
