@@ -79,7 +79,7 @@ def _tree_pss_kib(root_pid: int) -> int:
     return total
 
 
-def bench_service(tasks: list[pb.Task], workers: int, batch: int) -> dict[str, float]:
+def bench_service(tasks: list[pb.Task], workers: int, batch: int, backend: str = "bwrap") -> dict[str, float]:
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     server = subprocess.Popen(
@@ -92,6 +92,8 @@ def bench_service(tasks: list[pb.Task], workers: int, batch: int) -> dict[str, f
             str(port),
             "--workers",
             str(workers),
+            "--backend",
+            backend,
             "--audit-log",
             os.devnull,
             "--log-level",
