@@ -22,7 +22,7 @@ from sandbox.backends.select import make_backend
 from sandbox.config import ServiceConfig
 from sandbox.embedded import EmbeddedServer
 from tests.conftest import make_backend as fixture_backend
-from tests.helpers import call_task, healthy_task, status_name
+from tests.helpers import call_task, healthy_task, limits, status_name
 from trainer_plugin.client import SandboxClient
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,8 +94,9 @@ def test_candidates_run_unprivileged_inside(docker_server):
 
 def test_leftovers_are_removed_on_start_and_containers_on_shutdown(docker_backend):
     backend = DockerBackend(instance="test-leftovers")
-    stray = backend.docker.containers.create(backend.image, entrypoint=["sleep", "600"],
-                                             labels={LABEL: backend.instance}, network_mode="none")
+    stray = backend.docker.containers.create(
+        backend.image, entrypoint=["sleep", "600"], labels={LABEL: backend.instance}, network_mode="none"
+    )
     embedded = _serve(backend, workers=1)
     try:
         ids = {c.id for c in _containers(backend)}
@@ -186,3 +187,46 @@ def test_engine_down_means_sandbox_error_and_not_serving_then_recovery(docker_se
     while _health(docker_server.target) != health_pb2.HealthCheckResponse.SERVING:
         assert time.monotonic() < deadline, "health never came back to SERVING"
         time.sleep(0.5)
+
+
+TRITON_KERNEL = """
+import os
+os.environ["TRITON_INTERPRET"] = "1"
+import torch
+import triton
+import triton.language as tl
+
+@triton.jit
+def add_kernel(x_ptr, y_ptr, out_ptr, n, BLOCK: tl.constexpr):
+    offsets = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offsets < n
+    tl.store(out_ptr + offsets, tl.load(x_ptr + offsets, mask=mask) + tl.load(y_ptr + offsets, mask=mask), mask=mask)
+
+def run(n):
+    x = torch.arange(n, dtype=torch.float32)
+    out = torch.empty_like(x)
+    add_kernel[(triton.cdiv(n, 128),)](x, x, out, n, BLOCK=128)
+    return out.sum().item()
+"""
+
+
+def test_triton_variant_runs_kernels_in_the_sandbox():
+    """The `triton` build stage: torch + triton inside the same hardened container."""
+    backend = DockerBackend(image="rft-sandbox:triton", instance="test-triton")
+    try:
+        backend.check()
+    except BackendUnavailable:
+        pytest.skip("rft-sandbox:triton is not built (docker build -f Dockerfile.sandbox --target triton ...)")
+    embedded = _serve(backend, workers=1)
+    try:
+        task = call_task(
+            "triton",
+            TRITON_KERNEL,
+            "run",
+            [([1000], float(sum(range(1000)) * 2))],
+            limits(test_ms=60_000, task_ms=120_000, memory=4096 << 20),
+        )
+        result = SandboxClient(embedded.target, timeout=180).score(task)
+        assert status_name(result) == "PASSED", (result.message, result.stderr_excerpt)
+    finally:
+        embedded.stop()
