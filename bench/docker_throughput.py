@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import concurrent.futures
 import json
 import os
 import statistics
@@ -27,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.humaneval_throughput import _percentile, bench_service  # noqa: E402
+from bench.humaneval_throughput import bench_service, program, run_baseline  # noqa: E402
 from sandbox.api import pb  # noqa: E402
 from sandbox.backends.docker import DockerBackend  # noqa: E402
 from sandbox.worker import Worker  # noqa: E402
@@ -36,36 +35,28 @@ from tests.humaneval_data import canonical_task, load_problems  # noqa: E402
 IMAGE = "rft-sandbox:latest"
 
 
-def _program(problem: dict) -> bytes:
-    text = problem["prompt"] + problem["canonical_solution"] + "\n" + problem["test"]
-    return (text + f"\ncheck({problem['entry_point']})\n").encode()
-
-
 def _naive(problems: list[dict], workers: int, command: list[str]) -> dict[str, float]:
     def run(problem: dict) -> tuple[bool, float]:
         t0 = time.perf_counter()
-        done = subprocess.run(command, input=_program(problem), capture_output=True, timeout=120)
+        done = subprocess.run(command, input=program(problem).encode(), capture_output=True, timeout=120)
         return done.returncode == 0, (time.perf_counter() - t0) * 1000
 
-    started = time.monotonic()
-    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        outcomes = list(pool.map(run, problems))
-    elapsed = time.monotonic() - started
-    latencies = [ms for _, ms in outcomes]
-    return {"tasks": len(outcomes), "passed": sum(ok for ok, _ in outcomes), "seconds": elapsed,
-            "tasks_per_s": len(outcomes) / elapsed, "p50_ms": _percentile(latencies, 0.5),
-            "p99_ms": _percentile(latencies, 0.99)}
+    return run_baseline(problems, workers, run)
 
 
 def bench_docker_run(problems: list[dict], workers: int) -> dict[str, float]:
-    return _naive(problems, workers, ["docker", "run", "--rm", "-i", "--network", "none",
-                                      "--entrypoint", "python3", IMAGE, "-"])
+    return _naive(
+        problems, workers, ["docker", "run", "--rm", "-i", "--network", "none", "--entrypoint", "python3", IMAGE, "-"]
+    )
 
 
 def bench_docker_exec(problems: list[dict], workers: int) -> dict[str, float]:
     name = f"rft-bench-exec-{os.getpid()}"
-    subprocess.run(["docker", "run", "-d", "--rm", "--name", name, "--network", "none", "--entrypoint", "sleep",
-                    IMAGE, "3600"], check=True, capture_output=True)
+    subprocess.run(
+        ["docker", "run", "-d", "--rm", "--name", name, "--network", "none", "--entrypoint", "sleep", IMAGE, "3600"],
+        check=True,
+        capture_output=True,
+    )
     try:
         return _naive(problems, workers, ["docker", "exec", "-i", name, "python3", "-"])
     finally:
@@ -98,8 +89,11 @@ def main() -> None:
     args = parser.parse_args()
 
     problems = load_problems()
-    tasks = [pb.Task(id=f"{i}/{t.id}", language=t.language, code=t.code, python=t.python)
-             for i in range(args.repeat) for t in map(canonical_task, problems)]
+    tasks = [
+        pb.Task(id=f"{i}/{t.id}", language=t.language, code=t.code, python=t.python)
+        for i in range(args.repeat)
+        for t in map(canonical_task, problems)
+    ]
     rows = {
         "rft-sandbox, docker backend": bench_service(tasks, args.workers, args.batch, backend="docker"),
         "rft-sandbox, bwrap backend": bench_service(tasks, args.workers, args.batch, backend="bwrap"),
@@ -111,8 +105,10 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} CPUs; workers/concurrency: {args.workers}")
     print(f"{'':38}{'tasks':>7}{'passed':>8}{'tasks/s':>10}{'p50 ms':>9}{'p99 ms':>9}")
     for name, row in rows.items():
-        print(f"{name:38}{row['tasks']:>7}{row['passed']:>8}{row['tasks_per_s']:>10.1f}"
-              f"{row['p50_ms']:>9.1f}{row['p99_ms']:>9.1f}")
+        print(
+            f"{name:38}{row['tasks']:>7}{row['passed']:>8}{row['tasks_per_s']:>10.1f}"
+            f"{row['p50_ms']:>9.1f}{row['p99_ms']:>9.1f}"
+        )
     docker = rows["rft-sandbox, docker backend"]["tasks_per_s"]
     bwrap = rows["rft-sandbox, bwrap backend"]["tasks_per_s"]
     run = rows["baseline: docker run --rm per task"]["tasks_per_s"]

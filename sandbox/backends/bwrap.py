@@ -26,7 +26,7 @@ import sysconfig
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sandbox.backends.base import RUNNER_DIR, BackendUnavailable
+from sandbox.backends.base import RUNNER_DIR, RUNNER_FLAGS, BackendUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ class BwrapBackend:
         return args
 
     def runner_argv(self, slot: int) -> list[str]:
-        runner = [self.python, "-I", "-B", f"{RUNNER_MOUNT}/agent.py", "--workdir", "/tmp"]
+        runner = [self.python, *RUNNER_FLAGS, f"{RUNNER_MOUNT}/agent.py", "--workdir", "/tmp"]
         if os.geteuid() == 0:
             runner += ["--job-uid", str(self.first_job_uid + slot)]
         return runner

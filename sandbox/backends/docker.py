@@ -25,7 +25,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any
 
-from sandbox.backends.base import RUNNER_DIR, BackendUnavailable
+from sandbox.backends.base import RUNNER_DIR, RUNNER_FLAGS, BackendUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ class DockerBackend:
     def _create(self, slot: int) -> tuple[Any, socket.socket]:
         container = self.docker.containers.create(
             self.image,
-            entrypoint=["python3", "-I", "-B", f"{RUNNER_MOUNT}/agent.py"],
+            entrypoint=["python3", *RUNNER_FLAGS, f"{RUNNER_MOUNT}/agent.py"],
             command=["--workdir", "/tmp", "--job-uid", str(self.first_job_uid + slot)],
             stdin_open=True,
             tty=False,
