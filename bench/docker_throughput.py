@@ -26,11 +26,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.humaneval_throughput import bench_service, program, run_baseline  # noqa: E402
-from sandbox.api import pb  # noqa: E402
+from bench.humaneval_throughput import bench_service, humaneval_tasks, program, run_baseline  # noqa: E402
 from sandbox.backends.docker import DockerBackend  # noqa: E402
 from sandbox.worker import Worker  # noqa: E402
-from tests.humaneval_data import canonical_task, load_problems  # noqa: E402
+from tests.humaneval_data import load_problems  # noqa: E402
 
 IMAGE = "rft-sandbox:latest"
 
@@ -89,11 +88,7 @@ def main() -> None:
     args = parser.parse_args()
 
     problems = load_problems()
-    tasks = [
-        pb.Task(id=f"{i}/{t.id}", language=t.language, code=t.code, python=t.python)
-        for i in range(args.repeat)
-        for t in map(canonical_task, problems)
-    ]
+    tasks = humaneval_tasks(problems, args.repeat)
     rows = {
         "rft-sandbox, docker backend": bench_service(tasks, args.workers, args.batch, backend="docker"),
         "rft-sandbox, bwrap backend": bench_service(tasks, args.workers, args.batch, backend="bwrap"),

