@@ -1274,3 +1274,54 @@ def test_expected_answer_of_an_earlier_job_cannot_be_found(client, intact):
             uids.update(int(line.split()[1]) for line in result.stdout_excerpt.splitlines() if line.startswith("uid"))
     assert uids == {JOB_UID, JOB_UID + 1}, f"hunters ran as {uids}: not every worker was searched"
     intact()
+
+
+CLOSED_CHANNEL = {
+    # The candidate shuts its end of the harness channel and goes on: the runner's next
+    # write to it must fail quietly (no SIGPIPE for the runner), and the job is the candidate's failure.
+    "at-load": (
+        "import os, socket\n"
+        "for _fd in map(int, os.listdir('/proc/self/fd')):\n"
+        "    try:\n"
+        "        if os.readlink(f'/proc/self/fd/{_fd}').startswith('socket:'):\n"
+        "            socket.socket(fileno=_fd).shutdown(socket.SHUT_RDWR)\n"
+        "    except OSError:\n"
+        "        pass\n"
+        "def f():\n    return 'right'\n"
+    ),
+    "racing-thread": (
+        "import os, socket, threading, time\n"
+        "def _shut():\n"
+        "    time.sleep(0.0003)\n"
+        "    for fd in map(int, os.listdir('/proc/self/fd')):\n"
+        "        try:\n"
+        "            if os.readlink(f'/proc/self/fd/{fd}').startswith('socket:'):\n"
+        "                socket.socket(fileno=fd).shutdown(socket.SHUT_RDWR)\n"
+        "        except OSError:\n"
+        "            pass\n"
+        "threading.Thread(target=_shut, daemon=True).start()\n"
+        "def f():\n    time.sleep(0.01)\n    return 'right'\n"
+    ),
+    "in-call": (
+        "import os, socket, time\n"
+        "def f():\n"
+        "    for fd in map(int, os.listdir('/proc/self/fd')):\n"
+        "        try:\n"
+        "            if os.readlink(f'/proc/self/fd/{fd}').startswith('socket:'):\n"
+        "                socket.socket(fileno=fd).shutdown(socket.SHUT_RDWR)\n"
+        "        except OSError:\n"
+        "            pass\n"
+        "    time.sleep(0.2)\n"
+        "    return 'right'\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("variant", sorted(CLOSED_CHANNEL))
+def test_candidate_closing_its_channel_is_its_own_failure(client, intact, variant, mode):
+    task = task_for(mode, f"closed-{variant}", CLOSED_CHANNEL[variant], "right")
+    if mode == "calls":
+        task.python.call_tests.extend([task.python.call_tests[0]] * 20)  # more requests after the shutdown
+    assert_scored_zero(client.score(task))
+    intact()

@@ -1,10 +1,11 @@
 """The runner agent: a long-lived process inside one sandbox that runs jobs one at a time.
 
 Started once per warm worker (by bubblewrap or inside a container), it reads jobs as
-frames on stdin and answers each with one frame on stdout. Per job it forks a zygote
-(which forks candidate processes) and a judge, both with the job's uid and rlimits,
-waits for the judge's report up to the job's deadline, then kills every process that
-is not itself and wipes the job's files, so nothing of one job survives into the next.
+frames on stdin and answers each with a meta frame and a report frame on stdout. Jobs
+without secrets it judges itself, forking one candidate process (job uid, rlimits) per
+job. Whole-mode jobs, whose test code holds expected values, get a zygote forked before
+the secret is read and a separate non-dumpable judge. After every job it kills every
+process that is not itself and wipes the job's files, so nothing survives into the next.
 
 Stdlib only: it must run on whatever Python the sandbox image has.
 """
@@ -304,7 +305,8 @@ def main() -> None:
     if os.getpid() > 2:
         # cleanup is kill(-1): only safe as (nearly) the first process of a PID namespace
         raise SystemExit("runner: refusing to run outside a fresh PID namespace")
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    # SIGPIPE stays ignored (Python's default): a candidate that shuts its channel must cost
+    # the runner a BrokenPipeError on its next write, not its life.
     gc.freeze()  # fewer copy-on-write faults in every forked child
     os.makedirs(settings.workdir, exist_ok=True)
     _wipe(settings.workdir)
