@@ -60,6 +60,16 @@ class AuditLog:
             )
         os.write(self._fd, "".join(lines).encode("utf-8"))
 
+    def record_event(self, code: str, evidence: str) -> None:
+        """A CRITICAL finding about the service itself (no task), e.g. a modified database."""
+        if self._fd is None:
+            return
+        line = json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "task_id": "",
+                           "language": "", "code": code, "severity": "CRITICAL", "status": "",
+                           "message": code.replace("_", " "), "evidence": evidence[:_EVIDENCE],
+                           "code_sha256": ""})
+        os.write(self._fd, (line + "\n").encode("utf-8"))
+
     def close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)

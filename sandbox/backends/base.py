@@ -35,6 +35,7 @@ class SandboxProcess(Protocol):
 
 class Backend(Protocol):
     name: str
+    mounts: list[tuple[str, str]]  # extra read-only (host path, sandbox path) binds, e.g. databases
 
     def check(self) -> None:
         """Raise BackendUnavailable with a clear reason if this backend cannot work here."""

@@ -74,6 +74,7 @@ class BwrapBackend:
     tmp_bytes: int = 256 << 20
     first_job_uid: int = 61000
     site_packages: bool = False
+    mounts: list[tuple[str, str]] = field(default_factory=list)  # (host, sandbox) read-only binds
     name: str = "bwrap"
 
     def check(self) -> None:
@@ -125,6 +126,7 @@ class BwrapBackend:
             "--ro-bind",
             str(RUNNER_DIR),
             RUNNER_MOUNT,
+            *[arg for host, inside in self.mounts for arg in ("--ro-bind", host, inside)],
             "--proc",
             "/proc",
             "--dev",

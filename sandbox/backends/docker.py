@@ -88,6 +88,7 @@ class DockerBackend:
     pids_limit: int = 256
     tmp_bytes: int = 256 << 20
     first_job_uid: int = 61000
+    mounts: list[tuple[str, str]] = field(default_factory=list)  # (host, container) read-only binds
     name: str = "docker"
     _docker: Any = field(default=None, repr=False)
 
@@ -145,7 +146,10 @@ class DockerBackend:
             memswap_limit=self.memory_bytes,
             nano_cpus=self.nano_cpus,
             pids_limit=self.pids_limit,
-            volumes={str(RUNNER_DIR): {"bind": RUNNER_MOUNT, "mode": "ro"}},
+            volumes={
+                str(RUNNER_DIR): {"bind": RUNNER_MOUNT, "mode": "ro"},
+                **{host: {"bind": inside, "mode": "ro"} for host, inside in self.mounts},
+            },
             hostname="sandbox",
             environment={},
             labels=self._labels(),

@@ -234,6 +234,17 @@ def _judge_here(settings: Settings, job: dict[str, Any], jobdir: str) -> tuple[s
     return "closed", b"".join(records)
 
 
+def _run_sql(job: dict[str, Any], jobdir: str) -> bytes:
+    """SQL jobs run in this process: the query is data for SQLite, walled in by SQLite itself."""
+    import sqlrun  # only workers that see SQL pay for the module
+
+    try:
+        records = sqlrun.run(job, jobdir)
+    except Exception:  # noqa: BLE001 - a runner bug is reported, and scored as ours
+        records = [{"t": "judge_error", "error": traceback.format_exc()[-2000:]}]
+    return b"".join(framing.pack(r) for r in records)
+
+
 def _judge_isolated(
     settings: Settings, job: dict[str, Any], jobdir: str, secret: Buffer, report: Buffer, deadline: float
 ) -> tuple[str, memoryview, set[int]]:
@@ -285,6 +296,10 @@ def run_job(settings: Settings, job: dict[str, Any], secret: Buffer, report: Buf
     if job["mode"] == "whole":
         deadline = started + job["limits"]["task_ms"] / 1000 + _GRACE_SECONDS
         ending, body, helpers = _judge_isolated(settings, job, jobdir, secret, report, deadline)
+    elif job["mode"] == "sql":
+        secret.read_frame(0)  # always sent; empty for SQL
+        secret.wipe()
+        ending, body, helpers = "closed", _run_sql(job, jobdir), set()
     else:
         secret.read_frame(0)  # always sent; empty for these modes
         secret.wipe()

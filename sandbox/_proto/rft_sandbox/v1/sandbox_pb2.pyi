@@ -65,18 +65,20 @@ class ScoreBatchRequest(_message.Message):
     def __init__(self, tasks: _Optional[_Iterable[_Union[Task, _Mapping]]] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("id", "language", "code", "limits", "python")
+    __slots__ = ("id", "language", "code", "limits", "python", "sql")
     ID_FIELD_NUMBER: _ClassVar[int]
     LANGUAGE_FIELD_NUMBER: _ClassVar[int]
     CODE_FIELD_NUMBER: _ClassVar[int]
     LIMITS_FIELD_NUMBER: _ClassVar[int]
     PYTHON_FIELD_NUMBER: _ClassVar[int]
+    SQL_FIELD_NUMBER: _ClassVar[int]
     id: str
     language: Language
     code: str
     limits: Limits
     python: PythonSpec
-    def __init__(self, id: _Optional[str] = ..., language: _Optional[_Union[Language, str]] = ..., code: _Optional[str] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., python: _Optional[_Union[PythonSpec, _Mapping]] = ...) -> None: ...
+    sql: SqlSpec
+    def __init__(self, id: _Optional[str] = ..., language: _Optional[_Union[Language, str]] = ..., code: _Optional[str] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., python: _Optional[_Union[PythonSpec, _Mapping]] = ..., sql: _Optional[_Union[SqlSpec, _Mapping]] = ...) -> None: ...
 
 class Limits(_message.Message):
     __slots__ = ("test_timeout_ms", "task_timeout_ms", "memory_bytes", "output_bytes")
@@ -123,6 +125,36 @@ class IoTest(_message.Message):
     stdin: str
     expected_stdout: str
     def __init__(self, stdin: _Optional[str] = ..., expected_stdout: _Optional[str] = ...) -> None: ...
+
+class SqlSpec(_message.Message):
+    __slots__ = ("engine", "database", "inline_sqlite", "gold_sql", "expected_json", "order", "rel_tol", "abs_tol", "base_only")
+    class Order(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        ORDER_DEFAULT: _ClassVar[SqlSpec.Order]
+        ORDER_MATTERS: _ClassVar[SqlSpec.Order]
+        ORDER_IGNORED: _ClassVar[SqlSpec.Order]
+    ORDER_DEFAULT: SqlSpec.Order
+    ORDER_MATTERS: SqlSpec.Order
+    ORDER_IGNORED: SqlSpec.Order
+    ENGINE_FIELD_NUMBER: _ClassVar[int]
+    DATABASE_FIELD_NUMBER: _ClassVar[int]
+    INLINE_SQLITE_FIELD_NUMBER: _ClassVar[int]
+    GOLD_SQL_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_JSON_FIELD_NUMBER: _ClassVar[int]
+    ORDER_FIELD_NUMBER: _ClassVar[int]
+    REL_TOL_FIELD_NUMBER: _ClassVar[int]
+    ABS_TOL_FIELD_NUMBER: _ClassVar[int]
+    BASE_ONLY_FIELD_NUMBER: _ClassVar[int]
+    engine: str
+    database: str
+    inline_sqlite: bytes
+    gold_sql: str
+    expected_json: str
+    order: SqlSpec.Order
+    rel_tol: float
+    abs_tol: float
+    base_only: bool
+    def __init__(self, engine: _Optional[str] = ..., database: _Optional[str] = ..., inline_sqlite: _Optional[bytes] = ..., gold_sql: _Optional[str] = ..., expected_json: _Optional[str] = ..., order: _Optional[_Union[SqlSpec.Order, str]] = ..., rel_tol: _Optional[float] = ..., abs_tol: _Optional[float] = ..., base_only: _Optional[bool] = ...) -> None: ...
 
 class Finding(_message.Message):
     __slots__ = ("code", "severity", "message", "evidence")

@@ -1,0 +1,91 @@
+"""Databases registered with the service by name, so tasks refer to them by id.
+
+`NAME=PATH` where PATH is a `.sqlite` file (no variants) or a directory of `.sqlite`
+files (the base is `base.sqlite` if present, else the first by name; the others are
+variants, in name order). Files are mounted read-only into every sandbox under
+`/db/NAME/`; their checksums are taken at registration and verified after each batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MOUNT = "/db"
+_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
+
+
+class RegistryError(ValueError):
+    pass
+
+
+def _checksum(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Database:
+    name: str
+    engine: str  # sqlite (postgres, duckdb: later)
+    files: tuple[Path, ...]  # host paths: base first, then variants
+    checksums: tuple[str, ...] = field(default=(), compare=False)
+
+    def sandbox_paths(self) -> list[str]:
+        return [f"{MOUNT}/{self.name}/{path.name}" for path in self.files]
+
+    def changed_files(self) -> list[str]:
+        """Files whose content differs from registration (a critical finding if any)."""
+        return [str(p) for p, digest in zip(self.files, self.checksums, strict=True) if _checksum(p) != digest]
+
+
+def _sqlite_files(path: Path) -> tuple[Path, ...]:
+    if path.is_file():
+        return (path,)
+    files = sorted(p for p in path.iterdir() if p.suffix in (".sqlite", ".db", ".sqlite3") and p.is_file())
+    if not files:
+        raise RegistryError(f"{path}: no .sqlite files")
+    base = [p for p in files if p.stem == "base"]
+    return tuple(base + [p for p in files if p not in base])
+
+
+@dataclass
+class Registry:
+    databases: dict[str, Database] = field(default_factory=dict)
+
+    def register(self, name: str, location: str) -> Database:
+        if not name or not set(name) <= _NAME_CHARS:
+            raise RegistryError(f"database name {name!r}: use letters, digits, '_', '-', '.'")
+        if name in self.databases:
+            raise RegistryError(f"database {name!r} is registered twice")
+        path = Path(location).expanduser().resolve()
+        if not path.exists():
+            raise RegistryError(f"database {name!r}: {location} does not exist")
+        files = _sqlite_files(path)
+        if len({p.name for p in files}) != len(files):
+            raise RegistryError(f"database {name!r}: file names must differ")
+        database = Database(name, "sqlite", files, tuple(_checksum(p) for p in files))
+        self.databases[name] = database
+        return database
+
+    @classmethod
+    def from_specs(cls, specs: list[str]) -> Registry:
+        registry = cls()
+        for spec in specs:
+            name, sep, location = spec.partition("=")
+            if not sep:
+                raise RegistryError(f"--database {spec!r}: expected NAME=PATH")
+            registry.register(name.strip(), location.strip())
+        return registry
+
+    def mounts(self) -> list[tuple[str, str]]:
+        """(host file, sandbox file) pairs to bind read-only: the files alone, never their directories."""
+        return [
+            (str(path), inside)
+            for db in self.databases.values()
+            for path, inside in zip(db.files, db.sandbox_paths(), strict=True)
+        ]
