@@ -64,10 +64,19 @@ class AuditLog:
         """A CRITICAL finding about the service itself (no task), e.g. a modified database."""
         if self._fd is None:
             return
-        line = json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "task_id": "",
-                           "language": "", "code": code, "severity": "CRITICAL", "status": "",
-                           "message": code.replace("_", " "), "evidence": evidence[:_EVIDENCE],
-                           "code_sha256": ""})
+        line = json.dumps(
+            {
+                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "task_id": "",
+                "language": "",
+                "code": code,
+                "severity": "CRITICAL",
+                "status": "",
+                "message": code.replace("_", " "),
+                "evidence": evidence[:_EVIDENCE],
+                "code_sha256": "",
+            }
+        )
         os.write(self._fd, (line + "\n").encode("utf-8"))
 
     def close(self) -> None:

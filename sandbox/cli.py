@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -48,10 +49,20 @@ def _config(args: argparse.Namespace, **overrides: Any) -> ServiceConfig:
     return ServiceConfig(**values)
 
 
+def _sql_context(args: argparse.Namespace) -> Any:
+    from sandbox.sql.plan import SqlContext
+    from sandbox.sql.registry import Registry, RegistryError
+
+    try:
+        return SqlContext(registry=Registry.from_specs(args.database))
+    except RegistryError as exc:
+        raise SystemExit(f"--database: {exc}") from None
+
+
 async def _serve(config: ServiceConfig, args: argparse.Namespace) -> None:
     from sandbox.server import SandboxServer
 
-    server = SandboxServer(config, _make_backend(args))
+    server = SandboxServer(config, _make_backend(args), _sql_context(args))
     await server.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -67,7 +78,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def read_tasks(path: str) -> list[pb.Task]:
+def read_tasks(path: str) -> list[tuple[int, pb.Task]]:
     """Every line must be a valid Task; all problems are reported before anything runs.
 
     Lines are checked with the same validation the server applies (with default
@@ -87,14 +98,15 @@ def read_tasks(path: str) -> list[pb.Task]:
                 continue
             try:
                 task = json_format.Parse(line, pb.Task())
-                prepare(task, config)
+                if task.language != pb.SQL:  # SQL tasks name databases only the server knows
+                    prepare(task, config)
             except (json_format.ParseError, ValueError) as exc:
                 errors.append(f"{path}:{number}: {exc}")
                 continue
             if task.id in seen:
                 errors.append(f"{path}:{number}: id: duplicates an earlier task's id {task.id!r}")
             seen.add(task.id)
-            tasks.append(task)
+            tasks.append((number, task))
     if errors:
         raise SystemExit("invalid tasks file:\n" + "\n".join(errors[:20]))
     return tasks
@@ -105,7 +117,7 @@ def _embedded_server(args: argparse.Namespace) -> Iterator[str]:
     from sandbox.embedded import EmbeddedServer
 
     config = _config(args, host="127.0.0.1", port=0, token=None)
-    with EmbeddedServer(config, _make_backend(args)) as server:
+    with EmbeddedServer(config, _make_backend(args), _sql_context(args)) as server:
         yield server.target
 
 
@@ -129,10 +141,19 @@ def summarise(results: list[pb.Result]) -> str:
     return "\n".join(lines)
 
 
+def _name_the_line(details: str, path: str, numbered: list[tuple[int, pb.Task]], start: int) -> str:
+    """`tasks[3].sql.database: ...` from the server, for batch `start`, as `FILE:LINE: sql.database: ...`."""
+    match = re.match(r"tasks\[(\d+)\]\.(.*)", details, re.S)
+    if not match or start + int(match.group(1)) >= len(numbered):
+        return details
+    return f"{path}:{numbered[start + int(match.group(1))][0]}: {match.group(2)}"
+
+
 def cmd_score(args: argparse.Namespace) -> int:
     from trainer_plugin.client import SandboxClient
 
-    tasks = read_tasks(args.tasks)
+    numbered = read_tasks(args.tasks)
+    tasks = [task for _, task in numbered]
     if not tasks:
         raise SystemExit(f"{args.tasks}: no tasks")
     out = Path(args.out) if args.out else Path(args.tasks).with_suffix(".results.jsonl")
@@ -143,6 +164,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         stack.callback(client.close)
         started = time.monotonic()
         sink = None
+        start = 0
         try:
             for start in range(0, len(tasks), args.batch_size):
                 for result in client.score_batch(tasks[start : start + args.batch_size]):
@@ -154,7 +176,8 @@ def cmd_score(args: argparse.Namespace) -> int:
                         _progress(len(results), len(tasks), started)
         except grpc.RpcError as exc:
             kept = f"; {len(results)} results kept in {out}" if results else ""
-            raise SystemExit(f"\nserver {target}: {exc.code().name}: {exc.details()}{kept}") from None
+            details = _name_the_line(exc.details() or "", args.tasks, numbered, start)
+            raise SystemExit(f"\nserver {target}: {exc.code().name}: {details}{kept}") from None
     if not args.quiet:
         sys.stderr.write("\n")
     print(summarise(results))
@@ -189,6 +212,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--workers", type=int, default=0, help="warm sandboxes (default: CPU count)")
         p.add_argument("--token", default=None, help=f"bearer token (or ${TOKEN_ENV})")
         p.add_argument("--audit-log", default="rft-sandbox-audit.jsonl", help="JSONL file of findings")
+        p.add_argument(
+            "--database",
+            action="append",
+            default=[],
+            metavar="NAME=PATH",
+            help="register a SQLite database (a .sqlite file, or a directory: base + variants)",
+        )
         p.add_argument("--host", default="127.0.0.1")
         p.add_argument("--port", type=int, default=50051)
 

@@ -13,11 +13,12 @@ from types import TracebackType
 from sandbox.backends.base import Backend
 from sandbox.config import ServiceConfig
 from sandbox.server import SandboxServer
+from sandbox.sql.plan import SqlContext
 
 
 class EmbeddedServer:
-    def __init__(self, config: ServiceConfig, backend: Backend) -> None:
-        self.server = SandboxServer(config, backend)
+    def __init__(self, config: ServiceConfig, backend: Backend, sql: SqlContext | None = None) -> None:
+        self.server = SandboxServer(config, backend, sql)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="rft-sandbox-server", daemon=True)
 

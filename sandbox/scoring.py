@@ -6,16 +6,20 @@ execution; it speaks the v1 messages on its outside and plain data inside.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from typing import Any
 
 from rewards.model import Status, Verdict
-from rewards.python import score_python
 from sandbox.api import pb
 from sandbox.audit import AuditLog
 from sandbox.pool import Job, SandboxFailure, WorkerPool
+from sandbox.python.plan import InvalidTask
 from sandbox.runner import framing
+from sandbox.sql.plan import GoldKey, GoldRequest, SqlContext, executions
 from sandbox.tasks import PreparedTask
+from sandbox.worker import RunnerReply
 
 log = logging.getLogger(__name__)
 _RUNNER_SLACK_SECONDS = 2.0
@@ -31,13 +35,8 @@ class ScoringService:
         arrived = time.perf_counter()
         run_ms = queue_ms = 0.0
         try:
-            if task.syntax_error is not None:
-                verdict = Verdict(
-                    Status.SYNTAX_ERROR,
-                    0.0,
-                    components={"compiles": 0.0, "tests_passed": 0.0},
-                    message=f"does not compile: {task.syntax_error}",
-                )
+            if task.early is not None:
+                verdict = task.early
             else:
                 verdict, queue_ms, run_ms = await self._run(task, arrived)
         except SandboxFailure as exc:
@@ -49,27 +48,17 @@ class ScoringService:
         total_ms = (time.perf_counter() - arrived) * 1000
         return _to_proto(task.id, verdict, self.backend_name, queue_ms, run_ms, total_ms)
 
+    async def run_job(self, job: dict[str, Any], secret: dict[str, Any], task_ms: int) -> RunnerReply:
+        """One sandbox job: the runner's meta and the records it returned (untrusted)."""
+        frames = Job(framing.pack(job), framing.pack(secret), timeout=task_ms / 1000 + _RUNNER_SLACK_SECONDS)
+        return await self.pool.run(frames)
+
     async def _run(self, task: PreparedTask, arrived: float) -> tuple[Verdict, float, float]:
-        plan = task.plan
-        job = Job(
-            framing.pack({**plan.job, "code": task.code, "limits": task.limits}),
-            framing.pack(plan.secret),
-            timeout=task.limits["task_ms"] / 1000 + _RUNNER_SLACK_SECONDS,
-        )
-        reply = await self.pool.run(job)
+        reply = await self.run_job(task.job, task.secret, task.limits["task_ms"])
         runner_ms = reply.meta.get("elapsed_ms")
         run_ms = float(runner_ms) if isinstance(runner_ms, (int, float)) else 0.0
         queue_ms = max((time.perf_counter() - arrived) * 1000 - run_ms, 0.0)
-        verdict = score_python(
-            plan.expectations,
-            reply.records,
-            reply.meta,
-            task.static_findings,
-            task.rel_tol,
-            task.abs_tol,
-            whole=plan.mode == "whole",
-        )
-        return verdict, queue_ms, run_ms
+        return task.judge(reply.records, reply.meta), queue_ms, run_ms
 
 
 def _to_proto(
@@ -101,3 +90,34 @@ def _to_proto(
         stderr_excerpt=verdict.stderr,
         backend=backend,
     )
+
+
+async def ensure_gold(scoring: ScoringService, tasks: list[PreparedTask], context: SqlContext) -> None:
+    """Compute the reference results the tasks need and do not have yet, concurrently.
+
+    A gold query that does not run cleanly on every file of its database makes its task
+    invalid (`InvalidTask` naming `tasks[i].sql.gold_sql`), before any candidate runs.
+    """
+    pending: dict[GoldKey, tuple[int, GoldRequest]] = {}
+    for index, task in enumerate(tasks):
+        for request in task.gold:
+            if request.key not in context.gold and request.key not in pending:
+                pending[request.key] = (index, request)
+
+    async def compute(index: int, request: GoldRequest) -> None:
+        reply = await scoring.run_job(request.job, {}, request.task_ms)
+        files = len(request.job["databases"])
+        observed = executions(reply.records, files)
+        if observed is None:
+            raise SandboxFailure("the sandbox did not report the reference query on every database file")
+        for number, execution in enumerate(observed):
+            if execution.result is None or execution.result.truncated:
+                why = execution.error or ("result too large" if execution.result else execution.kind)
+                raise InvalidTask(
+                    f"tasks[{index}].sql.gold_sql",
+                    f"the gold query fails on database {request.key.database!r} "
+                    f"(file #{number}): {execution.kind}: {why}",
+                )
+        context.gold[request.key] = [e.result for e in observed if e.result is not None]
+
+    await asyncio.gather(*(compute(i, r) for i, r in pending.values()))

@@ -25,9 +25,10 @@ from sandbox.api import SERVICE, pb
 from sandbox.audit import AuditLog
 from sandbox.backends.base import Backend
 from sandbox.config import ServiceConfig
-from sandbox.pool import Overloaded, WorkerPool
+from sandbox.pool import Overloaded, SandboxFailure, WorkerPool
 from sandbox.python.plan import InvalidTask
-from sandbox.scoring import ScoringService
+from sandbox.scoring import ScoringService, ensure_gold
+from sandbox.sql.plan import SqlContext
 from sandbox.tasks import PreparedTask, prepare_all
 
 log = logging.getLogger(__name__)
@@ -57,9 +58,11 @@ class TokenInterceptor(grpc.aio.ServerInterceptor):
 
 
 class SandboxServer:
-    def __init__(self, config: ServiceConfig, backend: Backend) -> None:
+    def __init__(self, config: ServiceConfig, backend: Backend, sql: SqlContext | None = None) -> None:
         self.config = config
         self.backend = backend
+        self.sql = sql or SqlContext()
+        backend.mounts = self.sql.registry.mounts()  # registered databases, read-only in every sandbox
         self.pool = WorkerPool(
             backend, config.workers, max_jobs=config.max_jobs_per_worker, queue_limit=config.queue_limit
         )
@@ -162,14 +165,16 @@ class SandboxServer:
 
     async def _prepare(self, tasks: Any, context: grpc.aio.ServicerContext, single: bool) -> list[PreparedTask]:
         try:
-            prepared = prepare_all(tasks, self.config)
+            prepared = prepare_all(tasks, self.config, self.sql)
+            self.pool.admit(len(prepared))
+            await ensure_gold(self.scoring, prepared, self.sql)
         except InvalidTask as exc:
             text = str(exc).replace("tasks[0].", "task.", 1) if single else str(exc)
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, text)
-        try:
-            self.pool.admit(len(prepared))
         except Overloaded as exc:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"server busy: {exc}; retry later")
+        except SandboxFailure as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"could not compute reference results: {exc}")
         return prepared
 
     async def _score(self, raw: bytes, context: grpc.aio.ServicerContext) -> pb.Result:
@@ -177,7 +182,10 @@ class SandboxServer:
         if not request.HasField("task"):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "task: is required")
         (task,) = await self._prepare([request.task], context, single=True)
-        return await self.scoring.score(task)
+        result = await self.scoring.score(task)
+        if task.language == "sql":
+            await self._verify_databases()
+        return result
 
     async def _score_batch(self, raw: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.Result]:
         request = await self._parse(pb.ScoreBatchRequest, raw, context)
@@ -190,6 +198,8 @@ class SandboxServer:
                 result = await next_done
                 statuses[pb.Status.Name(result.status)] += 1
                 yield result
+            if any(task.language == "sql" for task in prepared):
+                await self._verify_databases()
         finally:
             for future in pending:
                 future.cancel()
@@ -205,6 +215,14 @@ class SandboxServer:
                     }
                 },
             )
+
+    async def _verify_databases(self) -> None:
+        """Registered files must be exactly as registered: a change is a critical finding."""
+        for database in self.sql.registry.databases.values():
+            changed = await asyncio.to_thread(database.changed_files)
+            if changed:
+                log.error("database_modified", extra={"fields": {"database": database.name, "files": changed}})
+                self.audit.record_event("database_modified", f"database {database.name!r} changed: {changed}")
 
     async def _stats(self, raw: bytes, context: grpc.aio.ServicerContext) -> pb.StatsReply:
         await self._parse(pb.StatsRequest, raw, context)

@@ -8,10 +8,12 @@ costs nothing and loses nothing: the caller fixes it and sends it again.
 from __future__ import annotations
 
 import keyword
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-from rewards.model import Finding
+from rewards.model import Status, Verdict
+from rewards.python import score_python
 from sandbox.api import pb
 from sandbox.config import LimitBounds, ServiceConfig
 from sandbox.python.plan import (
@@ -24,20 +26,26 @@ from sandbox.python.plan import (
 )
 from sandbox.python.static_checks import CandidateSyntaxError, check_python
 
+if TYPE_CHECKING:
+    from sandbox.sql.plan import GoldRequest, SqlContext
+
 _MAX_ID = 256
+Judge = Callable[[list[Any], dict[str, Any]], Verdict]
 
 
 @dataclass(frozen=True)
 class PreparedTask:
+    """A task ready to run: the sandbox job, and how to score what the sandbox observed."""
+
     id: str
     language: str
-    code: str
+    code: str  # the candidate as sent (what the audit log hashes)
     limits: dict[str, int]
-    plan: TestPlan
-    static_findings: tuple[Finding, ...]
-    syntax_error: str | None
-    rel_tol: float
-    abs_tol: float
+    job: dict[str, Any]  # the public job frame: inputs only, never expected values
+    secret: dict[str, Any]  # whole-mode Python tests (they hold expected values)
+    judge: Judge  # trusted scoring: (records, runner meta) -> Verdict
+    early: Verdict | None = None  # decided without running (syntax error, static rejection)
+    gold: tuple[GoldRequest, ...] = field(default=())  # SQL: reference results needed first
 
 
 def _bounded(value: int, bounds: LimitBounds, field: str) -> int:
@@ -98,7 +106,38 @@ def _tolerance(value: float, default: float, field: str) -> float:
     return value or default
 
 
-def prepare(task: Any, config: ServiceConfig) -> PreparedTask:
+def _prepare_python(task: Any, config: ServiceConfig, limits: dict[str, int]) -> PreparedTask:
+    if task.WhichOneof("spec") != "python":
+        raise InvalidTask("python", "a PYTHON task needs a python spec")
+    spec = task.python
+    plan = _python_plan(spec)
+    from rewards.compare import DEFAULT_ABS_TOL, DEFAULT_REL_TOL
+
+    rel_tol = _tolerance(spec.rel_tol, DEFAULT_REL_TOL, "python.rel_tol")
+    abs_tol = _tolerance(spec.abs_tol, DEFAULT_ABS_TOL, "python.abs_tol")
+    job = {**plan.job, "code": task.code, "limits": limits}
+    try:
+        findings = tuple(check_python(task.code, io_program=plan.mode == "io"))
+    except CandidateSyntaxError as exc:
+        early = Verdict(
+            Status.SYNTAX_ERROR,
+            0.0,
+            components={"compiles": 0.0, "tests_passed": 0.0},
+            message=f"does not compile: {exc}",
+        )
+        return PreparedTask(task.id, "python", task.code, limits, job, plan.secret, never_judged, early)
+
+    def judge(records: list[Any], meta: dict[str, Any]) -> Verdict:
+        return score_python(plan.expectations, records, meta, findings, rel_tol, abs_tol, whole=plan.mode == "whole")
+
+    return PreparedTask(task.id, "python", task.code, limits, job, plan.secret, judge)
+
+
+def never_judged(records: list[Any], meta: dict[str, Any]) -> Verdict:
+    raise AssertionError("a task decided before running is never judged")
+
+
+def prepare(task: Any, config: ServiceConfig, sql: SqlContext | None = None) -> PreparedTask:
     if not task.id:
         raise InvalidTask("id", "is required")
     if len(task.id) > _MAX_ID:
@@ -108,7 +147,7 @@ def prepare(task: Any, config: ServiceConfig) -> PreparedTask:
         raise InvalidTask("language", "is required (PYTHON, SQL or TRITON)")
     if language not in pb.Language.values():
         raise InvalidTask("language", f"unknown language {language}")
-    if language != pb.PYTHON:
+    if language not in (pb.PYTHON, pb.SQL):
         raise InvalidTask("language", f"{pb.Language.Name(language)} is not supported by this server yet")
     if not task.code.strip():
         raise InvalidTask("code", "is empty")
@@ -116,23 +155,15 @@ def prepare(task: Any, config: ServiceConfig) -> PreparedTask:
         raise InvalidTask("code", f"exceeds {config.max_code_bytes} bytes")
     if "\x00" in task.code:
         raise InvalidTask("code", "contains NUL bytes")
-    if task.WhichOneof("spec") != "python":
-        raise InvalidTask("python", "a PYTHON task needs a python spec")
     limits = resolve_limits(task.limits, config)
-    spec = task.python
-    plan = _python_plan(spec)
-    from rewards.compare import DEFAULT_ABS_TOL, DEFAULT_REL_TOL
+    if language == pb.SQL:
+        from sandbox.sql.plan import SqlContext, prepare_sql
 
-    rel_tol = _tolerance(spec.rel_tol, DEFAULT_REL_TOL, "python.rel_tol")
-    abs_tol = _tolerance(spec.abs_tol, DEFAULT_ABS_TOL, "python.abs_tol")
-    try:
-        findings, syntax_error = tuple(check_python(task.code, io_program=plan.mode == "io")), None
-    except CandidateSyntaxError as exc:
-        findings, syntax_error = (), str(exc)
-    return PreparedTask(task.id, "python", task.code, limits, plan, findings, syntax_error, rel_tol, abs_tol)
+        return prepare_sql(task, sql or SqlContext(), limits)
+    return _prepare_python(task, config, limits)
 
 
-def prepare_all(tasks: Any, config: ServiceConfig) -> list[PreparedTask]:
+def prepare_all(tasks: Any, config: ServiceConfig, sql: SqlContext | None = None) -> list[PreparedTask]:
     if len(tasks) == 0:
         raise InvalidTask("tasks", "is empty")
     if len(tasks) > config.max_batch:
@@ -140,7 +171,7 @@ def prepare_all(tasks: Any, config: ServiceConfig) -> list[PreparedTask]:
     prepared, seen = [], set()
     for index, task in enumerate(tasks):
         try:
-            item = prepare(task, config)
+            item = prepare(task, config, sql)
         except InvalidTask as exc:
             raise InvalidTask(f"tasks[{index}].{exc.field}", str(exc).split(": ", 1)[1]) from None
         if item.id in seen:

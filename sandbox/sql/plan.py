@@ -1,0 +1,231 @@
+"""Turn a SQL task into a sandbox job, a static verdict where one is due, and a judge.
+
+Order of work for one task: extract the query from the completion; validate the spec;
+run the static gate (anything but one read-only query is REJECTED before it runs);
+name the reference results it needs (`GoldRequest`: the gold query on each database
+file, computed once per service and cached); then the sandbox runs the candidate on
+the base database and its variants and `rewards.sql` compares on the trusted side.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from rewards.compare import DEFAULT_ABS_TOL, DEFAULT_REL_TOL
+from rewards.model import Finding, Severity, Status, Verdict
+from rewards.sql import Execution, ResultSet, SqlWeights, score_sql
+from sandbox.api import pb
+from sandbox.python.plan import InvalidTask
+from sandbox.runner import codec
+from sandbox.sql.extract import extract_sql
+from sandbox.sql.gate import check_query, gold_orders_rows, projection_kind
+
+if TYPE_CHECKING:
+    from sandbox.sql.registry import Registry
+    from sandbox.tasks import PreparedTask
+
+ENGINES = ("sqlite",)  # postgres and duckdb are declared in the contract, served later
+MAX_INLINE_BYTES = 1 << 20
+MAX_ROWS = 10_000
+MAX_RESULT_BYTES = 4 << 20
+SQL_STEPS = 50_000_000
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+@dataclass(frozen=True)
+class GoldKey:
+    database: str  # a registered name, or "inline:<sha256>"
+    query: str
+
+
+@dataclass(frozen=True)
+class GoldRequest:
+    """Reference results a task needs; `job` computes them if the cache does not have them."""
+
+    key: GoldKey
+    job: dict[str, Any]
+    task_ms: int
+
+
+@dataclass
+class SqlContext:
+    """What SQL tasks share across a service: registered databases, reference results, weights."""
+
+    registry: Registry = field(default_factory=lambda: _registry())
+    gold: dict[GoldKey, list[ResultSet]] = field(default_factory=dict)
+    weights: SqlWeights = field(default_factory=SqlWeights)
+
+
+def _registry() -> Registry:
+    from sandbox.sql.registry import Registry
+
+    return Registry()
+
+
+def result_set(record: dict[str, Any]) -> ResultSet:
+    """An 'ok' record from the sandbox as a ResultSet; malformed data raises ValueError."""
+    columns = record.get("columns")
+    rows = record.get("rows")
+    if not isinstance(columns, list) or not isinstance(rows, list):
+        raise ValueError("malformed result")
+    decoded = []
+    for row in rows:
+        values = codec.decode(row)
+        if not isinstance(values, list) or len(values) != len(columns):
+            raise ValueError("malformed row")
+        decoded.append(tuple(values))
+    return ResultSet(tuple(str(c) for c in columns), tuple(decoded), bool(record.get("truncated")))
+
+
+def executions(records: list[Any], count: int) -> list[Execution] | None:
+    """One Execution per database, in order; None if the runner did not report them all."""
+    by_index = {r.get("i"): r for r in records if isinstance(r, dict) and r.get("t") == "sql"}
+    out = []
+    for index in range(count):
+        record = by_index.get(index)
+        if record is None or record.get("kind") == "db_error":
+            return None
+        kind = str(record.get("kind"))
+        if kind == "ok":
+            try:
+                out.append(Execution(result_set(record)))
+            except (ValueError, TypeError, RecursionError):
+                return None
+        else:
+            out.append(Execution(None, str(record.get("msg", ""))[:300], kind))
+    return out
+
+
+def _spec_query(task: Any) -> str:
+    query = extract_sql(task.code)
+    if not query:
+        raise InvalidTask("code", "holds no SQL")
+    return query
+
+
+def _expected_rows(spec: Any) -> ResultSet:
+    try:
+        rows = codec.decode(json.loads(spec.expected_json))
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise InvalidTask("sql.expected_json", f"not valid (tagged) JSON: {exc}") from None
+    if not isinstance(rows, list) or not all(isinstance(r, list) for r in rows):
+        raise InvalidTask("sql.expected_json", "must be a JSON array of rows (arrays)")
+    widths = {len(r) for r in rows}
+    if len(widths) > 1:
+        raise InvalidTask("sql.expected_json", "rows have different lengths")
+    width = widths.pop() if widths else 0
+    return ResultSet(tuple(f"column{i + 1}" for i in range(width)), tuple(tuple(r) for r in rows))
+
+
+def _databases(spec: Any, registry: Registry) -> tuple[str, list[str], str | None]:
+    """(gold cache name, sandbox paths, inline base64) for the task's database."""
+    if spec.inline_sqlite:
+        if spec.database:
+            raise InvalidTask("sql", "give database or inline_sqlite, not both")
+        if len(spec.inline_sqlite) > MAX_INLINE_BYTES:
+            raise InvalidTask("sql.inline_sqlite", f"exceeds {MAX_INLINE_BYTES} bytes")
+        if not spec.inline_sqlite.startswith(_SQLITE_MAGIC):
+            raise InvalidTask("sql.inline_sqlite", "is not a SQLite database file")
+        digest = hashlib.sha256(spec.inline_sqlite).hexdigest()
+        return f"inline:{digest}", ["inline"], base64.b64encode(spec.inline_sqlite).decode()
+    if not spec.database:
+        raise InvalidTask("sql.database", "is required (or inline_sqlite)")
+    database = registry.databases.get(spec.database)
+    if database is None:
+        known = ", ".join(sorted(registry.databases)) or "none registered"
+        raise InvalidTask("sql.database", f"unknown database {spec.database!r} ({known})")
+    return database.name, database.sandbox_paths(), None
+
+
+def _static_findings(query: str, gold: str, dialect: str) -> list[Finding]:
+    findings = []
+    kind = projection_kind(query, dialect)
+    if kind == "constant":
+        findings.append(
+            Finding(
+                "constant_query",
+                Severity.WARNING,
+                "the answer is built from literals, not read from the database",
+                query[:200],
+            )
+        )
+    elif kind == "star" and gold and projection_kind(gold, dialect) == "columns":
+        findings.append(
+            Finding(
+                "select_star_superset", Severity.WARNING, "selects * where the reference projects columns", query[:200]
+            )
+        )
+    return findings
+
+
+def prepare_sql(task: Any, context: SqlContext, limits: dict[str, int]) -> PreparedTask:
+    from sandbox.tasks import PreparedTask, never_judged
+
+    if task.WhichOneof("spec") != "sql":
+        raise InvalidTask("sql", "a SQL task needs a sql spec")
+    spec = task.sql
+    engine = spec.engine or "sqlite"
+    if engine not in ENGINES:
+        raise InvalidTask("sql.engine", f"{engine!r} is not served here (available: {', '.join(ENGINES)})")
+    if bool(spec.gold_sql.strip()) == bool(spec.expected_json.strip()):
+        raise InvalidTask("sql", "give exactly one of gold_sql and expected_json")
+    for name, value in (("rel_tol", spec.rel_tol), ("abs_tol", spec.abs_tol)):
+        if value != value or not 0 <= value <= 1:
+            raise InvalidTask(f"sql.{name}", f"must be within [0, 1] (got {value})")
+    rel_tol, abs_tol = spec.rel_tol or DEFAULT_REL_TOL, spec.abs_tol or DEFAULT_ABS_TOL
+    gold_sql = spec.gold_sql.strip()
+    gold_gate = check_query(gold_sql, engine) if gold_sql else None
+    if gold_gate is not None and not gold_gate.ok:
+        raise InvalidTask("sql.gold_sql", f"is not a single read-only query: {gold_gate.error or gold_gate.findings}")
+    name, every_file, inline = _databases(spec, context.registry)
+    expected = _expected_rows(spec) if not gold_sql else None
+    # expected rows describe the base database only; base_only skips the variants
+    paths = every_file[:1] if expected is not None or spec.base_only else every_file
+    order = {pb.SqlSpec.ORDER_MATTERS: True, pb.SqlSpec.ORDER_IGNORED: False}.get(
+        spec.order, bool(gold_sql) and gold_orders_rows(gold_sql, engine)
+    )
+    query = _spec_query(task)
+    gate = check_query(query, engine)
+    if gate.ok:
+        query = gate.statement  # exactly the one statement the gate read, nothing around it
+    sql_limits = {**limits, "sql_steps": SQL_STEPS, "max_rows": MAX_ROWS, "max_result_bytes": MAX_RESULT_BYTES}
+    job = {"mode": "sql", "engine": engine, "query": query, "databases": paths, "inline": inline, "limits": sql_limits}
+    weights = context.weights
+    if not gate.ok:
+        if gate.error:
+            early = Verdict(
+                Status.SYNTAX_ERROR,
+                0.0,
+                components={"executes": 0.0},
+                message=f"does not parse: {gate.error}"[:500],
+                findings=list(gate.findings),
+            )
+        else:
+            early = Verdict(
+                Status.REJECTED,
+                weights.violation,
+                components={"cheat_penalty": 1.0},
+                findings=list(gate.findings),
+                message="rejected: " + "; ".join(f.code for f in gate.findings),
+            )
+        return PreparedTask(task.id, "sql", task.code, sql_limits, job, {}, never_judged, early)
+    findings = list(gate.findings) + _static_findings(query, gold_sql, engine)
+    key = GoldKey(name, gold_sql) if gold_sql else None
+    gold_job = {**job, "query": gold_sql, "databases": every_file}  # cached for every file at once
+    cache = context.gold
+
+    def judge(records: list[Any], meta: dict[str, Any]) -> Verdict:
+        observed = executions(records, len(paths))
+        if observed is None:
+            return Verdict(Status.SANDBOX_ERROR, 0.0, message="the sandbox did not report every database")
+        gold = [expected] if expected is not None else cache[key][: len(paths)]  # type: ignore[index]
+        return score_sql(
+            observed, gold, order_matters=order, rel_tol=rel_tol, abs_tol=abs_tol, weights=weights, findings=findings
+        )
+
+    requests = (GoldRequest(key, gold_job, sql_limits["task_ms"]),) if key is not None else ()
+    return PreparedTask(task.id, "sql", task.code, sql_limits, job, {}, judge, gold=requests)

@@ -1,0 +1,254 @@
+"""SQL tasks end to end: real SQLite databases, real sandboxes, real gRPC."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+
+import grpc
+import pytest
+
+from sandbox.api import pb
+from sandbox.config import ServiceConfig
+from sandbox.embedded import EmbeddedServer
+from sandbox.sql.plan import SqlContext
+from sandbox.sql.registry import Registry
+from tests.conftest import make_backend
+from tests.helpers import finding_codes, limits, status_name
+from tests.sql_data import build_company, inline_database
+from trainer_plugin.client import SandboxClient
+
+GOLD_BY_DEPT = "SELECT dept, COUNT(*) AS n FROM employees GROUP BY dept"
+
+
+@pytest.fixture(scope="module")
+def company(tmp_path_factory: pytest.TempPathFactory):
+    return build_company(tmp_path_factory.mktemp("company"))
+
+
+@pytest.fixture(scope="module")
+def sql_server(backend_name: str, company, tmp_path_factory) -> Iterator[EmbeddedServer]:
+    registry = Registry.from_specs([f"company={company}", f"single={company / 'base.sqlite'}"])
+    audit = tmp_path_factory.mktemp("sql-audit") / "audit.jsonl"
+    config = ServiceConfig(host="127.0.0.1", port=0, workers=2, audit_log=str(audit))
+    embedded = EmbeddedServer(config, make_backend(backend_name), SqlContext(registry=registry)).start()
+    yield embedded
+    embedded.stop()
+
+
+@pytest.fixture(scope="module")
+def sql_client(sql_server) -> Iterator[SandboxClient]:
+    client = SandboxClient(sql_server.target, timeout=120)
+    yield client
+    client.close()
+
+
+def sql_task(task_id: str, completion: str, gold: str = GOLD_BY_DEPT, database: str = "company", **spec) -> pb.Task:
+    return pb.Task(
+        id=task_id, language=pb.SQL, code=completion, sql=pb.SqlSpec(database=database, gold_sql=gold, **spec)
+    )
+
+
+def score(client: SandboxClient, task: pb.Task) -> pb.Result:
+    return client.score(task)
+
+
+@pytest.mark.parametrize(
+    "completion",
+    [
+        GOLD_BY_DEPT,
+        "SELECT COUNT(*) AS how_many, dept FROM employees GROUP BY dept",  # columns reordered and renamed
+        "Here you go:\n```sql\nSELECT dept, count(id) FROM employees GROUP BY 1;\n```\n",  # raw completion
+        "SELECT d.name, (SELECT COUNT(*) FROM employees e WHERE e.dept = d.name) FROM depts d",
+    ],
+)
+def test_correct_queries_score_one(sql_client, completion):
+    result = score(sql_client, sql_task("right", completion))
+    assert (status_name(result), result.score) == ("PASSED", 1.0), result.message
+    assert [t.passed for t in result.tests] == [True, True, True]  # base + two variants
+
+
+def test_wrong_query_gets_dense_partial_credit(sql_client):
+    # right shape, one department missing: 2 of 3 gold rows
+    result = score(
+        sql_client, sql_task("partial", "SELECT dept, COUNT(*) FROM employees WHERE dept <> 'ops' GROUP BY dept")
+    )
+    assert status_name(result) == "FAILED"
+    assert 0.1 < result.score < 0.5
+    totally_wrong = score(sql_client, sql_task("wrong", "SELECT name FROM depts WHERE budget < 0"))
+    assert status_name(totally_wrong) == "FAILED" and totally_wrong.score == pytest.approx(0.1)
+    assert totally_wrong.score < result.score
+
+
+def test_coincidental_match_is_caught_by_a_variant(sql_client):
+    gold = "SELECT name FROM employees WHERE dept = 'eng'"
+    result = score(sql_client, sql_task("coincidence", "SELECT name FROM employees WHERE salary > 60000", gold))
+    assert status_name(result) == "FAILED" and result.score == pytest.approx(0.5), result.message
+    assert [t.passed for t in result.tests] == [True, False, False]
+    base_only = score(
+        sql_client,
+        sql_task("coincidence-base", "SELECT name FROM employees WHERE salary > 60000", gold, base_only=True),
+    )
+    assert status_name(base_only) == "PASSED"
+
+
+def test_order_matters_only_when_the_gold_orders(sql_client):
+    ordered = "SELECT name, salary FROM employees WHERE salary IS NOT NULL ORDER BY salary DESC, name"
+    same_order = score(sql_client, sql_task("ord-same", ordered, ordered))
+    assert status_name(same_order) == "PASSED"
+    other_order = score(sql_client, sql_task("ord-other", ordered.replace("DESC", "ASC"), ordered))
+    assert status_name(other_order) == "FAILED"
+    unordered_gold = "SELECT name, salary FROM employees WHERE salary IS NOT NULL"
+    any_order = score(sql_client, sql_task("ord-any", ordered.replace("DESC", "ASC"), unordered_gold))
+    assert status_name(any_order) == "PASSED"
+    forced = score(
+        sql_client,
+        sql_task("ord-forced", ordered.replace("DESC", "ASC"), unordered_gold, order=pb.SqlSpec.ORDER_MATTERS),
+    )
+    assert status_name(forced) == "FAILED"
+
+
+def test_floats_compare_with_tolerance_and_nulls_and_duplicates_count(sql_client):
+    gold = "SELECT AVG(salary) FROM employees"
+    other_way = "SELECT SUM(salary) / COUNT(salary) FROM employees"
+    assert status_name(score(sql_client, sql_task("float", other_way, gold))) == "PASSED"
+    dup_gold = "SELECT employee_id, amount FROM sales"
+    distinct = score(sql_client, sql_task("dups", "SELECT DISTINCT employee_id, amount FROM sales", dup_gold))
+    assert status_name(distinct) == "FAILED"  # a multiset: the duplicate sale matters
+    nulls = score(
+        sql_client,
+        sql_task(
+            "nulls", "SELECT name, manager_id FROM employees", "SELECT name, manager_id FROM employees ORDER BY id"
+        ),
+    )
+    assert status_name(nulls) == "PASSED"
+
+
+@pytest.mark.parametrize(
+    "attack",
+    [
+        "DROP TABLE employees",
+        "DELETE FROM employees",
+        "SELECT 1; DROP TABLE employees",
+        "ATTACH DATABASE '/tmp/x.sqlite' AS x",
+        "PRAGMA writable_schema = 1",
+        "SELECT load_extension('/tmp/evil')",
+        "CREATE TEMP TABLE t AS SELECT * FROM employees",
+        "BEGIN",
+        "WITH x AS (SELECT 1) INSERT INTO depts SELECT 'x', 1",
+    ],
+)
+def test_attacks_are_rejected_before_running(sql_client, attack):
+    result = score(sql_client, sql_task("attack", attack))
+    assert status_name(result) == "REJECTED" and result.score == 0.0, result.message
+    assert any(f.severity == pb.CRITICAL for f in result.findings)
+    assert result.timings.run_ms == 0  # never reached a sandbox
+
+
+@pytest.mark.parametrize(
+    ("query", "status"),
+    [
+        # pass the static gate, stopped by the engine's own limits
+        (
+            "SELECT COUNT(*) FROM employees a, employees b, employees c, employees d, employees e, employees f, "
+            "employees g, employees h, employees i, employees j",
+            "TIMEOUT",
+        ),
+        ("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT COUNT(*) FROM c", "TIMEOUT"),
+        ("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT x FROM c", "OUTPUT_LIMIT"),
+        ("SELECT randomblob(1000000000)", "RUNTIME_ERROR"),
+        ("SELECT * FROM no_such_table", "RUNTIME_ERROR"),
+    ],
+)
+def test_runaway_queries_are_stopped_and_score_zero(sql_client, query, status):
+    task = sql_task("runaway", query)
+    task.limits.CopyFrom(limits(test_ms=1500, task_ms=4000))
+    result = score(sql_client, task)
+    assert (status_name(result), result.score) == (status, 0.0), result.message
+    assert result.timings.run_ms < 10_000
+
+
+def test_garbage_is_a_syntax_error(sql_client):
+    result = score(sql_client, sql_task("garbage", "I think the answer is forty-two."))
+    assert status_name(result) == "SYNTAX_ERROR" and result.score == 0.0
+
+
+def test_an_error_is_never_an_empty_result(sql_client):
+    empty_gold = "SELECT name FROM employees WHERE salary > 10000000"
+    error = score(sql_client, sql_task("err", "SELECT nme FROM employees", empty_gold))
+    assert status_name(error) == "RUNTIME_ERROR" and error.score == 0.0
+    empty = score(sql_client, sql_task("empty", "SELECT name FROM employees WHERE 0", empty_gold))
+    assert "empty_result" in finding_codes(empty)
+    assert empty.score < 1.0
+
+
+def test_findings_for_constant_and_star_answers(sql_client):
+    constant = score(
+        sql_client, sql_task("const", "SELECT 'eng', 2 UNION ALL SELECT 'ops', 2 UNION ALL SELECT 'sales', 2")
+    )
+    assert "constant_query" in finding_codes(constant)
+    star = score(sql_client, sql_task("star", "SELECT * FROM employees", "SELECT name, dept FROM employees"))
+    assert "select_star_superset" in finding_codes(star) and star.score < 1.0
+
+
+def test_expected_rows_and_inline_databases(sql_client, tmp_path):
+    expected = json.dumps([["eng", 2], ["ops", 2], ["sales", 2]])
+    task = pb.Task(
+        id="rows", language=pb.SQL, code=GOLD_BY_DEPT, sql=pb.SqlSpec(database="company", expected_json=expected)
+    )
+    assert status_name(sql_client.score(task)) == "PASSED"
+    inline = pb.Task(
+        id="inline",
+        language=pb.SQL,
+        code=GOLD_BY_DEPT,
+        sql=pb.SqlSpec(inline_sqlite=inline_database(tmp_path / "x.sqlite"), gold_sql=GOLD_BY_DEPT),
+    )
+    result = sql_client.score(inline)
+    assert status_name(result) == "PASSED" and len(result.tests) == 1
+
+
+@pytest.mark.parametrize(
+    ("spec", "field"),
+    [
+        ({"database": "company", "gold_sql": "SELECT nope FROM employees"}, "sql.gold_sql"),
+        ({"database": "nowhere", "gold_sql": GOLD_BY_DEPT}, "sql.database"),
+        ({"database": "company"}, "sql"),
+        ({"database": "company", "gold_sql": "DELETE FROM employees"}, "sql.gold_sql"),
+        ({"database": "company", "gold_sql": GOLD_BY_DEPT, "engine": "oracle"}, "sql.engine"),
+        ({"inline_sqlite": b"not a database", "gold_sql": GOLD_BY_DEPT}, "sql.inline_sqlite"),
+        ({"database": "company", "expected_json": "[1, 2]"}, "sql.expected_json"),
+    ],
+)
+def test_bad_sql_tasks_are_invalid_argument(sql_client, spec, field):
+    task = pb.Task(id="bad", language=pb.SQL, code=GOLD_BY_DEPT, sql=pb.SqlSpec(**spec))
+    with pytest.raises(grpc.RpcError) as info:
+        sql_client.score(task)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert info.value.details().startswith(f"task.{field}"), info.value.details()
+
+
+def test_a_batch_mixing_python_and_sql(sql_client):
+    python = pb.Task(
+        id="py",
+        language=pb.PYTHON,
+        code="def f():\n    return 1\n",
+        python=pb.PythonSpec(entry_point="f", call_tests=[pb.CallTest(expected_json="1")]),
+    )
+    results = {r.id: r for r in sql_client.score_batch([python, sql_task("sql", GOLD_BY_DEPT)])}
+    assert {k: status_name(r) for k, r in results.items()} == {"py": "PASSED", "sql": "PASSED"}
+
+
+def test_a_changed_database_file_is_a_critical_audit_entry(sql_server, sql_client, company, tmp_path):
+    audit = sql_server.server.config.audit_log
+    path = company / "variant2.sqlite"
+    original = path.read_bytes()
+    try:
+        with sqlite3.connect(path) as conn:
+            conn.execute("INSERT INTO depts VALUES ('legal', 1.0)")
+        conn.close()
+        list(sql_client.score_batch([sql_task("after-change", GOLD_BY_DEPT)]))
+        entries = [json.loads(line) for line in open(audit, encoding="utf-8")]
+        assert any(e["code"] == "database_modified" and e["severity"] == "CRITICAL" for e in entries)
+    finally:
+        path.write_bytes(original)
