@@ -8,6 +8,7 @@ not a skip).
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterator
 
@@ -24,8 +25,13 @@ from trainer_plugin.client import SandboxClient
 BACKENDS = {"bwrap": BwrapBackend, "docker": DockerBackend}
 
 
+_instances = itertools.count()
+
+
 def make_backend(name: str) -> Backend:
-    backend = BACKENDS[name]()
+    # Each test server owns its containers: servers sharing an instance label would remove
+    # each other's containers at start-up and shutdown (that is how leftovers are found).
+    backend = BACKENDS[name]() if name != "docker" else DockerBackend(instance=f"pytest-{next(_instances)}")
     try:
         backend.check()
     except BackendUnavailable as exc:

@@ -105,7 +105,7 @@ BAD_TASKS = [
     ("nul-in-code", _set("code", GOOD_CODE + "x = '\x00'\n"), "task.code", "NUL"),
     ("unknown-language", _set("language", 99), "task.language", "99"),
     ("unspecified-language", _set("language", pb.LANGUAGE_UNSPECIFIED), "task.language", "required"),
-    ("sql", _set("language", pb.SQL), "task.language", "SQL"),
+    ("sql-without-sql-spec", _set("language", pb.SQL), "task.sql", "sql spec"),
     ("triton", _set("language", pb.TRITON), "task.language", "TRITON"),
     ("missing-id", _set("id", ""), "task.id", "required"),
     ("long-id", _set("id", "x" * 1000), "task.id", "256"),

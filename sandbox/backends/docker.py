@@ -146,10 +146,8 @@ class DockerBackend:
             memswap_limit=self.memory_bytes,
             nano_cpus=self.nano_cpus,
             pids_limit=self.pids_limit,
-            volumes={
-                str(RUNNER_DIR): {"bind": RUNNER_MOUNT, "mode": "ro"},
-                **{host: {"bind": inside, "mode": "ro"} for host, inside in self.mounts},
-            },
+            # a list, not a dict keyed by host path: one file may be mounted at two places
+            volumes=[f"{RUNNER_DIR}:{RUNNER_MOUNT}:ro", *(f"{host}:{inside}:ro" for host, inside in self.mounts)],
             hostname="sandbox",
             environment={},
             labels=self._labels(),
