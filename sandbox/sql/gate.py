@@ -373,6 +373,7 @@ class GateResult:
     statement: str  # the candidate's own text of its single statement ("" if there is not exactly one)
     findings: tuple[Finding, ...]  # CRITICAL ones mean ok=False
     error: str = ""  # why the SQL did not parse (ok=False with no CRITICAL finding)
+    projection: str = ""  # projection_kind of the statement when ok (parsed once, here)
 
 
 class _Unparseable(ValueError):
@@ -527,16 +528,19 @@ def check_query(sql: str, dialect: str) -> GateResult:
             )
         )
     error = ""
+    trees = []
     for chunk in chunks[:_MAX_STATEMENTS]:  # the audit log names what was smuggled in
         try:
             tree = _parse_chunk(sql, chunk, parser_dialect)
+            trees.append(tree)
             findings.extend(_check_tree(tree, chunk[0].text, dialect))
         except Exception as exc:  # noqa: BLE001 - any parser failure, RecursionError included, means "does not parse"
             error = error or _error_text(exc)
     findings = findings[:_MAX_FINDINGS]
     statement = _text(sql, chunks[0]) if len(chunks) == 1 else ""
     ok = not error and not any(f.severity is Severity.CRITICAL for f in findings)
-    return GateResult(ok, statement, tuple(findings), error)
+    projection = _projection_of(trees[0]) if ok else ""
+    return GateResult(ok, statement, tuple(findings), error, projection)
 
 
 def _error_text(exc: BaseException) -> str:
@@ -625,7 +629,11 @@ def projection_kind(sql: str, dialect: str) -> str:
     SELECT 1, NULL), i.e. a hard-coded answer. Anything else is "columns". Raises
     ValueError if `sql` is not exactly one parseable statement.
     """
-    branches = _branches(_parse_single(sql, dialect))
+    return _projection_of(_parse_single(sql, dialect))
+
+
+def _projection_of(tree: exp.Expr) -> str:
+    branches = _branches(tree)
     first = branches[0]
     if isinstance(first, exp.Select) and any(
         isinstance(p, exp.Star) or (isinstance(p, exp.Column) and isinstance(p.this, exp.Star))

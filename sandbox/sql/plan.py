@@ -10,6 +10,7 @@ the base database and its variants and `rewards.sql` compares on the trusted sid
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from sandbox.api import pb
 from sandbox.python.plan import InvalidTask
 from sandbox.runner import codec
 from sandbox.sql.extract import extract_sql
-from sandbox.sql.gate import check_query, gold_orders_rows, projection_kind
+from sandbox.sql.gate import check_query, gold_orders_rows
 
 if TYPE_CHECKING:
     from sandbox.sql.registry import Registry
@@ -141,9 +142,24 @@ def _databases(spec: Any, registry: Registry) -> tuple[str, list[str], str | Non
     return database.name, database.sandbox_paths(), None
 
 
-def _static_findings(query: str, gold: str, dialect: str) -> list[Finding]:
+@dataclass(frozen=True)
+class _GoldFacts:
+    error: str  # "" if the gold is a single read-only query
+    orders_rows: bool  # has a top-level ORDER BY
+    projection: str
+
+
+@functools.lru_cache(maxsize=4096)
+def _gold_facts(gold_sql: str, dialect: str) -> _GoldFacts:
+    """Parsed once per (gold, dialect): every completion of a prompt shares its gold query."""
+    gate = check_query(gold_sql, dialect)
+    if not gate.ok:
+        return _GoldFacts(gate.error or "; ".join(f.code for f in gate.findings), False, "")
+    return _GoldFacts("", gold_orders_rows(gold_sql, dialect), gate.projection)
+
+
+def _static_findings(query: str, kind: str, gold: _GoldFacts | None) -> list[Finding]:
     findings = []
-    kind = projection_kind(query, dialect)
     if kind == "constant":
         findings.append(
             Finding(
@@ -153,7 +169,7 @@ def _static_findings(query: str, gold: str, dialect: str) -> list[Finding]:
                 query[:200],
             )
         )
-    elif kind == "star" and gold and projection_kind(gold, dialect) == "columns":
+    elif kind == "star" and gold is not None and gold.projection == "columns":
         findings.append(
             Finding(
                 "select_star_superset", Severity.WARNING, "selects * where the reference projects columns", query[:200]
@@ -178,15 +194,15 @@ def prepare_sql(task: Any, context: SqlContext, limits: dict[str, int]) -> Prepa
             raise InvalidTask(f"sql.{name}", f"must be within [0, 1] (got {value})")
     rel_tol, abs_tol = spec.rel_tol or DEFAULT_REL_TOL, spec.abs_tol or DEFAULT_ABS_TOL
     gold_sql = spec.gold_sql.strip()
-    gold_gate = check_query(gold_sql, engine) if gold_sql else None
-    if gold_gate is not None and not gold_gate.ok:
-        raise InvalidTask("sql.gold_sql", f"is not a single read-only query: {gold_gate.error or gold_gate.findings}")
+    gold_facts = _gold_facts(gold_sql, engine) if gold_sql else None
+    if gold_facts is not None and gold_facts.error:
+        raise InvalidTask("sql.gold_sql", f"is not a single read-only query: {gold_facts.error}")
     name, every_file, inline = _databases(spec, context.registry)
     expected = _expected_rows(spec) if not gold_sql else None
     # expected rows describe the base database only; base_only skips the variants
     paths = every_file[:1] if expected is not None or spec.base_only else every_file
     order = {pb.SqlSpec.ORDER_MATTERS: True, pb.SqlSpec.ORDER_IGNORED: False}.get(
-        spec.order, bool(gold_sql) and gold_orders_rows(gold_sql, engine)
+        spec.order, gold_facts is not None and gold_facts.orders_rows
     )
     query = _spec_query(task)
     gate = check_query(query, engine)
@@ -213,7 +229,7 @@ def prepare_sql(task: Any, context: SqlContext, limits: dict[str, int]) -> Prepa
                 message="rejected: " + "; ".join(f.code for f in gate.findings),
             )
         return PreparedTask(task.id, "sql", task.code, sql_limits, job, {}, never_judged, early)
-    findings = list(gate.findings) + _static_findings(query, gold_sql, engine)
+    findings = list(gate.findings) + _static_findings(query, gate.projection, gold_facts)
     key = GoldKey(name, gold_sql) if gold_sql else None
     gold_job = {**job, "query": gold_sql, "databases": every_file}  # cached for every file at once
     cache = context.gold
