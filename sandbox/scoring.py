@@ -18,6 +18,7 @@ from sandbox.pool import Job, SandboxFailure, WorkerPool
 from sandbox.python.plan import InvalidTask
 from sandbox.runner import framing
 from sandbox.sql.plan import GoldKey, GoldRequest, SqlContext, executions
+from sandbox.sql.postgres import PostgresExecutor
 from sandbox.tasks import PreparedTask
 from sandbox.worker import RunnerReply
 
@@ -27,6 +28,7 @@ _RUNNER_SLACK_SECONDS = 2.0
 
 class ScoringService:
     def __init__(self, pool: WorkerPool, audit: AuditLog, backend_name: str) -> None:
+        self.postgres = PostgresExecutor()
         self.pool = pool
         self.audit = audit
         self.backend_name = backend_name
@@ -49,7 +51,17 @@ class ScoringService:
         return _to_proto(task.id, verdict, self.backend_name, queue_ms, run_ms, total_ms)
 
     async def run_job(self, job: dict[str, Any], secret: dict[str, Any], task_ms: int) -> RunnerReply:
-        """One sandbox job: the runner's meta and the records it returned (untrusted)."""
+        """One job: the runner's meta and the records it returned (untrusted).
+
+        PostgreSQL queries run on their server (its permission system is the wall), not in
+        a sandbox process; their records have the same shape.
+        """
+        if job.get("engine") == "postgres":
+            started = time.perf_counter()
+            records = await self.postgres.run(job)
+            if any(r.get("kind") == "db_error" for r in records):
+                raise SandboxFailure("the PostgreSQL server failed (not the candidate)")
+            return RunnerReply({"ending": "closed", "elapsed_ms": (time.perf_counter() - started) * 1000}, records)
         frames = Job(framing.pack(job), framing.pack(secret), timeout=task_ms / 1000 + _RUNNER_SLACK_SECONDS)
         return await self.pool.run(frames)
 
@@ -106,7 +118,7 @@ async def ensure_gold(scoring: ScoringService, tasks: list[PreparedTask], contex
 
     async def compute(index: int, request: GoldRequest) -> None:
         reply = await scoring.run_job(request.job, {}, request.task_ms)
-        files = len(request.job["databases"])
+        files = len(request.job.get("databases") or request.job["schemas"])
         observed = executions(reply.records, files)
         if observed is None:
             raise SandboxFailure("the sandbox did not report the reference query on every database file")

@@ -129,6 +129,7 @@ class SandboxServer:
         if self._server is not None:
             await self._server.stop(grace)
         await self.pool.close()
+        await self.scoring.postgres.close()
         await self.backend.cleanup()
         self.audit.close()
 

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from sandbox.sql.registry import Registry
     from sandbox.tasks import PreparedTask
 
-ENGINES = ("sqlite",)  # postgres and duckdb are declared in the contract, served later
+ENGINES = ("sqlite", "postgres")  # duckdb is declared in the contract, served later
 MAX_INLINE_BYTES = 1 << 20
 MAX_ROWS = 10_000
 MAX_RESULT_BYTES = 4 << 20
@@ -122,8 +122,10 @@ def _expected_rows(spec: Any) -> ResultSet:
     return ResultSet(tuple(f"column{i + 1}" for i in range(width)), tuple(tuple(r) for r in rows))
 
 
-def _databases(spec: Any, registry: Registry) -> tuple[str, list[str], str | None]:
-    """(gold cache name, sandbox paths, inline base64) for the task's database."""
+def _databases(spec: Any, registry: Registry, engine: str) -> tuple[str, list[str], dict[str, Any]]:
+    """(gold cache name, one entry per base/variant, engine-specific job fields)."""
+    if spec.inline_sqlite and engine != "sqlite":
+        raise InvalidTask("sql.inline_sqlite", f"is for the sqlite engine, not {engine}")
     if spec.inline_sqlite:
         if spec.database:
             raise InvalidTask("sql", "give database or inline_sqlite, not both")
@@ -132,14 +134,18 @@ def _databases(spec: Any, registry: Registry) -> tuple[str, list[str], str | Non
         if not spec.inline_sqlite.startswith(_SQLITE_MAGIC):
             raise InvalidTask("sql.inline_sqlite", "is not a SQLite database file")
         digest = hashlib.sha256(spec.inline_sqlite).hexdigest()
-        return f"inline:{digest}", ["inline"], base64.b64encode(spec.inline_sqlite).decode()
+        return f"inline:{digest}", ["inline"], {"inline": base64.b64encode(spec.inline_sqlite).decode()}
     if not spec.database:
         raise InvalidTask("sql.database", "is required (or inline_sqlite)")
     database = registry.databases.get(spec.database)
     if database is None:
         known = ", ".join(sorted(registry.databases)) or "none registered"
         raise InvalidTask("sql.database", f"unknown database {spec.database!r} ({known})")
-    return database.name, database.sandbox_paths(), None
+    if database.engine != engine:
+        raise InvalidTask("sql.engine", f"database {database.name!r} is a {database.engine} database, not {engine}")
+    if engine == "postgres":
+        return database.name, list(database.schemas), {"dsn": database.dsn}
+    return database.name, database.sandbox_paths(), {"inline": None}
 
 
 @dataclass(frozen=True)
@@ -197,7 +203,7 @@ def prepare_sql(task: Any, context: SqlContext, limits: dict[str, int]) -> Prepa
     gold_facts = _gold_facts(gold_sql, engine) if gold_sql else None
     if gold_facts is not None and gold_facts.error:
         raise InvalidTask("sql.gold_sql", f"is not a single read-only query: {gold_facts.error}")
-    name, every_file, inline = _databases(spec, context.registry)
+    name, every_file, extra = _databases(spec, context.registry, engine)
     expected = _expected_rows(spec) if not gold_sql else None
     # expected rows describe the base database only; base_only skips the variants
     paths = every_file[:1] if expected is not None or spec.base_only else every_file
@@ -209,7 +215,8 @@ def prepare_sql(task: Any, context: SqlContext, limits: dict[str, int]) -> Prepa
     if gate.ok:
         query = gate.statement  # exactly the one statement the gate read, nothing around it
     sql_limits = {**limits, "sql_steps": SQL_STEPS, "max_rows": MAX_ROWS, "max_result_bytes": MAX_RESULT_BYTES}
-    job = {"mode": "sql", "engine": engine, "query": query, "databases": paths, "inline": inline, "limits": sql_limits}
+    where = "schemas" if engine == "postgres" else "databases"
+    job = {"mode": "sql", "engine": engine, "query": query, where: paths, **extra, "limits": sql_limits}
     weights = context.weights
     if not gate.ok:
         if gate.error:
@@ -231,7 +238,7 @@ def prepare_sql(task: Any, context: SqlContext, limits: dict[str, int]) -> Prepa
         return PreparedTask(task.id, "sql", task.code, sql_limits, job, {}, never_judged, early)
     findings = list(gate.findings) + _static_findings(query, gate.projection, gold_facts)
     key = GoldKey(name, gold_sql) if gold_sql else None
-    gold_job = {**job, "query": gold_sql, "databases": every_file}  # cached for every file at once
+    gold_job = {**job, "query": gold_sql, where: every_file}  # cached for every file at once
     cache = context.gold
 
     def judge(records: list[Any], meta: dict[str, Any]) -> Verdict:

@@ -4,6 +4,10 @@
 files (the base is `base.sqlite` if present, else the first by name; the others are
 variants, in name order). Files are mounted read-only into every sandbox under
 `/db/NAME/`; their checksums are taken at registration and verified after each batch.
+
+`NAME=postgresql://ROLE@HOST:PORT/DB?schemas=base,variant1,...` registers a PostgreSQL
+database: each schema is one variant (the first is the base; default `public`). ROLE
+should be a login role with SELECT only: queries also run in read-only transactions.
 """
 
 from __future__ import annotations
@@ -31,9 +35,11 @@ def _checksum(path: Path) -> str:
 @dataclass(frozen=True)
 class Database:
     name: str
-    engine: str  # sqlite (postgres, duckdb: later)
-    files: tuple[Path, ...]  # host paths: base first, then variants
+    engine: str  # sqlite | postgres
+    files: tuple[Path, ...]  # sqlite: host paths, base first, then variants
     checksums: tuple[str, ...] = field(default=(), compare=False)
+    dsn: str = field(default="", repr=False)  # postgres: connection string (may hold a password)
+    schemas: tuple[str, ...] = ()  # postgres: base schema first, then variants
 
     def sandbox_paths(self) -> list[str]:
         return [f"{MOUNT}/{self.name}/{path.name}" for path in self.files]
@@ -62,6 +68,8 @@ class Registry:
             raise RegistryError(f"database name {name!r}: use letters, digits, '_', '-', '.'")
         if name in self.databases:
             raise RegistryError(f"database {name!r} is registered twice")
+        if location.startswith(("postgresql://", "postgres://")):
+            return self._register_postgres(name, location)
         path = Path(location).expanduser().resolve()
         if not path.exists():
             raise RegistryError(f"database {name!r}: {location} does not exist")
@@ -69,6 +77,18 @@ class Registry:
         if len({p.name for p in files}) != len(files):
             raise RegistryError(f"database {name!r}: file names must differ")
         database = Database(name, "sqlite", files, tuple(_checksum(p) for p in files))
+        self.databases[name] = database
+        return database
+
+    def _register_postgres(self, name: str, dsn: str) -> Database:
+        base, _, query = dsn.partition("?")
+        params = [p for p in query.split("&") if p]
+        schemas = next((p.split("=", 1)[1] for p in params if p.startswith("schemas=")), "public")
+        rest = "&".join(p for p in params if not p.startswith("schemas="))
+        names = tuple(s for s in schemas.split(",") if s)
+        if not names:
+            raise RegistryError(f"database {name!r}: schemas= lists no schema")
+        database = Database(name, "postgres", (), (), base + (f"?{rest}" if rest else ""), names)
         self.databases[name] = database
         return database
 
@@ -87,5 +107,6 @@ class Registry:
         return [
             (str(path), inside)
             for db in self.databases.values()
+            if db.engine == "sqlite"
             for path, inside in zip(db.files, db.sandbox_paths(), strict=True)
         ]
