@@ -31,7 +31,9 @@ _instances = itertools.count()
 def make_backend(name: str) -> Backend:
     # Each test server owns its containers: servers sharing an instance label would remove
     # each other's containers at start-up and shutdown (that is how leftovers are found).
-    backend = BACKENDS[name]() if name != "docker" else DockerBackend(instance=f"pytest-{next(_instances)}")
+    backend = (
+        BACKENDS[name]() if name != "docker" else DockerBackend(instance=f"pytest-{os.getpid()}-{next(_instances)}")
+    )
     try:
         backend.check()
     except BackendUnavailable as exc:

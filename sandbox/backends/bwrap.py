@@ -123,10 +123,14 @@ class BwrapBackend:
             "--hostname",
             "sandbox",
             *self._system_mounts(),
+            "--perms",
+            "0755",
+            "--dir",
+            "/opt",  # bwrap would create it 0700 for the runner's bind: the job uid needs /opt/rft-packages
             "--ro-bind",
             str(RUNNER_DIR),
             RUNNER_MOUNT,
-            *[arg for host, inside in self.mounts for arg in ("--ro-bind", host, inside)],
+            *self._extra_mounts(),
             "--proc",
             "/proc",
             "--dev",
@@ -156,6 +160,19 @@ class BwrapBackend:
                 args += ["--cap-add", cap]
         else:
             args += ["--unshare-user"]
+        return args
+
+    def _extra_mounts(self) -> list[str]:
+        """Read-only binds of databases and engine packages; their parent directories are made
+        traversable first (bwrap would create them 0700, out of the job uid's reach)."""
+        args: list[str] = []
+        made: set[str] = set()
+        for host, inside in self.mounts:
+            for parent in reversed(Path(inside).parents[:-1]):
+                if str(parent) not in made:
+                    made.add(str(parent))
+                    args += ["--perms", "0755", "--dir", str(parent)]
+            args += ["--ro-bind", host, inside]
         return args
 
     def runner_argv(self, slot: int) -> list[str]:

@@ -234,15 +234,48 @@ def _judge_here(settings: Settings, job: dict[str, Any], jobdir: str) -> tuple[s
     return "closed", b"".join(records)
 
 
-def _run_sql(job: dict[str, Any], jobdir: str) -> bytes:
+def _run_sql(settings: Settings, job: dict[str, Any], jobdir: str) -> bytes:
     """SQL jobs run in this process: the query is data for SQLite, walled in by SQLite itself."""
     import sqlrun  # only workers that see SQL pay for the module
 
+    if job.get("engine") == "duckdb":
+        return _run_duckdb(settings, job, jobdir)
     try:
         records = sqlrun.run(job, jobdir)
     except Exception:  # noqa: BLE001 - a runner bug is reported, and scored as ours
         records = [{"t": "judge_error", "error": traceback.format_exc()[-2000:]}]
     return b"".join(framing.pack(r) for r in records)
+
+
+def _run_duckdb(settings: Settings, job: dict[str, Any], jobdir: str) -> bytes:
+    """DuckDB is a large native library: it runs in a forked child (job uid, rlimits), never
+    in the runner, whose small heap keeps every fork cheap."""
+    import sqlrun
+
+    report_r, report_w = os.pipe()
+    limits = {**job["limits"], "memory_bytes": max(job["limits"]["memory_bytes"], 2 << 30)}  # its mappings
+    pid = _fork_into(settings, limits, jobdir, {report_w})
+    if pid == 0:
+        try:
+            for record in sqlrun._duckdb_records(job):
+                framing.write(report_w, record)
+            framing.write(report_w, {"t": "done"})
+        except BaseException:  # noqa: BLE001 - reported, and scored as ours
+            framing.write(report_w, {"t": "judge_error", "error": traceback.format_exc()[-2000:]})
+        finally:
+            os._exit(0)
+    os.close(report_w)
+    chunks, deadline = [], time.monotonic() + job["limits"]["task_ms"] / 1000 + _GRACE_SECONDS
+    while time.monotonic() < deadline:
+        ready = select.select([report_r], [], [], max(deadline - time.monotonic(), 0))[0]
+        if not ready:
+            break
+        data = os.read(report_r, 1 << 16)
+        if not data:
+            break
+        chunks.append(data)
+    os.close(report_r)
+    return b"".join(chunks)
 
 
 def _judge_isolated(
@@ -299,7 +332,7 @@ def run_job(settings: Settings, job: dict[str, Any], secret: Buffer, report: Buf
     elif job["mode"] == "sql":
         secret.read_frame(0)  # always sent; empty for SQL
         secret.wipe()
-        ending, body, helpers = "closed", _run_sql(job, jobdir), set()
+        ending, body, helpers = "closed", _run_sql(settings, job, jobdir), set()
     else:
         secret.read_frame(0)  # always sent; empty for these modes
         secret.wipe()

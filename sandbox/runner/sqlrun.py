@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import os
 import sqlite3
+import sys
 import time
 from typing import Any
 
@@ -119,6 +120,85 @@ def execute(
     finally:
         conn.set_progress_handler(None, 0)
     return {"kind": "ok", "columns": columns, "rows": rows, "truncated": truncated}
+
+
+PACKAGES = "/opt/rft-packages"  # read-only: engine packages mounted from the service's environment
+
+
+def _duckdb_records(job: dict[str, Any]) -> list[dict[str, Any]]:
+    """DuckDB, in this (forked, job-uid, rlimited) process: read-only, no external access,
+    locked configuration, one thread, a memory limit, interrupted at the deadline."""
+    import threading
+
+    sys.path.insert(0, PACKAGES)
+    import duckdb
+
+    limits = job["limits"]
+    deadline = time.monotonic() + limits["task_ms"] / 1000
+    records = []
+    for index, path in enumerate(job["databases"]):
+        started = time.monotonic()
+        try:
+            conn = duckdb.connect(
+                path,
+                read_only=True,
+                config={
+                    "enable_external_access": False,
+                    "autoload_known_extensions": False,
+                    "autoinstall_known_extensions": False,
+                    "threads": 1,
+                    "memory_limit": "256MB",
+                    "lock_configuration": True,
+                },
+            )
+        except duckdb.Error as exc:
+            records.append({"t": "sql", "i": index, "kind": "db_error", "msg": str(exc)[:300]})
+            continue
+        timer = threading.Timer(
+            max(min(deadline, started + limits["test_ms"] / 1000) - time.monotonic(), 0), conn.interrupt
+        )
+        timer.start()
+        try:
+            cursor = conn.execute(job["query"])
+            columns = [str(d[0])[:200] for d in cursor.description or ()]
+            rows, size, truncated = [], 0, False
+            while not truncated:
+                batch = cursor.fetchmany(256)
+                if not batch:
+                    break
+                for row in batch:
+                    encoded = codec.encode([_plain(v) for v in row])
+                    size += len(repr(encoded))
+                    if len(rows) >= limits["max_rows"] or size > limits["max_result_bytes"]:
+                        truncated = True
+                        break
+                    rows.append(encoded)
+            record = {"kind": "ok", "columns": columns, "rows": rows, "truncated": truncated}
+        except duckdb.InterruptException as exc:
+            record = {"kind": "timeout", "msg": str(exc)[:300]}
+        except duckdb.OutOfMemoryException as exc:
+            record = {"kind": "memory", "msg": str(exc)[:300]}
+        except (duckdb.PermissionException, duckdb.InvalidInputException) as exc:
+            text = str(exc)
+            record = {"kind": "rejected" if "disabled" in text or "ermission" in text else "error", "msg": text[:300]}
+        except (duckdb.Error, MemoryError, ValueError, OverflowError) as exc:
+            record = {"kind": "error", "msg": str(exc)[:300]}
+        finally:
+            timer.cancel()
+            conn.close()
+        record["ms"] = round((time.monotonic() - started) * 1000, 3)
+        records.append({"t": "sql", "i": index, **record})
+    return records
+
+
+def _plain(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str, bytes)):
+        return value
+    import decimal
+
+    if isinstance(value, decimal.Decimal):
+        return int(value) if value == value.to_integral_value() and abs(value) < 2**63 else float(value)
+    return str(value)  # dates, times, UUIDs, intervals: compared as text
 
 
 def run(job: dict[str, Any], jobdir: str) -> list[dict[str, Any]]:

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from sandbox.sql.registry import Registry
     from sandbox.tasks import PreparedTask
 
-ENGINES = ("sqlite", "postgres")  # duckdb is declared in the contract, served later
+ENGINES = ("sqlite", "postgres", "duckdb")
 MAX_INLINE_BYTES = 1 << 20
 MAX_ROWS = 10_000
 MAX_RESULT_BYTES = 4 << 20

@@ -5,6 +5,11 @@ files (the base is `base.sqlite` if present, else the first by name; the others 
 variants, in name order). Files are mounted read-only into every sandbox under
 `/db/NAME/`; their checksums are taken at registration and verified after each batch.
 
+`NAME=PATH` with `.duckdb` files (a file, or a directory: `base.duckdb` + variants)
+registers DuckDB databases the same way; the service's own `duckdb` package is then
+mounted read-only into the sandboxes too (the runner forks a child per DuckDB job to
+load it, so Python jobs never pay for it).
+
 `NAME=postgresql://ROLE@HOST:PORT/DB?schemas=base,variant1,...` registers a PostgreSQL
 database: each schema is one variant (the first is the base; default `public`). ROLE
 should be a login role with SELECT only: queries also run in read-only transactions.
@@ -17,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 MOUNT = "/db"
+PACKAGES = "/opt/rft-packages"  # the runner looks here for engine packages (sqlrun.PACKAGES)
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
 
 
@@ -49,12 +55,15 @@ class Database:
         return [str(p) for p, digest in zip(self.files, self.checksums, strict=True) if _checksum(p) != digest]
 
 
-def _sqlite_files(path: Path) -> tuple[Path, ...]:
+_SUFFIXES = {".sqlite": "sqlite", ".db": "sqlite", ".sqlite3": "sqlite", ".duckdb": "duckdb"}
+
+
+def _database_files(path: Path) -> tuple[Path, ...]:
     if path.is_file():
         return (path,)
-    files = sorted(p for p in path.iterdir() if p.suffix in (".sqlite", ".db", ".sqlite3") and p.is_file())
+    files = sorted(p for p in path.iterdir() if p.suffix in _SUFFIXES and p.is_file())
     if not files:
-        raise RegistryError(f"{path}: no .sqlite files")
+        raise RegistryError(f"{path}: no .sqlite or .duckdb files")
     base = [p for p in files if p.stem == "base"]
     return tuple(base + [p for p in files if p not in base])
 
@@ -73,10 +82,13 @@ class Registry:
         path = Path(location).expanduser().resolve()
         if not path.exists():
             raise RegistryError(f"database {name!r}: {location} does not exist")
-        files = _sqlite_files(path)
+        files = _database_files(path)
         if len({p.name for p in files}) != len(files):
             raise RegistryError(f"database {name!r}: file names must differ")
-        database = Database(name, "sqlite", files, tuple(_checksum(p) for p in files))
+        engines = {_SUFFIXES.get(p.suffix, "sqlite") for p in files}
+        if len(engines) != 1:
+            raise RegistryError(f"database {name!r}: mixes SQLite and DuckDB files")
+        database = Database(name, engines.pop(), files, tuple(_checksum(p) for p in files))
         self.databases[name] = database
         return database
 
@@ -103,10 +115,31 @@ class Registry:
         return registry
 
     def mounts(self) -> list[tuple[str, str]]:
-        """(host file, sandbox file) pairs to bind read-only: the files alone, never their directories."""
-        return [
+        """(host path, sandbox path) pairs to bind read-only: database files alone, never their
+        directories; and the duckdb package when a DuckDB database is registered."""
+        binds = [
             (str(path), inside)
             for db in self.databases.values()
-            if db.engine == "sqlite"
+            if db.engine in ("sqlite", "duckdb")
             for path, inside in zip(db.files, db.sandbox_paths(), strict=True)
         ]
+        if any(db.engine == "duckdb" for db in self.databases.values()):
+            binds += _duckdb_package()
+        return binds
+
+
+def _duckdb_package() -> list[tuple[str, str]]:
+    import importlib.util
+
+    spec = importlib.util.find_spec("duckdb")
+    native = importlib.util.find_spec("_duckdb")
+    if spec is None or spec.origin is None or native is None or native.origin is None:
+        raise RegistryError("a DuckDB database needs the duckdb package installed (pip install duckdb)")
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    try:
+        metadata = Path(distribution("duckdb")._path)  # type: ignore[attr-defined]  # it reads its own version
+    except (PackageNotFoundError, AttributeError) as exc:
+        raise RegistryError(f"the duckdb package has no metadata: {exc}") from None
+    paths = [Path(spec.origin).parent, Path(native.origin), metadata]
+    return [(str(path), f"{PACKAGES}/{path.name}") for path in paths]
