@@ -252,3 +252,12 @@ def test_a_changed_database_file_is_a_critical_audit_entry(sql_server, sql_clien
         assert any(e["code"] == "database_modified" and e["severity"] == "CRITICAL" for e in entries)
     finally:
         path.write_bytes(original)
+
+
+def test_order_by_with_limit(sql_client):
+    gold = "SELECT name FROM employees WHERE salary IS NOT NULL ORDER BY salary DESC, name LIMIT 2"
+    assert status_name(sql_client.score(sql_task("limit-same", gold, gold))) == "PASSED"
+    no_limit = sql_client.score(sql_task("limit-missing", gold.replace(" LIMIT 2", ""), gold))
+    assert status_name(no_limit) == "FAILED" and 0.1 <= no_limit.score < 0.5
+    wrong_end = sql_client.score(sql_task("limit-asc", gold.replace("DESC", "ASC"), gold))
+    assert status_name(wrong_end) == "FAILED"
