@@ -177,3 +177,17 @@ def test_bad_postgres_tasks(pg_client):
     with pytest.raises(grpc.RpcError) as info:
         pg_client.score(wrong_engine)
     assert info.value.details().startswith("task.sql.engine")
+
+
+def test_a_changed_schema_is_detected(pg_dsn):
+    registry = Registry.from_specs([f"company_pg={pg_dsn}"])
+    database = registry.databases["company_pg"]
+    assert database.changed_files() == []
+    host = SUPER_DSN.rsplit("/", 1)[0]
+    with psycopg.connect(f"{host}/{DB}", autocommit=True) as conn:
+        conn.execute("UPDATE variant1.depts SET budget = budget + 1 WHERE name = 'ops'")
+        try:
+            assert database.changed_files() == ["company_pg:variant1"]
+        finally:
+            conn.execute("UPDATE variant1.depts SET budget = budget - 1 WHERE name = 'ops'")
+    assert database.changed_files() == []

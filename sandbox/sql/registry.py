@@ -51,8 +51,38 @@ class Database:
         return [f"{MOUNT}/{self.name}/{path.name}" for path in self.files]
 
     def changed_files(self) -> list[str]:
-        """Files whose content differs from registration (a critical finding if any)."""
+        """Files (or PostgreSQL schemas) whose content differs from registration: critical if any."""
+        if self.engine == "postgres":
+            now = _pg_checksums(self.dsn, self.schemas)
+            return [
+                f"{self.name}:{s}" for s, old, new in zip(self.schemas, self.checksums, now, strict=True) if old != new
+            ]
         return [str(p) for p, digest in zip(self.files, self.checksums, strict=True) if _checksum(p) != digest]
+
+
+def _pg_checksums(dsn: str, schemas: tuple[str, ...]) -> tuple[str, ...]:
+    """One digest per schema over every row of every table (order-independent)."""
+    import psycopg
+    from psycopg import sql
+
+    digests = []
+    with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
+        for schema in schemas:
+            tables = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT table_name FROM information_schema.tables WHERE table_schema = %s ORDER BY 1", (schema,)
+                )
+            ]
+            digest = hashlib.sha256()
+            for table in tables:
+                query = sql.SQL(
+                    "SELECT coalesce(string_agg(h, '' ORDER BY h), '') FROM "
+                    "(SELECT md5(t::text) AS h FROM {}.{} AS t) AS rows"
+                ).format(sql.Identifier(schema), sql.Identifier(table))
+                digest.update(table.encode() + b"\0" + str(conn.execute(query).fetchone()[0]).encode())
+            digests.append(digest.hexdigest())
+    return tuple(digests)
 
 
 _SUFFIXES = {".sqlite": "sqlite", ".db": "sqlite", ".sqlite3": "sqlite", ".duckdb": "duckdb"}
@@ -100,7 +130,12 @@ class Registry:
         names = tuple(s for s in schemas.split(",") if s)
         if not names:
             raise RegistryError(f"database {name!r}: schemas= lists no schema")
-        database = Database(name, "postgres", (), (), base + (f"?{rest}" if rest else ""), names)
+        dsn = base + (f"?{rest}" if rest else "")
+        try:
+            checksums = _pg_checksums(dsn, names)
+        except Exception as exc:  # noqa: BLE001 - any failure: the DSN cannot be used
+            raise RegistryError(f"database {name!r}: cannot read it: {str(exc).strip()[:200]}") from None
+        database = Database(name, "postgres", (), checksums, dsn, names)
         self.databases[name] = database
         return database
 
