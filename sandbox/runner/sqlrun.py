@@ -22,6 +22,7 @@ import time
 from typing import Any
 
 import codec
+import rows
 
 _OK = sqlite3.SQLITE_OK
 _DENY = sqlite3.SQLITE_DENY
@@ -97,29 +98,18 @@ def execute(
         return 1 if budget[0] < 0 or time.monotonic() > deadline else 0
 
     conn.set_progress_handler(progress, _PROGRESS_EVERY)
-    rows: list[Any] = []
-    size = 0
-    truncated = False
+    cap = rows.RowCap(max_rows, max_bytes, codec.encode)
     try:
         cursor = conn.execute(query)
         columns = [str(d[0])[:200] for d in cursor.description or ()]
-        while not truncated:
-            batch = cursor.fetchmany(256)
-            if not batch:
-                break
-            for row in batch:
-                encoded = codec.encode(list(row))
-                size += len(repr(encoded))
-                if len(rows) >= max_rows or size > max_bytes:
-                    truncated = True
-                    break
-                rows.append(encoded)
+        while cap.add(cursor.fetchmany(256)):
+            pass
         cursor.close()
     except (sqlite3.Error, MemoryError, OverflowError, ValueError) as exc:
         return {"kind": _classify(exc), "msg": str(exc)[:300]}
     finally:
         conn.set_progress_handler(None, 0)
-    return {"kind": "ok", "columns": columns, "rows": rows, "truncated": truncated}
+    return cap.record(columns)
 
 
 PACKAGES = "/opt/rft-packages"  # read-only: engine packages mounted from the service's environment
@@ -161,19 +151,10 @@ def _duckdb_records(job: dict[str, Any]) -> list[dict[str, Any]]:
         try:
             cursor = conn.execute(job["query"])
             columns = [str(d[0])[:200] for d in cursor.description or ()]
-            rows, size, truncated = [], 0, False
-            while not truncated:
-                batch = cursor.fetchmany(256)
-                if not batch:
-                    break
-                for row in batch:
-                    encoded = codec.encode([_plain(v) for v in row])
-                    size += len(repr(encoded))
-                    if len(rows) >= limits["max_rows"] or size > limits["max_result_bytes"]:
-                        truncated = True
-                        break
-                    rows.append(encoded)
-            record = {"kind": "ok", "columns": columns, "rows": rows, "truncated": truncated}
+            cap = rows.RowCap(limits["max_rows"], limits["max_result_bytes"], codec.encode)
+            while cap.add(cursor.fetchmany(256)):
+                pass
+            record = cap.record(columns)
         except duckdb.InterruptException as exc:
             record = {"kind": "timeout", "msg": str(exc)[:300]}
         except duckdb.OutOfMemoryException as exc:
@@ -189,16 +170,6 @@ def _duckdb_records(job: dict[str, Any]) -> list[dict[str, Any]]:
         record["ms"] = round((time.monotonic() - started) * 1000, 3)
         records.append({"t": "sql", "i": index, **record})
     return records
-
-
-def _plain(value: Any) -> Any:
-    if value is None or isinstance(value, (bool, int, float, str, bytes)):
-        return value
-    import decimal
-
-    if isinstance(value, decimal.Decimal):
-        return int(value) if value == value.to_integral_value() and abs(value) < 2**63 else float(value)
-    return str(value)  # dates, times, UUIDs, intervals: compared as text
 
 
 def run(job: dict[str, Any], jobdir: str) -> list[dict[str, Any]]:

@@ -18,22 +18,9 @@ import time
 from typing import Any
 
 from sandbox.runner import codec
+from sandbox.runner.rows import RowCap
 
 _POOL_SIZE = 4
-
-
-def _cell(value: Any) -> Any:
-    """Server values as plain data: numbers and text stay, the rest is compared as text."""
-    if value is None or isinstance(value, (bool, int, float, str, bytes)):
-        return value
-    try:
-        import decimal
-
-        if isinstance(value, decimal.Decimal):
-            return float(value) if not value == value.to_integral_value() or abs(value) >= 2**63 else int(value)
-    except (ValueError, ArithmeticError):
-        pass
-    return str(value)
 
 
 def _classify(error: Exception) -> str:
@@ -86,19 +73,10 @@ class PostgresExecutor:
             async with conn.cursor() as cursor:
                 await cursor.execute(query.encode(), binary=True)  # binary: the extended protocol
                 columns = [d.name[:200] for d in cursor.description or ()]
-                rows, size, truncated = [], 0, False
-                while not truncated:
-                    batch = await cursor.fetchmany(256)
-                    if not batch:
-                        break
-                    for row in batch:
-                        encoded = codec.encode([_cell(v) for v in row])
-                        size += len(repr(encoded))
-                        if len(rows) >= limits["max_rows"] or size > limits["max_result_bytes"]:
-                            truncated = True
-                            break
-                        rows.append(encoded)
-            return {"kind": "ok", "columns": columns, "rows": rows, "truncated": truncated}
+                cap = RowCap(limits["max_rows"], limits["max_result_bytes"], codec.encode)
+                while cap.add(await cursor.fetchmany(256)):
+                    pass
+            return cap.record(columns)
         finally:
             with contextlib.suppress(Exception):
                 await conn.execute("ROLLBACK")
