@@ -37,6 +37,16 @@ class Finding:
     evidence: str = ""
 
 
+def dedupe(findings: list[Finding]) -> list[Finding]:
+    """The same finding (code and evidence) reported once, first occurrence kept."""
+    seen, out = set(), []
+    for finding in findings:
+        if (finding.code, finding.evidence) not in seen:
+            seen.add((finding.code, finding.evidence))
+            out.append(finding)
+    return out
+
+
 @dataclass(frozen=True)
 class TestResult:
     index: int

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from rewards.compare import stdout_matches, truthy, values_equal
-from rewards.model import Finding, Severity, Status, TestResult, Verdict
+from rewards.model import Finding, Severity, Status, TestResult, Verdict, dedupe
 from sandbox.runner.codec import Opaque, decode, find_custom_eq
 
 # When tests fail for different reasons, the result's status names the most telling one.
@@ -242,7 +242,7 @@ def score_python(
     components = {"compiles": 1.0, "tests_passed": fraction}
     stdout = str(done.get("stdout", ""))[:4096] if done else ""
     stderr = str(done.get("stderr", ""))[:4096] if done else ""
-    findings = _dedupe(findings)
+    findings = dedupe(findings)
     if any(f.severity is Severity.CRITICAL for f in findings):
         return Verdict(
             Status.REJECTED,
@@ -264,12 +264,3 @@ def score_python(
         failing = next((t for t in tests if not t.passed), None)
         message = f"{passed}/{len(tests)} tests passed" + (f"; first failure: {failing.message}" if failing else "")
     return Verdict(status, fraction, tests, components, findings, message[:1000], stdout, stderr)
-
-
-def _dedupe(findings: list[Finding]) -> list[Finding]:
-    seen, out = set(), []
-    for f in findings:
-        if (f.code, f.evidence) not in seen:
-            seen.add((f.code, f.evidence))
-            out.append(f)
-    return out

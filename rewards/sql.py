@@ -42,7 +42,7 @@ from functools import cached_property
 from typing import Any
 
 from rewards.compare import DEFAULT_ABS_TOL, DEFAULT_REL_TOL
-from rewards.model import Finding, Severity, Status, TestResult, Verdict
+from rewards.model import Finding, Severity, Status, TestResult, Verdict, dedupe
 
 # A non-finite float becomes a token: exact, and never part of tolerance arithmetic.
 _NAN = ("$float", "nan")
@@ -811,15 +811,6 @@ def _judge(execution: Execution, gold: _Table, order_matters: bool, tol: _Tol, b
     return _Outcome(True, Status.FAILED, False, message, cand, overlap)
 
 
-def _dedupe(findings: list[Finding]) -> list[Finding]:
-    seen, out = set(), []
-    for f in findings:
-        if (f.code, f.evidence) not in seen:
-            seen.add((f.code, f.evidence))
-            out.append(f)
-    return out
-
-
 def score_sql(
     candidate: list[Execution],
     gold: list[ResultSet],
@@ -891,7 +882,7 @@ def score_sql(
     }
 
     def verdict(status: Status, score: float, message: str) -> Verdict:
-        return Verdict(status, _clamp(score), tests, components, _dedupe(findings), message[:1000])
+        return Verdict(status, _clamp(score), tests, components, dedupe(findings), message[:1000])
 
     critical = [f.code for f in findings if f.severity is Severity.CRITICAL]
     rejected = [i for i, e in enumerate(candidate) if e.kind == "rejected"]
