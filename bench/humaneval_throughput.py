@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import json
 import os
 import socket
@@ -25,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -81,9 +82,10 @@ def _tree_pss_kib(root_pid: int) -> int:
     return total
 
 
-def bench_service(tasks: list[pb.Task], workers: int, batch: int, backend: str = "bwrap") -> dict[str, float]:
+@contextlib.contextmanager
+def served(*options: str) -> Iterator[tuple[subprocess.Popen, SandboxClient]]:
+    """A real server subprocess (`python -m sandbox serve OPTIONS`) and a client, ready."""
     port = _free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     server = subprocess.Popen(
         [
             sys.executable,
@@ -92,21 +94,27 @@ def bench_service(tasks: list[pb.Task], workers: int, batch: int, backend: str =
             "serve",
             "--port",
             str(port),
-            "--workers",
-            str(workers),
-            "--backend",
-            backend,
             "--audit-log",
             os.devnull,
             "--log-level",
             "WARNING",
+            *options,
         ],
         cwd=ROOT,
-        env=env,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     client = SandboxClient(f"127.0.0.1:{port}", timeout=600)
     try:
         _wait_ready(client, time.monotonic() + 60)
+        yield server, client
+    finally:
+        client.close()
+        server.terminate()
+        server.wait(30)
+
+
+def bench_service(tasks: list[pb.Task], workers: int, batch: int, backend: str = "bwrap") -> dict[str, float]:
+    with served("--workers", str(workers), "--backend", backend) as (server, client):
         list(client.score_batch(tasks[:16]))  # warm-up: caches, connections
         started = time.monotonic()
         results: list[pb.Result] = []
@@ -117,10 +125,6 @@ def bench_service(tasks: list[pb.Task], workers: int, batch: int, backend: str =
         elapsed = time.monotonic() - started
         workers_pss = [_tree_pss_kib(child) for child in _children(server.pid)]
         overhead = _job_overhead(client)
-    finally:
-        client.close()
-        server.terminate()
-        server.wait(30)
     passed = sum(r.status == pb.PASSED for r in results)
     latencies = [r.timings.total_ms for r in results]
     runs = [r.timings.run_ms for r in results]

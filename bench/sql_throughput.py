@@ -23,10 +23,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.humaneval_throughput import _free_port, _percentile, _wait_ready, run_baseline  # noqa: E402
+from bench.humaneval_throughput import _percentile, run_baseline, served  # noqa: E402
 from sandbox.api import pb  # noqa: E402
 from tests.sql_data import build_company  # noqa: E402
-from trainer_plugin.client import SandboxClient  # noqa: E402
 
 GOLD = "SELECT dept, COUNT(*) AS n, AVG(salary) FROM employees GROUP BY dept"
 ANSWERS = [
@@ -39,32 +38,8 @@ ANSWERS = [
 
 
 def bench_service(database: Path, count: int, workers: int) -> dict[str, float]:
-    port = _free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "sandbox",
-            "serve",
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-            "--backend",
-            "bwrap",
-            "--database",
-            f"company={database}",
-            "--audit-log",
-            os.devnull,
-            "--log-level",
-            "WARNING",
-        ],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    client = SandboxClient(f"127.0.0.1:{port}", timeout=600)
-    try:
-        _wait_ready(client, time.monotonic() + 60)
+    options = ("--workers", str(workers), "--backend", "bwrap", "--database", f"company={database}")
+    with served(*options) as (_, client):
         tasks = [
             pb.Task(
                 id=str(i),
@@ -78,10 +53,6 @@ def bench_service(database: Path, count: int, workers: int) -> dict[str, float]:
         started = time.monotonic()
         results = [r for i in range(0, count, 256) for r in client.score_batch(tasks[i : i + 256])]
         elapsed = time.monotonic() - started
-    finally:
-        client.close()
-        server.terminate()
-        server.wait(30)
     runs = [r.timings.run_ms for r in results]
     return {
         "tasks": len(results),
