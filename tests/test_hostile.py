@@ -1276,44 +1276,26 @@ def test_expected_answer_of_an_earlier_job_cannot_be_found(client, intact):
     intact()
 
 
+_SHUT_CHANNEL = (
+    "import os, socket\n"
+    "def _shut():\n"
+    "    for fd in map(int, os.listdir('/proc/self/fd')):\n"
+    "        try:\n"
+    "            if os.readlink(f'/proc/self/fd/{fd}').startswith('socket:'):\n"
+    "                socket.socket(fileno=fd).shutdown(socket.SHUT_RDWR)\n"
+    "        except OSError:\n"
+    "            pass\n"
+)
 CLOSED_CHANNEL = {
     # The candidate shuts its end of the harness channel and goes on: the runner's next
     # write to it must fail quietly (no SIGPIPE for the runner), and the job is the candidate's failure.
-    "at-load": (
-        "import os, socket\n"
-        "for _fd in map(int, os.listdir('/proc/self/fd')):\n"
-        "    try:\n"
-        "        if os.readlink(f'/proc/self/fd/{_fd}').startswith('socket:'):\n"
-        "            socket.socket(fileno=_fd).shutdown(socket.SHUT_RDWR)\n"
-        "    except OSError:\n"
-        "        pass\n"
-        "def f():\n    return 'right'\n"
-    ),
+    "at-load": _SHUT_CHANNEL + "_shut()\ndef f():\n    return 'right'\n",
     "racing-thread": (
-        "import os, socket, threading, time\n"
-        "def _shut():\n"
-        "    time.sleep(0.0003)\n"
-        "    for fd in map(int, os.listdir('/proc/self/fd')):\n"
-        "        try:\n"
-        "            if os.readlink(f'/proc/self/fd/{fd}').startswith('socket:'):\n"
-        "                socket.socket(fileno=fd).shutdown(socket.SHUT_RDWR)\n"
-        "        except OSError:\n"
-        "            pass\n"
-        "threading.Thread(target=_shut, daemon=True).start()\n"
+        _SHUT_CHANNEL + "import threading, time\n"
+        "threading.Thread(target=lambda: (time.sleep(0.0003), _shut()), daemon=True).start()\n"
         "def f():\n    time.sleep(0.01)\n    return 'right'\n"
     ),
-    "in-call": (
-        "import os, socket, time\n"
-        "def f():\n"
-        "    for fd in map(int, os.listdir('/proc/self/fd')):\n"
-        "        try:\n"
-        "            if os.readlink(f'/proc/self/fd/{fd}').startswith('socket:'):\n"
-        "                socket.socket(fileno=fd).shutdown(socket.SHUT_RDWR)\n"
-        "        except OSError:\n"
-        "            pass\n"
-        "    time.sleep(0.2)\n"
-        "    return 'right'\n"
-    ),
+    "in-call": _SHUT_CHANNEL + "import time\ndef f():\n    _shut()\n    time.sleep(0.2)\n    return 'right'\n",
 }
 
 
