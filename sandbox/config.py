@@ -34,3 +34,5 @@ class ServiceConfig:
     max_processes: int = 64
     max_open_files: int = 256
     max_file_bytes: int = 16 * MiB
+    triton_device: str = "cpu"  # "cpu" (interpreter, correctness only) or "cuda" (speed scored)
+    triton_workers: int = 1  # warm Triton runners, started with the first Triton task

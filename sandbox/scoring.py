@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from rewards.model import Status, Verdict
+from rewards.triton import score_triton
 from sandbox.api import pb
 from sandbox.audit import AuditLog
 from sandbox.pool import Job, SandboxFailure, WorkerPool
@@ -20,6 +21,8 @@ from sandbox.runner import framing
 from sandbox.sql.plan import GoldKey, GoldRequest, SqlContext, executions
 from sandbox.sql.postgres import PostgresExecutor
 from sandbox.tasks import PreparedTask
+from sandbox.triton.lane import TritonLane
+from sandbox.triton.plan import ReferenceFailed
 from sandbox.worker import RunnerReply
 
 log = logging.getLogger(__name__)
@@ -27,8 +30,9 @@ _RUNNER_SLACK_SECONDS = 2.0
 
 
 class ScoringService:
-    def __init__(self, pool: WorkerPool, audit: AuditLog, backend_name: str) -> None:
+    def __init__(self, pool: WorkerPool, audit: AuditLog, backend_name: str, triton: TritonLane) -> None:
         self.postgres = PostgresExecutor()
+        self.triton = triton
         self.pool = pool
         self.audit = audit
         self.backend_name = backend_name
@@ -66,11 +70,20 @@ class ScoringService:
         return await self.pool.run(frames)
 
     async def _run(self, task: PreparedTask, arrived: float) -> tuple[Verdict, float, float]:
-        reply = await self.run_job(task.job, task.secret, task.limits["task_ms"])
+        if task.triton is not None:
+            try:
+                reference = await self.triton.reference(task.triton.reference)
+            except ReferenceFailed as exc:  # validated before; failing now is not the candidate's fault
+                raise SandboxFailure(str(exc)) from None
+            reply = await self.triton.run_candidate(task.triton, reference)
+            verdict = score_triton(reference.run, reply.records, reply.meta, task.triton.findings, task.triton.rules)
+        else:
+            reply = await self.run_job(task.job, task.secret, task.limits["task_ms"])
+            verdict = task.judge(reply.records, reply.meta)
         runner_ms = reply.meta.get("elapsed_ms")
         run_ms = float(runner_ms) if isinstance(runner_ms, (int, float)) else 0.0
         queue_ms = max((time.perf_counter() - arrived) * 1000 - run_ms, 0.0)
-        return task.judge(reply.records, reply.meta), queue_ms, run_ms
+        return verdict, queue_ms, run_ms
 
 
 def _to_proto(
@@ -131,5 +144,25 @@ async def ensure_gold(scoring: ScoringService, tasks: list[PreparedTask], contex
                     f"(file #{number}): {execution.kind}: {why}",
                 )
         context.gold[request.key] = [e.result for e in observed if e.result is not None]
+
+    await asyncio.gather(*(compute(i, r) for i, r in pending.values()))
+
+
+async def ensure_references(scoring: ScoringService, tasks: list[PreparedTask]) -> None:
+    """Run the Triton references the tasks need (cached ones cost nothing), concurrently.
+
+    A reference that does not run makes its task invalid (`InvalidTask` naming
+    `tasks[i].triton.reference`), before any candidate runs.
+    """
+    pending = {}
+    for index, task in enumerate(tasks):
+        if task.triton is not None and task.early is None and task.triton.reference.key not in pending:
+            pending[task.triton.reference.key] = (index, task.triton.reference)
+
+    async def compute(index: int, request: Any) -> None:
+        try:
+            await scoring.triton.reference(request)
+        except ReferenceFailed as exc:
+            raise InvalidTask(f"tasks[{index}].triton.reference", str(exc)) from None
 
     await asyncio.gather(*(compute(i, r) for i, r in pending.values()))

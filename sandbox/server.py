@@ -27,9 +27,11 @@ from sandbox.backends.base import Backend
 from sandbox.config import ServiceConfig
 from sandbox.pool import Overloaded, SandboxFailure, WorkerPool
 from sandbox.python.plan import InvalidTask
-from sandbox.scoring import ScoringService, ensure_gold
+from sandbox.scoring import ScoringService, ensure_gold, ensure_references
 from sandbox.sql.plan import SqlContext
 from sandbox.tasks import PreparedTask, prepare_all
+from sandbox.triton.lane import TritonLane, TritonUnavailable
+from sandbox.triton.plan import TritonDevice
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=Message)
@@ -67,7 +69,8 @@ class SandboxServer:
             backend, config.workers, max_jobs=config.max_jobs_per_worker, queue_limit=config.queue_limit
         )
         self.audit = AuditLog(config.audit_log)
-        self.scoring = ScoringService(self.pool, self.audit, backend.name)
+        self.triton = TritonLane(backend, TritonDevice(config.triton_device), config.triton_workers)
+        self.scoring = ScoringService(self.pool, self.audit, backend.name, self.triton)
         self.health = health.aio.HealthServicer()
         self.port = config.port
         self._server: grpc.aio.Server | None = None
@@ -129,6 +132,7 @@ class SandboxServer:
         if self._server is not None:
             await self._server.stop(grace)
         await self.pool.close()
+        await self.triton.close()
         await self.scoring.postgres.close()
         await self.backend.cleanup()
         self.audit.close()
@@ -169,6 +173,7 @@ class SandboxServer:
             prepared = prepare_all(tasks, self.config, self.sql)
             self.pool.admit(len(prepared))
             await ensure_gold(self.scoring, prepared, self.sql)
+            await ensure_references(self.scoring, prepared)
         except InvalidTask as exc:
             text = str(exc).replace("tasks[0].", "task.", 1) if single else str(exc)
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, text)
@@ -176,6 +181,8 @@ class SandboxServer:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"server busy: {exc}; retry later")
         except SandboxFailure as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"could not compute reference results: {exc}")
+        except TritonUnavailable as exc:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
         return prepared
 
     async def _score(self, raw: bytes, context: grpc.aio.ServicerContext) -> pb.Result:

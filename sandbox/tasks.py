@@ -28,6 +28,7 @@ from sandbox.python.static_checks import CandidateSyntaxError, check_python
 
 if TYPE_CHECKING:
     from sandbox.sql.plan import GoldRequest, SqlContext
+    from sandbox.triton.plan import TritonPlan
 
 _MAX_ID = 256
 Judge = Callable[[list[Any], dict[str, Any]], Verdict]
@@ -46,6 +47,7 @@ class PreparedTask:
     judge: Judge  # trusted scoring: (records, runner meta) -> Verdict
     early: Verdict | None = None  # decided without running (syntax error, static rejection)
     gold: tuple[GoldRequest, ...] = field(default=())  # SQL: reference results needed first
+    triton: TritonPlan | None = None  # Triton: its reference and candidate jobs (the lane runs them)
 
 
 def _bounded(value: int, bounds: LimitBounds, field: str) -> int:
@@ -147,8 +149,6 @@ def prepare(task: Any, config: ServiceConfig, sql: SqlContext | None = None) -> 
         raise InvalidTask("language", "is required (PYTHON, SQL or TRITON)")
     if language not in pb.Language.values():
         raise InvalidTask("language", f"unknown language {language}")
-    if language not in (pb.PYTHON, pb.SQL):
-        raise InvalidTask("language", f"{pb.Language.Name(language)} is not supported by this server yet")
     if not task.code.strip():
         raise InvalidTask("code", "is empty")
     if len(task.code.encode("utf-8")) > config.max_code_bytes:
@@ -160,7 +160,16 @@ def prepare(task: Any, config: ServiceConfig, sql: SqlContext | None = None) -> 
         from sandbox.sql.plan import SqlContext, prepare_sql
 
         return prepare_sql(task, sql or SqlContext(), limits)
+    if language == pb.TRITON:
+        return _prepare_triton(task, config, limits)
     return _prepare_python(task, config, limits)
+
+
+def _prepare_triton(task: Any, config: ServiceConfig, limits: dict[str, int]) -> PreparedTask:
+    from sandbox.triton.plan import TritonDevice, prepare_triton
+
+    plan, early = prepare_triton(task, limits, TritonDevice(config.triton_device))
+    return PreparedTask(task.id, "triton", task.code, limits, {}, {}, never_judged, early, triton=plan)
 
 
 def prepare_all(tasks: Any, config: ServiceConfig, sql: SqlContext | None = None) -> list[PreparedTask]:

@@ -75,6 +75,7 @@ class BwrapBackend:
     first_job_uid: int = 61000
     site_packages: bool = False
     mounts: list[tuple[str, str]] = field(default_factory=list)  # (host, sandbox) read-only binds
+    runner_args: tuple[str, ...] = ()  # extra runner options (e.g. --triton cpu)
     name: str = "bwrap"
 
     def check(self) -> None:
@@ -179,7 +180,7 @@ class BwrapBackend:
         runner = [self.python, *RUNNER_FLAGS, f"{RUNNER_MOUNT}/agent.py", "--workdir", "/tmp"]
         if os.geteuid() == 0:
             runner += ["--job-uid", str(self.first_job_uid + slot)]
-        return runner
+        return [*runner, *self.runner_args]
 
     async def cleanup(self) -> None:
         """Nothing outlives us: bwrap dies with its parent and takes its PID namespace along."""

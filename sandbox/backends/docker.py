@@ -89,6 +89,8 @@ class DockerBackend:
     tmp_bytes: int = 256 << 20
     first_job_uid: int = 61000
     mounts: list[tuple[str, str]] = field(default_factory=list)  # (host, container) read-only binds
+    runner_args: tuple[str, ...] = ()  # extra runner options (e.g. --triton cuda)
+    gpus: bool = False  # pass every GPU through (NVIDIA Container Toolkit)
     name: str = "docker"
     _docker: Any = field(default=None, repr=False)
 
@@ -127,11 +129,18 @@ class DockerBackend:
         if removed:
             log.info("removed %d leftover sandbox containers", removed)
 
+    def _device_requests(self) -> list[Any] | None:
+        if not self.gpus:
+            return None
+        from docker.types import DeviceRequest
+
+        return [DeviceRequest(count=-1, capabilities=[["gpu"]])]
+
     def _create(self, slot: int) -> tuple[Any, socket.socket]:
         container = self.docker.containers.create(
             self.image,
             entrypoint=["python3", *RUNNER_FLAGS, f"{RUNNER_MOUNT}/agent.py"],
-            command=["--workdir", "/tmp", "--job-uid", str(self.first_job_uid + slot)],
+            command=["--workdir", "/tmp", "--job-uid", str(self.first_job_uid + slot), *self.runner_args],
             stdin_open=True,
             tty=False,
             user="0:0",
@@ -152,6 +161,7 @@ class DockerBackend:
             environment={},
             labels=self._labels(),
             runtime=self.runtime,
+            device_requests=self._device_requests(),
         )
         try:
             attached = container.attach_socket(params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})

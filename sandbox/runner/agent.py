@@ -22,6 +22,7 @@ import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 import traceback
 from typing import Any
@@ -42,12 +43,15 @@ class Settings:
     def __init__(self, argv: list[str]) -> None:
         self.job_uid: int | None = None
         self.workdir = "/tmp"
+        self.triton: str | None = None  # "cpu" or "cuda": this runner serves Triton jobs there
         args = iter(argv)
         for arg in args:
             if arg == "--job-uid":
                 self.job_uid = int(next(args))
             elif arg == "--workdir":
                 self.workdir = next(args)
+            elif arg == "--triton":
+                self.triton = next(args)
             else:
                 raise SystemExit(f"runner: unknown argument {arg!r}")
 
@@ -265,17 +269,69 @@ def _run_duckdb(settings: Settings, job: dict[str, Any], jobdir: str) -> bytes:
         finally:
             os._exit(0)
     os.close(report_w)
-    chunks, deadline = [], time.monotonic() + job["limits"]["task_ms"] / 1000 + _GRACE_SECONDS
+    _, body = _collect(report_r, time.monotonic() + job["limits"]["task_ms"] / 1000 + _GRACE_SECONDS)
+    return body
+
+
+def _collect(fd: int, deadline: float) -> tuple[str, bytes]:
+    """Read a child's report until it closes it, the deadline passes or the cap is reached."""
+    chunks, size, ending = [], 0, "deadline"
     while time.monotonic() < deadline:
-        ready = select.select([report_r], [], [], max(deadline - time.monotonic(), 0))[0]
-        if not ready:
+        if not select.select([fd], [], [], max(deadline - time.monotonic(), 0))[0]:
             break
-        data = os.read(report_r, 1 << 16)
+        data = os.read(fd, 1 << 16)
         if not data:
+            ending = "closed"
             break
         chunks.append(data)
-    os.close(report_r)
-    return b"".join(chunks)
+        size += len(data)
+        if size > _MAX_REPORT:
+            ending = "overflow"
+            break
+    os.close(fd)
+    return ending, b"".join(chunks)
+
+
+def _address_space() -> int:
+    with open("/proc/self/statm", "rb") as handle:
+        return int(handle.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _run_triton(settings: Settings, job: dict[str, Any], jobdir: str) -> tuple[str, bytes]:
+    """Triton jobs run in a forked child (job uid, rlimits) of this runner, which imported
+    torch and triton once at start-up; the memory limit is on top of what they map."""
+    import tritonrun
+
+    limits = {**job["limits"], "memory_bytes": _address_space() + job["limits"]["memory_bytes"]}
+    deadline = time.monotonic() + job["limits"]["task_ms"] / 1000 + _GRACE_SECONDS
+    report_r, report_w = os.pipe()
+    pid = _fork_into(settings, limits, jobdir, {report_w})
+    if pid == 0:
+        try:
+            tempfile.tempdir = jobdir  # the runner resolved it before any job directory existed
+            if settings.triton == "compile":
+                import tritoncompile
+
+                tritoncompile.run(job, lambda r: framing.write(report_w, r))
+            else:
+                tritonrun.run({**job, "device": settings.triton}, lambda r: framing.write(report_w, r))
+        except BaseException:  # noqa: BLE001 - reported, and scored as ours
+            framing.write(report_w, {"t": "judge_error", "error": traceback.format_exc()[-2000:]})
+        finally:
+            os._exit(0)
+    os.close(report_w)
+    ending, body = _collect(report_r, deadline)
+    return ending, body + _exit_record(pid, ending, deadline)
+
+
+def _exit_record(pid: int, ending: str, deadline: float) -> bytes:
+    """How a job child ended (a crash is the candidate's), when it ended in time."""
+    while ending == "closed" and time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return framing.pack({"t": "exit", "code": os.waitstatus_to_exitcode(status)})
+        time.sleep(0.001)
+    return b""
 
 
 def _judge_isolated(
@@ -329,6 +385,14 @@ def run_job(settings: Settings, job: dict[str, Any], secret: Buffer, report: Buf
     if job["mode"] == "whole":
         deadline = started + job["limits"]["task_ms"] / 1000 + _GRACE_SECONDS
         ending, body, helpers = _judge_isolated(settings, job, jobdir, secret, report, deadline)
+    elif job["mode"] == "triton":
+        secret.read_frame(0)  # always sent; empty: expected outputs never enter a sandbox
+        secret.wipe()
+        if settings.triton is None:
+            ending, body = "closed", framing.pack({"t": "judge_error", "error": "not a Triton runner"})
+        else:
+            ending, body = _run_triton(settings, job, jobdir)
+        helpers = set()
     elif job["mode"] == "sql":
         secret.read_frame(0)  # always sent; empty for SQL
         secret.wipe()
@@ -346,6 +410,31 @@ def run_job(settings: Settings, job: dict[str, Any], secret: Buffer, report: Buf
         "elapsed_ms": round((time.monotonic() - started) * 1000, 3),
     }
     return meta, body
+
+
+def _preload_triton(device: str, jobdir: str) -> None:
+    """Import torch and triton once, so every job's fork starts warm (seconds saved per job).
+
+    `device` is "cpu" (kernels run in Triton's interpreter), "cuda", or "compile" (kernels
+    the interpreter ran are compiled for a GPU). Triton decides at import time whether it
+    interprets or compiles, and a process that imported it one way cannot do the other:
+    so interpreting and compiling are runners of their own."""
+    os.environ.update(
+        {
+            "TRITON_CACHE_DIR": os.path.join(jobdir, ".triton"),
+            "TRITON_DEFAULT_FP_FUSION": "1",
+            "OMP_NUM_THREADS": "1",
+            "TRITON_INTERPRET": "1" if device == "cpu" else "0",
+        }
+    )
+    packages = "/opt/rft-packages"  # the service's torch and triton, mounted read-only
+    if os.path.isdir(packages):
+        sys.path.insert(0, packages)
+    import triton.compiler.code_generator  # noqa: F401 - triton whole, in this runner's mode
+    import tritonrun  # imports torch
+
+    tritonrun.warm_up()
+    gc.freeze()
 
 
 def main() -> None:
@@ -369,6 +458,8 @@ def main() -> None:
             "PYTHONDONTWRITEBYTECODE": "1",
         }
     )
+    if settings.triton is not None:
+        _preload_triton(settings.triton, jobdir)
     protocol_out = os.dup(1)
     os.dup2(2, 1)  # a stray print must never corrupt the protocol stream
     secret, report = Buffer(_MAX_JOB), Buffer(_MAX_REPORT)

@@ -65,20 +65,22 @@ class ScoreBatchRequest(_message.Message):
     def __init__(self, tasks: _Optional[_Iterable[_Union[Task, _Mapping]]] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("id", "language", "code", "limits", "python", "sql")
+    __slots__ = ("id", "language", "code", "limits", "python", "sql", "triton")
     ID_FIELD_NUMBER: _ClassVar[int]
     LANGUAGE_FIELD_NUMBER: _ClassVar[int]
     CODE_FIELD_NUMBER: _ClassVar[int]
     LIMITS_FIELD_NUMBER: _ClassVar[int]
     PYTHON_FIELD_NUMBER: _ClassVar[int]
     SQL_FIELD_NUMBER: _ClassVar[int]
+    TRITON_FIELD_NUMBER: _ClassVar[int]
     id: str
     language: Language
     code: str
     limits: Limits
     python: PythonSpec
     sql: SqlSpec
-    def __init__(self, id: _Optional[str] = ..., language: _Optional[_Union[Language, str]] = ..., code: _Optional[str] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., python: _Optional[_Union[PythonSpec, _Mapping]] = ..., sql: _Optional[_Union[SqlSpec, _Mapping]] = ...) -> None: ...
+    triton: TritonSpec
+    def __init__(self, id: _Optional[str] = ..., language: _Optional[_Union[Language, str]] = ..., code: _Optional[str] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., python: _Optional[_Union[PythonSpec, _Mapping]] = ..., sql: _Optional[_Union[SqlSpec, _Mapping]] = ..., triton: _Optional[_Union[TritonSpec, _Mapping]] = ...) -> None: ...
 
 class Limits(_message.Message):
     __slots__ = ("test_timeout_ms", "task_timeout_ms", "memory_bytes", "output_bytes")
@@ -155,6 +157,40 @@ class SqlSpec(_message.Message):
     abs_tol: float
     base_only: bool
     def __init__(self, engine: _Optional[str] = ..., database: _Optional[str] = ..., inline_sqlite: _Optional[bytes] = ..., gold_sql: _Optional[str] = ..., expected_json: _Optional[str] = ..., order: _Optional[_Union[SqlSpec.Order, str]] = ..., rel_tol: _Optional[float] = ..., abs_tol: _Optional[float] = ..., base_only: _Optional[bool] = ...) -> None: ...
+
+class TritonSpec(_message.Message):
+    __slots__ = ("reference", "trials", "atol", "rtol", "shapes_json", "skip_speed", "timing_reps", "seed", "weights")
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    TRIALS_FIELD_NUMBER: _ClassVar[int]
+    ATOL_FIELD_NUMBER: _ClassVar[int]
+    RTOL_FIELD_NUMBER: _ClassVar[int]
+    SHAPES_JSON_FIELD_NUMBER: _ClassVar[int]
+    SKIP_SPEED_FIELD_NUMBER: _ClassVar[int]
+    TIMING_REPS_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    reference: str
+    trials: int
+    atol: float
+    rtol: float
+    shapes_json: _containers.RepeatedScalarFieldContainer[str]
+    skip_speed: bool
+    timing_reps: int
+    seed: int
+    weights: TritonWeights
+    def __init__(self, reference: _Optional[str] = ..., trials: _Optional[int] = ..., atol: _Optional[float] = ..., rtol: _Optional[float] = ..., shapes_json: _Optional[_Iterable[str]] = ..., skip_speed: _Optional[bool] = ..., timing_reps: _Optional[int] = ..., seed: _Optional[int] = ..., weights: _Optional[_Union[TritonWeights, _Mapping]] = ...) -> None: ...
+
+class TritonWeights(_message.Message):
+    __slots__ = ("compiles", "correctness", "max_speedup_bonus", "plausible_speedup")
+    COMPILES_FIELD_NUMBER: _ClassVar[int]
+    CORRECTNESS_FIELD_NUMBER: _ClassVar[int]
+    MAX_SPEEDUP_BONUS_FIELD_NUMBER: _ClassVar[int]
+    PLAUSIBLE_SPEEDUP_FIELD_NUMBER: _ClassVar[int]
+    compiles: float
+    correctness: float
+    max_speedup_bonus: float
+    plausible_speedup: float
+    def __init__(self, compiles: _Optional[float] = ..., correctness: _Optional[float] = ..., max_speedup_bonus: _Optional[float] = ..., plausible_speedup: _Optional[float] = ...) -> None: ...
 
 class Finding(_message.Message):
     __slots__ = ("code", "severity", "message", "evidence")
