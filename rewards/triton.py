@@ -140,7 +140,7 @@ def score_triton(
             why = _last_line(error)
         return _finish(Verdict(status, 0.0, components=components, findings=findings, message=f"failed to load: {why}"))
 
-    trials = _judge_trials(reference, records, rules, findings)
+    trials = _judge_trials(reference, records, runner, rules, findings)
     passed = sum(t.passed for t in trials)
     components["correctness"] = passed / len(trials)
     done = _first(records, "done") is not None
@@ -214,7 +214,11 @@ def _finish(verdict: Verdict) -> Verdict:
 
 
 def _judge_trials(
-    reference: ReferenceRun, records: list[dict[str, Any]], rules: TritonRules, findings: list[Finding]
+    reference: ReferenceRun,
+    records: list[dict[str, Any]],
+    runner: dict[str, Any],
+    rules: TritonRules,
+    findings: list[Finding],
 ) -> list[TestResult]:
     by_index: dict[int, dict[str, Any]] = {}
     for r in records:
@@ -225,7 +229,8 @@ def _judge_trials(
         record = by_index.get(index)
         name = f"trial {index}"
         if record is None:
-            results.append(TestResult(index, False, Status.RUNTIME_ERROR, name, "not run (the process ended first)"))
+            status, why = _ended_early(runner, records)
+            results.append(TestResult(index, False, status, name, f"not run: {why}"))
             continue
         duration = record.get("ms") if isinstance(record.get("ms"), (int, float)) else 0.0
         launches = record.get("launches")

@@ -256,3 +256,165 @@ PROBLEMS = {
     "matmul_bias_relu": (MATMUL_REF, MATMUL),
     "softmax": (SOFTMAX_REF, SOFTMAX),
 }
+
+
+# ---- cheating candidates for the elementwise problem (relu(x + y)) -------------------------
+
+_KERNEL = '''
+
+@triton.jit
+def add_relu_kernel(x_ptr, y_ptr, out_ptr, n_elements, BLOCK_SIZE: tl.constexpr):
+    pid = tl.program_id(axis=0)
+    offsets = pid * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
+    mask = offsets < n_elements
+    x = tl.load(x_ptr + offsets, mask=mask)
+    y = tl.load(y_ptr + offsets, mask=mask)
+    tl.store(out_ptr + offsets, tl.maximum(x + y, 0.0), mask=mask)
+
+
+def launch(x, y, out):
+    n = out.numel()
+    add_relu_kernel[(triton.cdiv(n, 1024),)](x, y, out, n, BLOCK_SIZE=1024)
+'''
+
+
+def _elementwise(forward: str, extra: str = "") -> str:
+    return HEADER + extra + _KERNEL + "\n\nclass ModelNew(nn.Module):\n" + forward
+
+
+# Caught before running, by the static checks (finding code -> candidate).
+STATIC_CHEATS = {
+    "torch_compute_in_forward": _elementwise(
+        """
+    def forward(self, x, y):
+        scratch = torch.empty_like(x)
+        launch(x, y, scratch)  # a decoy launch
+        return torch.relu(x + y)
+"""
+    ),
+    "no_triton_kernel": HEADER
+    + """
+
+class ModelNew(nn.Module):
+    def forward(self, x, y):
+        return torch.relu(x + y)
+""",
+    "kernel_not_launched": _elementwise(
+        """
+    def forward(self, x, y):
+        return (x + y).clamp(min=0)
+"""
+    ),
+    "fallback_path": _elementwise(
+        """
+    def forward(self, x, y):
+        out = torch.empty_like(x)
+        try:
+            launch(x, y, out)
+        except Exception:
+            out = torch.relu(x + y)
+        return out
+"""
+    ),
+    "module_level_cache": _elementwise(
+        """
+    def forward(self, x, y):
+        key = (x.data_ptr(), y.data_ptr())
+        if key not in CACHE:
+            out = torch.empty_like(x)
+            launch(x, y, out)
+            CACHE[key] = out
+        return CACHE[key]
+""",
+        extra="\nCACHE = {}\n",
+    ),
+    "reference_access": _elementwise(
+        """
+    def __init__(self):
+        super().__init__()
+        self.ref = Model()
+
+    def forward(self, x, y):
+        out = torch.empty_like(x)
+        launch(x, y, out)
+        return self.ref(x, y)
+""",
+        extra="\nfrom reference import Model\n",
+    ),
+    "forbidden_construct": _elementwise(
+        """
+    def forward(self, x, y):
+        out = torch.empty_like(x)
+        launch(x, y, out)
+        return out
+""",
+        extra="\nimport time\ntime.perf_counter = lambda: 0.0\n",
+    ),
+}
+
+# Pass the static checks; caught while running (finding code -> candidate).
+DYNAMIC_CHEATS = {
+    # torch compute reached through a name the AST cannot resolve; the kernel only applies relu
+    "torch_compute_at_runtime": _elementwise(
+        """
+    def forward(self, x, y):
+        total = functools.reduce(operator.add, (x, y))
+        out = torch.empty_like(x)
+        launch(total, torch.zeros_like(x), out)
+        return out
+""",
+        extra="\nimport functools\nimport operator\n",
+    ),
+    # a decoy kernel, and the answer computed in plain Python, where no aten op shows
+    "fallback_output": _elementwise(
+        """
+    def forward(self, x, y):
+        scratch = torch.empty_like(x)
+        launch(x, y, scratch)
+        values = [max(a + b, 0.0) for a, b in zip(x.tolist(), y.tolist())]
+        return x.new_tensor(values)
+"""
+    ),
+    # the result written over an input and that input returned
+    "output_aliases_input": _elementwise(
+        """
+    def forward(self, x, y):
+        launch(x, y, x)
+        return x
+"""
+    ),
+    # a correct output, and an input zeroed behind the caller's back
+    "input_mutated": _elementwise(
+        """
+    def forward(self, x, y):
+        out = torch.empty_like(x)
+        launch(x, y, out)
+        launch(y, y, y)
+        return out
+"""
+    ),
+    # right for the first calls, then stale (state carried between calls)
+    "nondeterministic_output": _elementwise(
+        """
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, x, y):
+        self.calls += 1
+        out = torch.empty_like(x)
+        launch(x, y if self.calls <= 3 else x, out)
+        return out
+"""
+    ),
+    # a tensor subclass that could lie about its contents
+    "output_not_plain_tensor": _elementwise(
+        """
+    def forward(self, x, y):
+        out = torch.empty_like(x)
+        launch(x, y, out)
+        return out.as_subclass(Shady)
+""",
+        extra="\n\nclass Shady(torch.Tensor):\n    pass\n",
+    ),
+}

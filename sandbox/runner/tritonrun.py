@@ -299,6 +299,7 @@ def run_candidate(job: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -
         return out, intact
 
     first_outputs: list[Any] | None = None
+    reported: set[str] = set()
     for index, (_, inputs, variant) in enumerate(trials):
         given = _fresh(inputs)
         evidence.ops.clear()
@@ -321,6 +322,7 @@ def run_candidate(job: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -
         record["launches"] = dict(launches.counts)
         record["ops"] = dict(evidence.ops.most_common(_MAX_OPS))
         emit(record)
+        _report_launches(launches, reported, emit)
     if first_outputs is None:
         return
     _, inputs0, variant0 = trials[0]
@@ -337,10 +339,6 @@ def run_candidate(job: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -
     finally:
         evidence.ghost = launches.ghost = False
     emit(ghost)
-    if os.environ.get("TRITON_INTERPRET") == "1":  # for the compile job (see tritoncompile)
-        for name, (kernel, args, kwargs) in sorted(launches.calls.items()):
-            with _quiet_errors():
-                emit({"t": "launch", **launch_signature(name, kernel, args, kwargs)})
     timing = job.get("timing")
     if timing:
         same = [x for _, x, v in trials if v == variant0]
@@ -354,6 +352,18 @@ def run_candidate(job: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -
                 "outputs": [tensors.encode(_outputs(o)) for o in outs],
             }
         )
+
+
+def _report_launches(launches: Launches, reported: set[str], emit: Callable[[dict[str, Any]], None]) -> None:
+    """How each kernel was first launched, as soon as it was (a later crash loses nothing):
+    for the ahead-of-time compile job, when the interpreter ran them (see tritoncompile)."""
+    if os.environ.get("TRITON_INTERPRET") != "1":
+        return
+    for name, (kernel, args, kwargs) in sorted(launches.calls.items()):
+        if name not in reported:
+            reported.add(name)
+            with _quiet_errors():
+                emit({"t": "launch", **launch_signature(name, kernel, args, kwargs)})
 
 
 # ---- timing (GPU) -----------------------------------------------------------------------------
