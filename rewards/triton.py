@@ -351,7 +351,7 @@ def _judge_speed(
     if not isinstance(median, (int, float)) or median <= 0:
         return 0.0, "speed not measured (malformed timing)"
     outputs = timing.get("outputs")
-    if isinstance(outputs, list):
+    if isinstance(outputs, list) and all_passed:  # right when checked, but also when timed?
         for n, value in enumerate(outputs[: len(rules.first_variant_trials)]):
             try:
                 ok = compare_all(

@@ -71,7 +71,9 @@ def test_dynamic_cheats_are_caught_while_running(client: SandboxClient, code: st
 
 
 def test_kernel_only_the_interpreter_accepts_does_not_compile(client: SandboxClient) -> None:
-    code = HEADER + '''
+    code = (
+        HEADER
+        + """
 
 def double(v):
     return v * 2
@@ -89,10 +91,13 @@ class ModelNew(nn.Module):
         out = torch.empty_like(x)
         double_kernel[(triton.cdiv(x.numel(), 256),)](x, out, x.numel(), BLOCK=256)
         return out
-'''
-    reference = ELEMENTWISE_REF.replace("return torch.relu(x + y)", "return x * 2").replace(
-        "def forward(self, x, y)", "def forward(self, x)"
-    ).replace("[torch.randn(size), torch.randn(size)]", "[torch.randn(size)]")
+"""
+    )
+    reference = (
+        ELEMENTWISE_REF.replace("return torch.relu(x + y)", "return x * 2")
+        .replace("def forward(self, x, y)", "def forward(self, x)")
+        .replace("[torch.randn(size), torch.randn(size)]", "[torch.randn(size)]")
+    )
     result = client.score(triton_task("interp-only", reference, code))
     assert status_name(result) == "SYNTAX_ERROR", result.message
     assert "does not compile for a GPU" in result.message and "double_kernel" in result.message
@@ -185,4 +190,3 @@ def test_custom_weights_change_the_score(client: SandboxClient) -> None:
     weights = pb.TritonWeights(compiles=1.0, correctness=1.0)
     result = client.score(triton_task("weights", ELEMENTWISE_REF, wrong, weights=weights))
     assert result.score == pytest.approx(0.5)
-

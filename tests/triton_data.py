@@ -40,7 +40,7 @@ def get_init_inputs():
 
 ELEMENTWISE = (
     HEADER
-    + '''
+    + """
 
 @triton.jit
 def add_relu_kernel(x_ptr, y_ptr, out_ptr, n_elements, BLOCK_SIZE: tl.constexpr):
@@ -63,7 +63,7 @@ class ModelNew(nn.Module):
         n = out.numel()
         add_relu_kernel[(triton.cdiv(n, 1024),)](x, y, out, n, BLOCK_SIZE=1024)
         return out
-'''
+"""
 )
 
 REDUCTION_REF = """
@@ -94,7 +94,7 @@ def get_init_inputs():
 
 REDUCTION = (
     HEADER
-    + '''
+    + """
 
 @triton.jit
 def row_sum_kernel(x_ptr, out_ptr, n_cols, stride, BLOCK: tl.constexpr):
@@ -117,7 +117,7 @@ class ModelNew(nn.Module):
         out = torch.empty(n_rows, device=x.device, dtype=x.dtype)
         row_sum_kernel[(n_rows,)](x, out, n_cols, x.stride(0), BLOCK=128)
         return out
-'''
+"""
 )
 
 MATMUL_REF = """
@@ -149,7 +149,7 @@ def get_init_inputs():
 
 MATMUL = (
     HEADER
-    + '''
+    + """
 
 @triton.jit
 def linear_relu_kernel(
@@ -194,7 +194,7 @@ class ModelNew(nn.Module):
             BLOCK_M=16, BLOCK_N=16, BLOCK_K=16,
         )
         return out
-'''
+"""
 )
 
 SOFTMAX_REF = """
@@ -224,7 +224,7 @@ def get_init_inputs():
 
 SOFTMAX = (
     HEADER
-    + '''
+    + """
 
 @triton.jit
 def softmax_kernel(out_ptr, in_ptr, in_row_stride, out_row_stride, n_cols, BLOCK_SIZE: tl.constexpr):
@@ -247,7 +247,7 @@ class ModelNew(nn.Module):
         softmax_kernel[(n_rows,)](y, x, x.stride(0), y.stride(0), n_cols,
                                   BLOCK_SIZE=triton.next_power_of_2(n_cols), num_warps=4)
         return y
-'''
+"""
 )
 
 PROBLEMS = {
@@ -260,7 +260,7 @@ PROBLEMS = {
 
 # ---- cheating candidates for the elementwise problem (relu(x + y)) -------------------------
 
-_KERNEL = '''
+_KERNEL = """
 
 @triton.jit
 def add_relu_kernel(x_ptr, y_ptr, out_ptr, n_elements, BLOCK_SIZE: tl.constexpr):
@@ -275,7 +275,7 @@ def add_relu_kernel(x_ptr, y_ptr, out_ptr, n_elements, BLOCK_SIZE: tl.constexpr)
 def launch(x, y, out):
     n = out.numel()
     add_relu_kernel[(triton.cdiv(n, 1024),)](x, y, out, n, BLOCK_SIZE=1024)
-'''
+"""
 
 
 def _elementwise(forward: str, extra: str = "") -> str:
