@@ -31,9 +31,14 @@ def _make_backend(args: argparse.Namespace) -> Any:
     from sandbox.backends.select import make_backend
 
     try:
-        return make_backend(args.backend, image=args.docker_image, runtime=args.docker_runtime)
+        backend = make_backend(args.backend, image=args.docker_image, runtime=args.docker_runtime)
     except BackendUnavailable as exc:
         raise SystemExit(f"backend {args.backend}: {exc}") from None
+    if args.triton_device == "cuda":
+        if backend.name != "docker":
+            raise SystemExit("--triton-device cuda needs the docker backend (it passes the GPUs through)")
+        backend.gpus = True
+    return backend
 
 
 def _config(args: argparse.Namespace, **overrides: Any) -> ServiceConfig:
@@ -45,6 +50,9 @@ def _config(args: argparse.Namespace, **overrides: Any) -> ServiceConfig:
     }
     if args.workers:
         values["workers"] = args.workers
+    values["triton_device"] = args.triton_device
+    if args.triton_workers:
+        values["triton_workers"] = args.triton_workers
     values.update(overrides)
     return ServiceConfig(**values)
 
@@ -210,6 +218,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--docker-image", default=None, help="sandbox image (default rft-sandbox:latest)")
         p.add_argument("--docker-runtime", default=None, help="container runtime, e.g. runsc for gVisor")
         p.add_argument("--workers", type=int, default=0, help="warm sandboxes (default: CPU count)")
+        p.add_argument(
+            "--triton-device",
+            default="cpu",
+            choices=("cpu", "cuda"),
+            help="where Triton kernels run: cpu (interpreter, correctness only; default) or cuda "
+            "(GPUs passed through to docker sandboxes; speed scored)",
+        )
+        p.add_argument("--triton-workers", type=int, default=0, help="warm Triton sandboxes (default 1)")
         p.add_argument("--token", default=None, help=f"bearer token (or ${TOKEN_ENV})")
         p.add_argument("--audit-log", default="rft-sandbox-audit.jsonl", help="JSONL file of findings")
         p.add_argument(
