@@ -8,6 +8,7 @@ while it runs. Runs on every backend (the service mounts its own torch and trito
 from __future__ import annotations
 
 import json
+import os
 
 import grpc
 import pytest
@@ -25,8 +26,9 @@ from tests.triton_data import (
 )
 from trainer_plugin.client import SandboxClient
 
-pytest.importorskip("torch")
-pytest.importorskip("triton")
+if os.environ.get("RFT_REQUIRE_TRITON") != "1":  # scripts/test (CI) requires them: a missing one fails
+    pytest.importorskip("torch")
+    pytest.importorskip("triton")
 
 
 def triton_task(task_id: str, reference: str, code: str, **spec: object) -> pb.Task:
