@@ -131,7 +131,13 @@ def test_harness_failure_is_ours_not_the_candidates() -> None:
 
 
 def test_garbage_records_score_nothing() -> None:
-    records = [{"t": "load", "ok": True}, {"t": "trial", "index": 0, "output": "nope", "launches": {"k": 1}}, 7, None, {"t": 3}]
+    records = [
+        {"t": "load", "ok": True},
+        {"t": "trial", "index": 0, "output": "nope", "launches": {"k": 1}},
+        7,
+        None,
+        {"t": 3},
+    ]
     verdict = score_triton(REFERENCE, records, {"ending": "closed"}, [], TritonRules())
     assert verdict.status is Status.FAILED
     assert verdict.score == pytest.approx(0.25)  # it loaded and did not crash; nothing passed
