@@ -91,7 +91,7 @@ def _text(value: Any, cap: int = 500) -> str:
 
 
 def _error_status(error: str) -> Status:
-    if "MemoryError" in error or "out of memory" in error:
+    if "MemoryError" in error or "out of memory" in error or "can't allocate memory" in error:
         return Status.MEMORY_LIMIT
     return Status.RUNTIME_ERROR
 
@@ -111,6 +111,8 @@ def _ended_early(runner: dict[str, Any], records: list[dict[str, Any]]) -> tuple
     code = exit_record.get("code") if exit_record else None
     if isinstance(code, int) and code == -24:  # SIGXCPU: the CPU-time limit
         return Status.TIMEOUT, "used up its CPU time"
+    if isinstance(code, int) and code == -9:  # SIGKILL: the kernel's OOM killer, or the sandbox's memory cap
+        return Status.MEMORY_LIMIT, "the candidate process was killed (out of memory)"
     if isinstance(code, int) and code < 0:
         return Status.RUNTIME_ERROR, f"the candidate process was killed by signal {-code}"
     return Status.RUNTIME_ERROR, f"the candidate process exited early (code {code})"
@@ -149,7 +151,7 @@ def score_triton(
     components["compiles"] = 1.0 if ran and not compile_errors else 0.0
     if passed:
         _judge_replays(reference, records, rules, findings)
-    speed_term, speed_note = _judge_speed(reference, records, rules, findings, passed == len(trials))
+    speed_term, speed_note = _judge_speed(reference, records, rules, findings, passed == len(trials), components)
     if speed_term is not None:
         components["speedup_bonus"] = speed_term
     maximum = weights.compiles + weights.correctness + (weights.max_speedup_bonus if speed_term is not None else 0)
@@ -339,6 +341,7 @@ def _judge_speed(
     rules: TritonRules,
     findings: list[Finding],
     all_passed: bool,
+    components: dict[str, float],
 ) -> tuple[float | None, str]:
     """The speed term (None when speed is not measured) and a note for the message."""
     if not rules.speed_measured:
@@ -366,6 +369,7 @@ def _judge_speed(
                 break
     speedup = ref_ms / median
     note = f"speedup {speedup:.2f}x ({ref_ms:.3f} ms reference, {median:.3f} ms candidate)"
+    components.update({"speedup": speedup, "reference_ms": float(ref_ms), "candidate_ms": float(median)})
     if speedup > rules.weights.plausible_speedup:
         findings.append(
             Finding(

@@ -34,10 +34,8 @@ def _make_backend(args: argparse.Namespace) -> Any:
         backend = make_backend(args.backend, image=args.docker_image, runtime=args.docker_runtime)
     except BackendUnavailable as exc:
         raise SystemExit(f"backend {args.backend}: {exc}") from None
-    if args.triton_device == "cuda":
-        if backend.name != "docker":
-            raise SystemExit("--triton-device cuda needs the docker backend (it passes the GPUs through)")
-        backend.gpus = True
+    if args.triton_device == "cuda" and backend.name != "docker":
+        raise SystemExit("--triton-device cuda needs the docker backend (it passes the GPUs through)")
     return backend
 
 
@@ -225,7 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
             help="where Triton kernels run: cpu (interpreter, correctness only; default) or cuda "
             "(GPUs passed through to docker sandboxes; speed scored)",
         )
-        p.add_argument("--triton-workers", type=int, default=0, help="warm Triton sandboxes (default 1)")
+        p.add_argument(
+            "--triton-workers", type=int, default=0, help="warm Triton sandboxes (default 1; with cuda: one per GPU)"
+        )
         p.add_argument("--token", default=None, help=f"bearer token (or ${TOKEN_ENV})")
         p.add_argument("--audit-log", default="rft-sandbox-audit.jsonl", help="JSONL file of findings")
         p.add_argument(

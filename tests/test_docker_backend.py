@@ -230,3 +230,12 @@ def test_triton_variant_runs_kernels_in_the_sandbox():
         assert status_name(result) == "PASSED", (result.message, result.stderr_excerpt)
     finally:
         embedded.stop()
+
+
+def test_gpu_workers_get_one_gpu_each() -> None:
+    """Configuration only (no GPU here): slot n asks the engine for GPU n % gpus, no other."""
+    backend = DockerBackend(gpus=2)
+    requests = [backend.device_requests(slot) for slot in range(3)]
+    assert [[r.device_ids for r in slot] for slot in requests] == [[["0"]], [["1"]], [["0"]]]
+    assert all(r.capabilities == [["gpu"]] for slot in requests for r in slot)
+    assert DockerBackend().device_requests(0) is None

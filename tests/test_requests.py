@@ -106,7 +106,7 @@ BAD_TASKS = [
     ("unknown-language", _set("language", 99), "task.language", "99"),
     ("unspecified-language", _set("language", pb.LANGUAGE_UNSPECIFIED), "task.language", "required"),
     ("sql-without-sql-spec", _set("language", pb.SQL), "task.sql", "sql spec"),
-    ("triton", _set("language", pb.TRITON), "task.language", "TRITON"),
+    ("triton", _set("language", pb.TRITON), "task.triton", "needs a triton spec"),
     ("missing-id", _set("id", ""), "task.id", "required"),
     ("long-id", _set("id", "x" * 1000), "task.id", "256"),
     ("missing-spec", lambda t: t.ClearField("python"), "task.python", "python spec"),

@@ -192,3 +192,12 @@ def test_custom_weights_change_the_score(client: SandboxClient) -> None:
     weights = pb.TritonWeights(compiles=1.0, correctness=1.0)
     result = client.score(triton_task("weights", ELEMENTWISE_REF, wrong, weights=weights))
     assert result.score == pytest.approx(0.5)
+
+
+def test_memory_hog_is_a_memory_limit(client: SandboxClient) -> None:
+    hog = ELEMENTWISE.replace(
+        "out = torch.empty_like(x)", "out = torch.empty_like(x)\n        hog = torch.ones(1 << 32)"
+    )
+    result = client.score(triton_task("hog", ELEMENTWISE_REF, hog, lim=limits(memory=256 << 20)))
+    assert status_name(result) == "MEMORY_LIMIT", result.message
+    assert result.components["correctness"] == 0

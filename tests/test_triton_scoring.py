@@ -87,6 +87,8 @@ def test_score_formula_with_speed() -> None:
     assert verdict.status is Status.PASSED
     assert verdict.components["speedup_bonus"] == pytest.approx(1.0)  # 2x: bonus 1
     assert verdict.score == pytest.approx((0.1 + 0.3 + 1.0) / 2.4)
+    assert verdict.components["speedup"] == pytest.approx(2.0)
+    assert (verdict.components["reference_ms"], verdict.components["candidate_ms"]) == (2.0, 1.0)
     capped = score_triton(REFERENCE, candidate_records([[1, 2], [3, 4]], median_ms=0.4), {}, [], GPU)
     assert capped.components["speedup_bonus"] == pytest.approx(2.0)  # 5x, capped at 2
     assert capped.score == pytest.approx(1.0)

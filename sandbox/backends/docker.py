@@ -90,7 +90,7 @@ class DockerBackend:
     first_job_uid: int = 61000
     mounts: list[tuple[str, str]] = field(default_factory=list)  # (host, container) read-only binds
     runner_args: tuple[str, ...] = ()  # extra runner options (e.g. --triton cuda)
-    gpus: bool = False  # pass every GPU through (NVIDIA Container Toolkit)
+    gpus: int = 0  # GPUs on this host: worker slot n gets GPU n % gpus alone (NVIDIA Container Toolkit)
     name: str = "docker"
     _docker: Any = field(default=None, repr=False)
 
@@ -129,12 +129,13 @@ class DockerBackend:
         if removed:
             log.info("removed %d leftover sandbox containers", removed)
 
-    def _device_requests(self) -> list[Any] | None:
+    def device_requests(self, slot: int) -> list[Any] | None:
+        """One GPU per worker: per-GPU warm workers, and jobs that cannot disturb each other."""
         if not self.gpus:
             return None
         from docker.types import DeviceRequest
 
-        return [DeviceRequest(count=-1, capabilities=[["gpu"]])]
+        return [DeviceRequest(device_ids=[str(slot % self.gpus)], capabilities=[["gpu"]])]
 
     def _create(self, slot: int) -> tuple[Any, socket.socket]:
         container = self.docker.containers.create(
@@ -161,7 +162,7 @@ class DockerBackend:
             environment={},
             labels=self._labels(),
             runtime=self.runtime,
-            device_requests=self._device_requests(),
+            device_requests=self.device_requests(slot),
         )
         try:
             attached = container.attach_socket(params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})

@@ -49,11 +49,18 @@ class TritonLane:
         self._running: dict[str, asyncio.Future[Reference]] = {}
 
     def _backend(self, mode: str) -> Backend:
-        """The service's backend, plus torch/triton mounts and the runner's Triton mode."""
+        """The service's backend, plus torch/triton mounts and the runner's Triton mode; on a
+        GPU, one GPU per worker (only these sandboxes see any)."""
+        extra: dict[str, Any] = {}
+        if mode == "cuda":
+            if self.base_backend.name != "docker":
+                raise TritonUnavailable("Triton on a GPU needs the docker backend (it passes the GPUs through)")
+            extra["gpus"] = self.workers
         return dataclasses.replace(  # type: ignore[type-var]
             self.base_backend,
             mounts=[*self.base_backend.mounts, *package_mounts()],
             runner_args=("--triton", mode),
+            **extra,
         )
 
     async def _start(self) -> None:
