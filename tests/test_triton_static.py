@@ -10,7 +10,8 @@ import textwrap
 import pytest
 
 from rewards.model import Finding, Severity
-from sandbox.triton.static_checks import CandidateSyntaxError, check_triton, extract_code
+from sandbox.python.extract import extract_code
+from sandbox.triton.static_checks import CandidateSyntaxError, check_triton
 
 
 def critical(code: str, **kwargs: str) -> list[Finding]:

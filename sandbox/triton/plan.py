@@ -17,8 +17,9 @@ from typing import Any
 from rewards.model import Finding, Severity, Status, Verdict
 from rewards.tensors import TensorError, decode_list
 from rewards.triton import ReferenceRun, TritonRules, Weights
+from sandbox.python.extract import extract_code
 from sandbox.python.plan import InvalidTask
-from sandbox.triton.static_checks import CandidateSyntaxError, check_triton, extract_code
+from sandbox.triton.static_checks import CandidateSyntaxError, check_triton
 
 MAX_TRIALS = 64
 MAX_SHAPES = 16

@@ -27,7 +27,6 @@ arithmetic on shapes, strides and block sizes is therefore never flagged.
 from __future__ import annotations
 
 import ast
-import re
 from collections.abc import Iterable, Iterator
 
 from rewards.model import Finding, Severity, dedupe
@@ -174,30 +173,6 @@ _NN_NOT_MODULES = {"Parameter", "Buffer", "ParameterList", "ParameterDict"}
 
 class CandidateSyntaxError(ValueError):
     pass
-
-
-_FENCE = re.compile(r"^\s*```\s*([\w+-]*)\s*$")
-
-
-def extract_code(completion: str) -> str:
-    """The last ```python / ```py / untagged fenced block, else the whole completion.
-
-    An unclosed last fence (a completion cut off by the token limit) counts up to the end.
-    """
-    blocks: list[tuple[str, list[str]]] = []
-    current: list[str] | None = None
-    for line in completion.splitlines():
-        match = _FENCE.match(line)
-        if current is None:
-            if match:
-                current = []
-                blocks.append((match.group(1).lower(), current))
-        elif match and not match.group(1):
-            current = None
-        else:
-            current.append(line)
-    python = [body for tag, body in blocks if tag in ("", "python", "py", "python3")]
-    return "\n".join(python[-1]) + "\n" if python else completion
 
 
 def _walk_body(node: ast.AST) -> Iterator[ast.AST]:
