@@ -108,10 +108,11 @@ class ModelNew(nn.Module):
 
 
 def test_wrong_on_one_shape_gets_partial_credit(client: SandboxClient) -> None:
-    hard_coded = ELEMENTWISE.replace("n = out.numel()", "n = 3000")  # ignores the real size
-    task = triton_task("one-shape", ELEMENTWISE_REF, hard_coded, shapes_json=[json.dumps({"size": 2500})])
+    # three programs of 1024: enough for the 3000 elements it was written for, not for 5000
+    hard_coded = ELEMENTWISE.replace("[(triton.cdiv(n, 1024),)]", "[(3,)]")
+    task = triton_task("one-shape", ELEMENTWISE_REF, hard_coded, shapes_json=[json.dumps({"size": 5000})])
     result = client.score(task)
-    assert status_name(result) in ("FAILED", "RUNTIME_ERROR"), result.message
+    assert status_name(result) == "FAILED", result.message
     assert [t.passed for t in result.tests] == [True, True, True, False]
     assert result.components["correctness"] == pytest.approx(3 / 4)
     assert result.score == pytest.approx((0.1 + 0.3 * 3 / 4) / 0.4)
