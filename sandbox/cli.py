@@ -201,6 +201,26 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reward_server(args: argparse.Namespace) -> int:
+    from trainer_plugin.openrlhf import make_reward_server
+    from trainer_plugin.rewards import RewardCore
+    from trainer_plugin.scoring import ClientOptions
+    from trainer_plugin.tasks import TaskSpec
+
+    options = ClientOptions(
+        targets=args.server, token=args.token or os.environ.get(TOKEN_ENV) or None, timeout=args.deadline
+    )
+    server = make_reward_server(RewardCore(TaskSpec(args.language), options), args.host, args.port)
+    print(f"reward server on http://{args.host}:{server.server_port}/get_reward", file=sys.stderr, flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rft-sandbox", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -251,6 +271,17 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--quiet", action="store_true", help="no progress bar")
     service_options(score)
     score.set_defaults(func=cmd_score)
+
+    reward = commands.add_parser("reward-server", help="HTTP reward endpoint for OpenRLHF (POST /get_reward)")
+    reward.add_argument("--server", default="127.0.0.1:50051", help="sandbox service(s): HOST:PORT[,HOST:PORT...]")
+    reward.add_argument("--token", default=None, help=f"the service's bearer token (or ${TOKEN_ENV})")
+    reward.add_argument("--language", default="python", choices=("python", "sql", "triton"))
+    reward.add_argument("--host", default="127.0.0.1")
+    reward.add_argument("--port", type=int, default=5000)
+    reward.add_argument(
+        "--deadline", type=float, default=150.0, help="seconds per request (OpenRLHF gives up after 180)"
+    )
+    reward.set_defaults(func=cmd_reward_server)
 
     audit = commands.add_parser("audit", help="query the audit log")
     audit.add_argument("--log", default="rft-sandbox-audit.jsonl")

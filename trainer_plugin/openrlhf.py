@@ -1,0 +1,109 @@
+"""OpenRLHF: a reward function file, and the HTTP reward endpoint.
+
+File:      --remote_rm_url <site-packages>/trainer_plugin/openrlhf.py
+           (OpenRLHF imports it and calls `reward_func(queries, prompts, labels)`)
+Endpoint:  rft-sandbox reward-server --port 5000 --server 127.0.0.1:50051
+           --remote_rm_url http://127.0.0.1:5000/get_reward
+
+`queries` are prompt + response (the response is `query[len(prompt):]`); each `label` is
+the dataset's label column: a JSON object whose keys are the task's columns (tests, entry
+point, db_id, reference...), or a plain string (then the `label` column). The answer is
+`{"rewards", "scores", "extra_logs"}`; an infrastructure failure scores 0 (OpenRLHF cannot
+drop a sample) and shows in `extra_logs["sandbox_error"]`. Configuration comes from the
+environment (RFT_SANDBOX_TARGETS, RFT_SANDBOX_TOKEN, RFT_SANDBOX_LANGUAGE).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from trainer_plugin.rewards import BatchSummary, RewardCore, reward_value
+
+log = logging.getLogger(__name__)
+_MAX_BODY = 256 << 20
+_core: RewardCore | None = None
+
+
+def _row(label: Any) -> dict[str, Any]:
+    if isinstance(label, str):
+        try:
+            parsed = json.loads(label)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict):
+            return parsed
+    return dict(label) if isinstance(label, Mapping) else {"label": label}
+
+
+def score_queries(
+    core: RewardCore, queries: Sequence[str], prompts: Sequence[str], labels: Sequence[Any]
+) -> dict[str, Any]:
+    """Plain lists: the HTTP endpoint's answer, and the file function's before tensors."""
+    if not (len(queries) == len(prompts) == len(labels)):
+        raise ValueError(
+            f"queries, prompts and labels differ in length ({len(queries)}, {len(prompts)}, {len(labels)})"
+        )
+    responses = [q[len(p) :] if q.startswith(p) else q for q, p in zip(queries, prompts, strict=True)]
+    results = core.score(responses, [_row(label) for label in labels])
+    rewards = [reward_value(r) for r in results]
+    values = [0.0 if value is None else value for value in rewards]
+    summary = BatchSummary.of(results)
+    extra_logs = {**{f"sandbox/{k}": v for k, v in summary.means.items()}, **summary.rates}
+    return {"rewards": values, "scores": values, "extra_logs": extra_logs}
+
+
+def reward_func(queries: Sequence[str], prompts: Sequence[str], labels: Sequence[Any]) -> dict[str, Any]:
+    import torch
+
+    global _core
+    if _core is None:
+        _core = RewardCore()
+    answer = score_queries(_core, queries, prompts, labels)
+    return {
+        "rewards": torch.tensor(answer["rewards"], dtype=torch.float32),
+        "scores": torch.tensor(answer["scores"], dtype=torch.float32),
+        "extra_logs": {k: torch.tensor(v) for k, v in answer["extra_logs"].items()},
+    }
+
+
+class _Handler(BaseHTTPRequestHandler):
+    core: RewardCore
+
+    def do_POST(self) -> None:
+        if self.path.rstrip("/") != "/get_reward":
+            self._reply(404, {"error": f"no such endpoint {self.path!r}: POST /get_reward"})
+            return
+        try:
+            length = int(self.headers.get("Content-Length", "0"))
+            if not 0 < length <= _MAX_BODY:
+                raise ValueError(f"a JSON body of 1 to {_MAX_BODY} bytes is needed")
+            body = json.loads(self.rfile.read(length))
+            queries, prompts, labels = body["query"], body.get("prompts"), body.get("labels")
+            prompts = prompts if prompts is not None else [""] * len(queries)
+            labels = labels if labels is not None else [None] * len(queries)
+            answer = score_queries(self.core, queries, prompts, labels)
+        except (ValueError, KeyError, TypeError) as exc:
+            self._reply(400, {"error": f"bad request: {exc}"})
+            return
+        self._reply(200, answer)
+
+    def _reply(self, status: int, payload: dict[str, Any]) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("reward-server: " + format, *args)
+
+
+def make_reward_server(core: RewardCore, host: str = "127.0.0.1", port: int = 5000) -> ThreadingHTTPServer:
+    """An HTTP server answering OpenRLHF's `POST /get_reward`; serve it with serve_forever()."""
+    handler = type("Handler", (_Handler,), {"core": core})
+    return ThreadingHTTPServer((host, port), handler)
