@@ -48,7 +48,8 @@ CHAT_TEMPLATE = (
 )
 
 _QWEN2_PRETOKENIZE_REGEX = (
-    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
+    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"""
+    r"""|\s*[\r\n]+|\s+(?!\S)|\s+"""
 )
 
 _CORPUS = [
@@ -59,10 +60,12 @@ _CORPUS = [
     "def reverse(s):\n    return s[::-1]\n",
     "def fib(n):\n    if n < 2:\n        return n\n    return fib(n - 1) + fib(n - 2)\n",
     "def total(xs):\n    result = 0\n    for x in xs:\n        result += x\n    return result\n",
-    "def max_of(xs):\n    best = xs[0]\n    for x in xs[1:]:\n        if x > best:\n            best = x\n    return best\n",
+    "def max_of(xs):\n    best = xs[0]\n    for x in xs[1:]:\n"
+    "        if x > best:\n            best = x\n    return best\n",
     "assert add(1, 2) == 3\nassert sub(5, 3) == 2\nassert reverse('abc') == 'cba'\n",
     "import math\nprint(math.sqrt(16))\nprint([i * i for i in range(10)])\n",
-    "class Stack:\n    def __init__(self):\n        self.items = []\n    def push(self, item):\n        self.items.append(item)\n",
+    "class Stack:\n    def __init__(self):\n        self.items = []\n"
+    "    def push(self, item):\n        self.items.append(item)\n",
     "SELECT id, name FROM users WHERE age > 30 ORDER BY name;\n",
     "SELECT COUNT(*) FROM orders GROUP BY customer_id HAVING COUNT(*) > 2;\n",
     "SELECT u.name, o.total FROM users u JOIN orders o ON o.user_id = u.id;\n",

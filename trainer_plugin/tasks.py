@@ -127,7 +127,8 @@ class TaskSpec:
             for case in _json_list(io, self.column("io_tests")):
                 spec.io_tests.add(stdin=str(case.get("stdin", "")), expected_stdout=str(case.get("stdout", "")))
         else:
-            spec.assert_code = str(self._get(row, "assert_code"))
+            asserts = self._get(row, "assert_code")
+            spec.assert_code = "\n".join(map(str, asserts)) if isinstance(asserts, (list, tuple)) else str(asserts)
         return spec
 
     def _sql(self, row: Mapping[str, Any]) -> pb.SqlSpec:
