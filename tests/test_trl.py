@@ -27,7 +27,7 @@ if os.environ.get("RFT_REQUIRE_TRL") == "1":  # scripts/test (CI) installs them:
 else:
     trl = pytest.importorskip("trl")
     pytest.importorskip("peft")
-from tests.trl_support import build_tiny_model_dir, grpo_config, load_tokenizer, lora_config, tiny_dataset  # noqa: E402
+from tests.trl_support import build_tiny_model_dir, grpo_config, load_tokenizer, lora_config, tiny_dataset
 
 SPEC = TaskSpec("python", columns={"assert_code": "tests"})
 GOOD = "```python\ndef add(a, b):\n    return a + b\n```"
