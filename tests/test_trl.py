@@ -137,3 +137,20 @@ def test_called_as_trl_calls_it_logs_findings_and_statuses(service: EmbeddedServ
     assert metrics["sandbox/rejected_rate"] == pytest.approx(1 / 3)
     assert reward.__name__ == "tests"
     assert pickle.loads(pickle.dumps(reward)).__name__ == "tests"  # travels to trainer workers
+
+
+def test_example_grpo_run_raises_the_mean_reward(tmp_path: Path) -> None:
+    """examples/grpo_python.py end to end (its own embedded service), shortened."""
+    import csv
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "curve"
+    subprocess.run(
+        [sys.executable, "examples/grpo_python.py", "--steps", "30", "--out", str(out)], cwd=root, check=True
+    )
+    with open(out.with_suffix(".csv")) as handle:
+        rewards = [float(row["mean_reward"]) for row in csv.DictReader(handle)]
+    assert len(rewards) == 30
+    assert sum(rewards[-10:]) / 10 > sum(rewards[:5]) / 5 + 0.1
