@@ -61,7 +61,15 @@ def test_verl_compute_score_always_has_the_same_keys(service: EmbeddedServer) ->
 
 
 def test_verl_ground_truth_as_extra_info_columns(service: EmbeddedServer) -> None:
-    result = verl.compute_score("mbpp", GOOD, "unused", extra_info={**TESTS, "index": 3}, targets=service.target)
+    # keyword-only, with the reward kwargs merged in, as verl 0.9's reward loop calls it
+    reward_kwargs = {"targets": service.target}
+    result = verl.compute_score(
+        data_source="mbpp",
+        solution_str=GOOD,
+        ground_truth="unused",
+        extra_info={**TESTS, "index": 3, "num_turns": 2},
+        **reward_kwargs,
+    )
     assert result["score"] == 1.0
 
 
@@ -90,6 +98,14 @@ def test_openrlhf_reward_func(service: EmbeddedServer, monkeypatch: pytest.Monke
     assert answer["rewards"].tolist() == [1.0, 0.0]
     assert answer["scores"].tolist() == [1.0, 0.0]
     assert float(answer["extra_logs"]["passed"]) == 0.5
+    # as OpenRLHF 0.11 calls it: one sample at a time, the query decoded with special tokens
+    raw = "def add(a, b):\n    return a + b\n"
+    single = openrlhf.reward_func(
+        ["<|im_start|>user\nadd<|im_end|>\n" + raw + "<|im_end|><|endoftext|>"],
+        ["<|im_start|>user\nadd<|im_end|>\n"],
+        [json.dumps(TESTS)],
+    )
+    assert single["rewards"].shape == (1,) and single["rewards"].tolist() == [1.0]
 
 
 def post(url: str, payload: object) -> tuple[int, dict]:

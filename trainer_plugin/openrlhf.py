@@ -1,11 +1,12 @@
 """OpenRLHF: a reward function file, and the HTTP reward endpoint.
 
-File:      --remote_rm_url <site-packages>/trainer_plugin/openrlhf.py
-           (OpenRLHF imports it and calls `reward_func(queries, prompts, labels)`)
+File:      --reward.remote_url <site-packages>/trainer_plugin/openrlhf.py
+           (OpenRLHF imports it and calls `reward_func(queries, prompts, labels)`, per sample)
 Endpoint:  rft-sandbox reward-server --port 5000 --server 127.0.0.1:50051
-           --remote_rm_url http://127.0.0.1:5000/get_reward
+           --reward.remote_url http://127.0.0.1:5000/get_reward
 
-`queries` are prompt + response (the response is `query[len(prompt):]`); each `label` is
+`queries` are prompt + response decoded with special tokens (the response is
+`query[len(prompt):]`, less the end-of-sequence and other special tokens); each `label` is
 the dataset's label column: a JSON object whose keys are the task's columns (tests, entry
 point, db_id, reference...), or a plain string (then the `label` column). The answer is
 `{"rewards", "scores", "extra_logs"}`; an infrastructure failure scores 0 (OpenRLHF cannot
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -26,6 +28,15 @@ from trainer_plugin.rewards import BatchSummary, RewardCore, reward_value
 log = logging.getLogger(__name__)
 _MAX_BODY = 256 << 20
 _core: RewardCore | None = None
+
+
+_SPECIAL = re.compile(r"(?:<\|[A-Za-z0-9_]+\|>|</s>|<eos>|<pad>)+\s*$")
+
+
+def response_of(query: str, prompt: str) -> str:
+    """The response in an OpenRLHF query: after the prompt, trailing special tokens dropped."""
+    response = query[len(prompt) :] if query.startswith(prompt) else query
+    return _SPECIAL.sub("", response)
 
 
 def _row(label: Any) -> dict[str, Any]:
@@ -47,7 +58,7 @@ def score_queries(
         raise ValueError(
             f"queries, prompts and labels differ in length ({len(queries)}, {len(prompts)}, {len(labels)})"
         )
-    responses = [q[len(p) :] if q.startswith(p) else q for q, p in zip(queries, prompts, strict=True)]
+    responses = [response_of(q, p) for q, p in zip(queries, prompts, strict=True)]
     results = core.score(responses, [_row(label) for label in labels])
     rewards = [reward_value(r) for r in results]
     values = [0.0 if value is None else value for value in rewards]

@@ -1,12 +1,14 @@
 """verl: the sandbox as `custom_reward_function`.
 
-    custom_reward_function.path=<site-packages>/trainer_plugin/verl.py
-    custom_reward_function.name=compute_score          # or compute_score_async
-    custom_reward_function.reward_kwargs.targets=127.0.0.1:50051
-    custom_reward_function.reward_kwargs.language=python
+    reward.custom_reward_function.path=<site-packages>/trainer_plugin/verl.py
+    reward.custom_reward_function.name=compute_score          # or compute_score_async
+    +reward.custom_reward_function.reward_kwargs.targets=127.0.0.1:50051
+    +reward.custom_reward_function.reward_kwargs.language=python
 
-verl calls `compute_score(data_source, solution_str, ground_truth, extra_info=None,
-**reward_kwargs)` per sample (`solution_str`: the decoded response). The task's columns
+verl 0.9 calls `compute_score(data_source=..., solution_str=..., ground_truth=...,
+extra_info=..., **reward_kwargs)` per sample (`solution_str`: the decoded response
+without the prompt); an `async def` is awaited, many at once, by its reward loop. verl
+stacks every sample's dict by the first sample's keys, hence the fixed keys. The task's columns
 come from `extra_info` and from `ground_truth` (a JSON object's keys, or the string itself
 as `ground_truth`). verl cannot drop a sample, so the answer is always a dict with the
 same keys: `score` (0 for an infrastructure failure), every numeric component, and
@@ -84,7 +86,7 @@ def compute_score_batch(
     extra_infos: list[Mapping[str, Any] | None],
     **kwargs: Any,
 ) -> list[dict[str, float]]:
-    """verl's batch reward manager: the whole batch in one scoring call."""
+    """A whole batch in one scoring call, for batch-style reward managers and offline scoring."""
     core = _core(kwargs)
     rows = [_row(g, e) for g, e in zip(ground_truths, extra_infos, strict=True)]
     return [_answer(r) for r in core.score(solution_strs, rows)]
