@@ -49,6 +49,9 @@ def _config(args: argparse.Namespace, **overrides: Any) -> ServiceConfig:
     if args.workers:
         values["workers"] = args.workers
     values["triton_device"] = args.triton_device
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise SystemExit("--tls-cert and --tls-key go together")
+    values["tls_cert"], values["tls_key"] = args.tls_cert, args.tls_key
     if args.triton_workers:
         values["triton_workers"] = args.triton_workers
     values.update(overrides)
@@ -122,7 +125,7 @@ def read_tasks(path: str) -> list[tuple[int, pb.Task]]:
 def _embedded_server(args: argparse.Namespace) -> Iterator[str]:
     from sandbox.embedded import EmbeddedServer
 
-    config = _config(args, host="127.0.0.1", port=0, token=None)
+    config = _config(args, host="127.0.0.1", port=0, token=None, tls_cert=None, tls_key=None)
     with EmbeddedServer(config, _make_backend(args), _sql_context(args)) as server:
         yield server.target
 
@@ -247,6 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
             "--triton-workers", type=int, default=0, help="warm Triton sandboxes (default 1; with cuda: one per GPU)"
         )
         p.add_argument("--token", default=None, help=f"bearer token (or ${TOKEN_ENV})")
+        p.add_argument("--tls-cert", default=None, help="PEM certificate (chain): serve TLS (with --tls-key)")
+        p.add_argument("--tls-key", default=None, help="PEM private key of --tls-cert")
         p.add_argument("--audit-log", default="rft-sandbox-audit.jsonl", help="JSONL file of findings")
         p.add_argument(
             "--database",

@@ -20,6 +20,8 @@ class ServiceConfig:
     host: str = "127.0.0.1"
     port: int = 50051
     token: str | None = None
+    tls_cert: str | None = None  # PEM certificate chain and key: serve TLS instead of plaintext
+    tls_key: str | None = None
     workers: int = max(os.cpu_count() or 1, 1)
     queue_limit: int = 4096
     max_jobs_per_worker: int = 1000

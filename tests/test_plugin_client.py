@@ -11,9 +11,11 @@ from __future__ import annotations
 import multiprocessing
 import pickle
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -154,3 +156,41 @@ def test_task_spec_builds_tasks_from_rows() -> None:
     with pytest.raises(ValueError, match="unknown column roles"):
         TaskSpec("sql", columns={"reference": "ref"})
     assert completion_text([{"role": "assistant", "content": [{"type": "text", "text": "a"}, {"text": "b"}]}]) == "ab"
+
+
+def test_tls_endpoint(tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    server = start_server("bwrap", tls_cert=str(cert), tls_key=str(key))
+    try:
+        secure = Scorer(ClientOptions(targets=(server.target,), tls=True, root_certificates=cert.read_bytes()))
+        assert [r.status for r in secure.score_all([add_task("tls", GOOD)])] == [pb.PASSED]
+        plain = Scorer(ClientOptions(targets=(server.target,), retries=0, timeout=5))
+        (refused,) = plain.score_all([add_task("plain", GOOD)])
+        assert refused.status == pb.SANDBOX_ERROR  # a plaintext client gets no verdict from a TLS port
+    finally:
+        server.stop()
+
+
+def test_env_configured_reward_resolves_like_trls_cli(service: EmbeddedServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`trl grpo --reward_funcs trainer_plugin.trl.sandbox_reward`: TRL imports the module and
+    takes the attribute; the reward reads its service and language from the environment."""
+    import importlib
+
+    monkeypatch.setenv("RFT_SANDBOX_TARGETS", service.target)
+    monkeypatch.setenv("RFT_SANDBOX_TOKEN", "s3cret")
+    module_name, _, attribute = "trainer_plugin.trl.sandbox_reward".rpartition(".")
+    reward = getattr(importlib.import_module(module_name), attribute)
+    fresh = type(reward)()  # the module's instance may have been configured by another test
+    values = fresh(
+        prompts=["p", "p"],
+        completions=[f"```python\n{GOOD}```", f"```python\n{BAD}```"],
+        test=["assert add(1, 2) == 3", "assert add(1, 2) == 3"],
+        entry_point=["add", "add"],
+    )
+    assert values == [1.0, 0.0]
+    assert fresh.__name__ == "sandbox"
