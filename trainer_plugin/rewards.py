@@ -17,19 +17,12 @@ from trainer_plugin.scoring import AsyncScorer, ClientOptions, Scorer
 from trainer_plugin.tasks import TaskSpec
 
 # Every component the service reports, by language; adapters that need fixed keys use all.
-COMPONENTS = (
-    "compiles",
-    "tests_passed",
-    "cheat_penalty",  # Python, SQL
-    "executes",
-    "matches_base",
-    "variants_matched",
-    "row_f1",
-    "col_f1",  # SQL
-    "correctness",
-    "speedup_bonus",
-    "speedup",  # Triton
-)
+_BY_LANGUAGE = {
+    "python": ("compiles", "tests_passed", "cheat_penalty"),
+    "sql": ("executes", "matches_base", "variants_matched", "row_f1", "col_f1", "cheat_penalty"),
+    "triton": ("compiles", "correctness", "speedup_bonus", "speedup"),
+}
+COMPONENTS = tuple(dict.fromkeys(name for names in _BY_LANGUAGE.values() for name in names))
 
 
 def options_from_env(**overrides: Any) -> ClientOptions:
