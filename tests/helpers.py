@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from typing import Any
 
 from sandbox.api import pb
@@ -62,3 +63,10 @@ HEALTHY_CODE = "def add(a, b):\n    return a + b\n"
 def healthy_task(task_id: str = "healthy") -> pb.Task:
     """A plain correct task: run after an attack to show the service is unaffected."""
     return call_task(task_id, HEALTHY_CODE, "add", [([1, 2], 3), ([-1, 1], 0), (["a", "b"], "ab")])
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (right now)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -24,6 +23,7 @@ import pytest
 
 from sandbox.embedded import EmbeddedServer
 from tests.conftest import start_server
+from tests.helpers import free_port
 from trainer_plugin import openrlhf, verl
 from trainer_plugin.rewards import RewardCore
 from trainer_plugin.scoring import ClientOptions
@@ -33,12 +33,6 @@ ROOT = Path(__file__).resolve().parents[1]
 TESTS = {"test": "assert add(1, 2) == 3\nassert add(2, 2) == 4", "entry_point": "add"}
 GOOD = "```python\ndef add(a, b):\n    return a + b\n```"
 BAD = "```python\ndef add(a, b):\n    return a - b\n```"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import multiprocessing
 import pickle
-import socket
 import subprocess
 import threading
 import time
@@ -22,7 +21,7 @@ import pytest
 from sandbox.api import pb
 from sandbox.embedded import EmbeddedServer
 from tests.conftest import start_server
-from tests.helpers import call_task
+from tests.helpers import call_task, free_port
 from trainer_plugin.scoring import ClientOptions, Scorer
 from trainer_plugin.tasks import TaskBuildError, TaskSpec, completion_text
 
@@ -32,12 +31,6 @@ BAD = "def add(a, b):\n    return a - b\n"
 
 def add_task(task_id: str, code: str) -> pb.Task:
     return call_task(task_id, code, "add", [([1, 2], 3), ([2, 2], 4)])
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
