@@ -67,3 +67,10 @@ class Verdict:
     message: str = ""
     stdout: str = ""
     stderr: str = ""
+
+    @classmethod
+    def does_not_compile(cls, why: object, components: tuple[str, ...]) -> Verdict:
+        """Decided without running: the candidate does not parse (every component 0)."""
+        return cls(
+            Status.SYNTAX_ERROR, 0.0, components=dict.fromkeys(components, 0.0), message=f"does not compile: {why}"
+        )

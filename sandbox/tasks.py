@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from rewards.model import Status, Verdict
+from rewards.model import Verdict
 from rewards.python import score_python
 from sandbox.api import pb
 from sandbox.config import LimitBounds, ServiceConfig
@@ -121,12 +121,7 @@ def _prepare_python(task: Any, config: ServiceConfig, limits: dict[str, int]) ->
     try:
         findings = tuple(check_python(task.code, io_program=plan.mode == "io"))
     except CandidateSyntaxError as exc:
-        early = Verdict(
-            Status.SYNTAX_ERROR,
-            0.0,
-            components={"compiles": 0.0, "tests_passed": 0.0},
-            message=f"does not compile: {exc}",
-        )
+        early = Verdict.does_not_compile(exc, ("compiles", "tests_passed"))
         return PreparedTask(task.id, "python", task.code, limits, job, plan.secret, never_judged, early)
 
     def judge(records: list[Any], meta: dict[str, Any]) -> Verdict:

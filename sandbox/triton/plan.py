@@ -205,13 +205,7 @@ def prepare_triton(task: Any, limits: dict[str, int], device: TritonDevice) -> t
     try:
         findings = tuple(check_triton(code))
     except CandidateSyntaxError as exc:
-        early = Verdict(
-            Status.SYNTAX_ERROR,
-            0.0,
-            components={"compiles": 0.0, "correctness": 0.0},
-            message=f"does not compile: {exc}",
-        )
-        return None, early
+        return None, Verdict.does_not_compile(exc, ("compiles", "correctness"))
     plan = TritonPlan(
         code, ReferenceRequest(key, reference_job, limits["task_ms"]), rules, findings, limits, seed, timing
     )
