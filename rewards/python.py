@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from rewards.compare import stdout_matches, truthy, values_equal
+from rewards.compare import stdout_matches, values_equal
 from rewards.model import Finding, Severity, Status, TestResult, Verdict, dedupe
-from sandbox.runner.codec import Opaque, decode, find_custom_eq
+from rewards.predicate import Evaluator, ObservationFailed, Unjudgeable
+from sandbox.runner.codec import decode, find_custom_eq
 
 # When tests fail for different reasons, the result's status names the most telling one.
 _STATUS_PRIORITY = (Status.MEMORY_LIMIT, Status.OUTPUT_LIMIT, Status.TIMEOUT, Status.RUNTIME_ERROR)
@@ -23,7 +24,8 @@ class ExpectationLike(Protocol):
     name: str
     op: str
     expected: Any
-    tolerance: float
+    observations: tuple[int, ...]
+    names: Any
 
 
 def _finding(code: str, severity: Severity, message: str, evidence: str = "") -> Finding:
@@ -63,22 +65,6 @@ def _status_of_failure(kind: str, exc_type: str = "") -> Status:
     }.get(kind, Status.RUNTIME_ERROR)
 
 
-def _compare(exp: ExpectationLike, value: Any, rel_tol: float, abs_tol: float) -> bool:
-    if exp.op == "eq":
-        return values_equal(value, exp.expected, rel_tol, abs_tol)
-    if exp.op == "ne":
-        return not isinstance(value, Opaque) and not values_equal(value, exp.expected, rel_tol, abs_tol)
-    if exp.op == "is":
-        return type(value) is type(exp.expected) and value == exp.expected
-    if exp.op == "truthy":
-        return truthy(value) is True
-    if exp.op == "falsy":
-        return truthy(value) is False
-    if exp.op == "close":
-        return type(value) in (int, float) and abs(value - exp.expected) < exp.tolerance
-    return False
-
-
 def _explain_failure(record: dict[str, Any]) -> str:
     kind = record.get("kind")
     if kind in ("exception", "load_error"):
@@ -97,22 +83,19 @@ def _explain_failure(record: dict[str, Any]) -> str:
 def _judge_test(
     index: int, exp: ExpectationLike, record: dict[str, Any], rel_tol: float, abs_tol: float, findings: list[Finding]
 ) -> TestResult:
+    """A call test (one value against its expected value) or an io test (stdout)."""
     kind = record.get("kind")
-    ms = record.get("ms", 0.0)
-    duration = float(ms) if isinstance(ms, (int, float)) else 0.0
+    duration = _duration(record)
 
     def result(passed: bool, status: Status, message: str = "") -> TestResult:
         return TestResult(index, passed, status, exp.name, message, duration)
 
-    if kind == "value" and exp.op != "stdout":
+    if kind == "value" and exp.op == "eq":
         try:
-            value = decode(record.get("value"))
-        except (ValueError, TypeError, RecursionError):
+            value = _observed_value(record, findings)
+        except ObservationFailed:
             return result(False, Status.FAILED, "the returned value could not be decoded")
-        cheat = find_custom_eq(value)
-        if cheat is not None:
-            findings.append(_always_equal(f"{cheat.type_name}: {cheat.text}"))
-        if _compare(exp, value, rel_tol, abs_tol):
+        if values_equal(value, exp.expected, rel_tol, abs_tol):
             return result(True, Status.PASSED)
         return result(False, Status.FAILED, f"got {value!r}"[:300])
     if kind == "io" and exp.op == "stdout":
@@ -120,18 +103,93 @@ def _judge_test(
         if isinstance(stdout, str) and stdout_matches(stdout, str(exp.expected)):
             return result(True, Status.PASSED)
         return result(False, Status.FAILED, f"stdout was {str(stdout)[:200]!r}")
+    return _failed_run(index, exp.name, record, findings, duration)
+
+
+def _judge_assert(
+    index: int,
+    exp: ExpectationLike,
+    records: dict[int, dict[str, Any]],
+    default: dict[str, Any],
+    rel_tol: float,
+    abs_tol: float,
+    findings: list[Finding],
+) -> TestResult:
+    """A split assert: its predicate evaluated here, over the values its candidate calls returned.
+
+    Calls are read lazily, in Python's order: in `f(x) == 1 or f(y) == 2` a failure of the
+    second call does not matter when the first comparison holds."""
+    used: list[dict[str, Any]] = []
+
+    def observe(call: int) -> Any:
+        record = records.get(call, default)
+        used.append(record)
+        if record.get("kind") != "value":
+            raise ObservationFailed(record)
+        return _observed_value(record, findings)
+
+    try:
+        passed = Evaluator(exp.names, observe, rel_tol, abs_tol).truth(exp.expected)
+    except ObservationFailed as failure:
+        return _failed_run(index, exp.name, failure.record, findings, _sum_ms(used))
+    except Unjudgeable as exc:
+        return TestResult(index, False, Status.FAILED, exp.name, f"cannot be judged: {exc}", _sum_ms(used))
+    except Exception as exc:  # noqa: BLE001 - the assert itself raised, as Python would have
+        message = f"{type(exc).__name__}: {str(exc)[:200]}"
+        return TestResult(index, False, Status.FAILED, exp.name, message, _sum_ms(used))
+    if passed:
+        return TestResult(index, True, Status.PASSED, exp.name, "", _sum_ms(used))
+    got = ", ".join(_got(r) for r in used)
+    return TestResult(index, False, Status.FAILED, exp.name, f"got {got}"[:300], _sum_ms(used))
+
+
+def _got(record: dict[str, Any]) -> str:
+    try:
+        return repr(decode(record.get("value")))[:200]
+    except (ValueError, TypeError, RecursionError):
+        return "?"
+
+
+def _duration(record: dict[str, Any]) -> float:
+    ms = record.get("ms", 0.0)
+    return float(ms) if isinstance(ms, (int, float)) and not isinstance(ms, bool) else 0.0
+
+
+def _sum_ms(records: list[dict[str, Any]]) -> float:
+    return sum(_duration(r) for r in records)
+
+
+def _observed_value(record: dict[str, Any], findings: list[Finding]) -> Any:
+    """A returned value, decoded as data; a class with its own __eq__ is a finding."""
+    try:
+        value = decode(record.get("value"))
+    except (ValueError, TypeError, RecursionError):
+        raise ObservationFailed({"kind": "undecodable"}) from None
+    cheat = find_custom_eq(value)
+    if cheat is not None:
+        findings.append(_always_equal(f"{cheat.type_name}: {cheat.text}"))
+    return value
+
+
+def _failed_run(
+    index: int, name: str, record: dict[str, Any], findings: list[Finding], duration: float
+) -> TestResult:
+    """A test whose candidate call produced no value: how it failed, and what that reveals."""
+    kind = record.get("kind")
     exc_type = str(record.get("type", ""))
     if kind == "exit" or (kind == "exception" and exc_type == "SystemExit"):
-        findings.append(_early_exit(exp.name))
+        findings.append(_early_exit(name))
     if kind == "harness_killed":
-        findings.append(_harness_killed(exp.name))
+        findings.append(_harness_killed(name))
     if kind == "garbage":
         findings.append(
             _finding(
                 "protocol_tampering", Severity.WARNING, "the candidate wrote malformed data into the harness channel"
             )
         )
-    return result(False, _status_of_failure(str(kind), exc_type), _explain_failure(record))
+    if kind == "undecodable":
+        return TestResult(index, False, Status.FAILED, name, "the returned value could not be decoded", duration)
+    return TestResult(index, False, _status_of_failure(str(kind), exc_type), name, _explain_failure(record), duration)
 
 
 def _judge_sites(expectations: Sequence[ExpectationLike], records: list[dict[str, Any]]) -> list[TestResult]:
@@ -204,7 +262,9 @@ def score_python(
                 by_index[r["i"]] = r
         default = {"kind": "not_run"} if runner.get("ending") == "deadline" else {"kind": "missing"}
         tests = [
-            _judge_test(i, exp, by_index.get(i, default), rel_tol, abs_tol, findings)
+            _judge_assert(i, exp, by_index, default, rel_tol, abs_tol, findings)
+            if exp.op == "assert"
+            else _judge_test(i, exp, by_index.get(i, default), rel_tol, abs_tol, findings)
             for i, exp in enumerate(expectations)
         ]
 

@@ -20,6 +20,7 @@ from sandbox.python.plan import (
     MAX_TESTS,
     InvalidTask,
     TestPlan,
+    check_setup_code,
     plan_assert_tests,
     plan_call_tests,
     plan_io_tests,
@@ -74,7 +75,7 @@ def resolve_limits(limits: Any, config: ServiceConfig) -> dict[str, int]:
     return resolved
 
 
-def _python_plan(spec: Any) -> TestPlan:
+def _python_plan(spec: Any, config: ServiceConfig) -> TestPlan:
     kinds = [
         name
         for name, present in (
@@ -93,13 +94,21 @@ def _python_plan(spec: Any) -> TestPlan:
         raise InvalidTask(f"python.{kinds[0]}", f"{count} tests exceed the limit of {MAX_TESTS}")
     if kinds[0] != "io_tests" and (not spec.entry_point.isidentifier() or keyword.iskeyword(spec.entry_point)):
         raise InvalidTask("python.entry_point", f"must be a Python identifier (got {spec.entry_point!r})")
+    if spec.setup_code:
+        if kinds[0] != "assert_code":
+            raise InvalidTask("python.setup_code", "applies to assert_code tests only")
+        if len(spec.setup_code.encode("utf-8")) > config.max_code_bytes:
+            raise InvalidTask("python.setup_code", f"exceeds {config.max_code_bytes} bytes")
+        if "\x00" in spec.setup_code:
+            raise InvalidTask("python.setup_code", "contains NUL bytes")
+        check_setup_code(spec.setup_code)
     if kinds[0] == "call_tests":
         return plan_call_tests(
             spec.entry_point, tuple((t.args_json, t.kwargs_json, t.expected_json) for t in spec.call_tests)
         )
     if kinds[0] == "io_tests":
         return plan_io_tests(tuple((t.stdin, t.expected_stdout) for t in spec.io_tests))
-    return plan_assert_tests(spec.entry_point, spec.assert_code)
+    return plan_assert_tests(spec.entry_point, spec.assert_code, spec.setup_code)
 
 
 def _tolerance(value: float, default: float, field: str) -> float:
@@ -112,7 +121,9 @@ def _prepare_python(task: Any, config: ServiceConfig, limits: dict[str, int]) ->
     if task.WhichOneof("spec") != "python":
         raise InvalidTask("python", "a PYTHON task needs a python spec")
     spec = task.python
-    plan = _python_plan(spec)
+    plan = _python_plan(spec, config)
+    if plan.mode == "io":
+        limits = {**limits, "output_bytes": max(limits["output_bytes"], _io_output_bytes(plan))}
     from rewards.compare import DEFAULT_ABS_TOL, DEFAULT_REL_TOL
 
     rel_tol = _tolerance(spec.rel_tol, DEFAULT_REL_TOL, "python.rel_tol")
@@ -128,6 +139,14 @@ def _prepare_python(task: Any, config: ServiceConfig, limits: dict[str, int]) ->
         return score_python(plan.expectations, records, meta, findings, rel_tol, abs_tol, whole=plan.mode == "whole")
 
     return PreparedTask(task.id, "python", task.code, limits, job, plan.secret, judge)
+
+
+def _io_output_bytes(plan: TestPlan) -> int:
+    """Output a stdin/stdout job may print: never less than its expected outputs need (their
+    sum, as every test's output counts against the task's budget, plus room for a newline
+    and a little stderr per test), so a correct program is not failed by the cap."""
+    expected = sum(len(str(e.expected).encode("utf-8")) for e in plan.expectations)
+    return expected + len(plan.expectations) * 4096 + 65536
 
 
 def never_judged(records: list[Any], meta: dict[str, Any]) -> Verdict:

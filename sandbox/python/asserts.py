@@ -1,20 +1,28 @@
-"""Split assert-style tests into (expression, expected) pairs on the trusted side.
+"""Split assert-style tests into candidate calls and trusted predicates.
 
-HumanEval and MBPP ship tests as ``assert candidate(args) == expected``. Running that
-code in the sandbox would put every expected answer in reach of the candidate. So we
-parse it here: for each assert whose expected side is a literal, the sandbox only
-evaluates the other side (``candidate(args)``) and the comparison happens in the
-service. Tests that cannot be split that way (expected values computed by helper code,
-loops over random inputs...) are instrumented instead and run whole inside the
-sandbox's judge process, which never executes candidate code itself.
+HumanEval and MBPP ship tests as ``assert candidate(args) == expected``. Running that code
+where the candidate runs would hand it the expected answers and the comparison itself (an
+``__eq__`` that always answers True, a patched ``math.isclose``). So the test is parsed
+here: each call of the candidate, with arguments this side can compute, becomes a request
+the sandbox answers with a value as data, and the rest of the assert (comparisons, boolean
+logic, ``isclose``, ``sorted``, ``in``, ``abs(a - b) < t``...) is evaluated in the service
+by `rewards.predicate`. Tests that need real Python (loops, helpers, mutation, exceptions)
+are instrumented instead and run whole inside the sandbox's judge process, which never
+executes candidate code and sees the candidate's values only as decoded data.
 """
 
 from __future__ import annotations
 
 import ast
 import builtins
+import copy
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from rewards import predicate
+from sandbox.runner import codec
 
 CANDIDATE = "candidate"
 _BUILTIN_NAMES = frozenset(dir(builtins))
@@ -28,19 +36,20 @@ class InvalidTests(ValueError):
 @dataclass(frozen=True)
 class SplitTest:
     name: str  # the assert's source, for people
-    expr: str  # evaluated in the sandbox, with `candidate` bound
-    op: str  # eq | ne | is | truthy | falsy | close
-    expected: Any = None
-    tolerance: float = 0.0
+    predicate: ast.expr  # the assert's test, candidate calls replaced by observation slots
+    observations: tuple[int, ...]  # indices into AssertPlan.calls that the predicate reads
+    names: Mapping[str, Any]  # the test's own bindings at this assert (constants, math)
 
 
 @dataclass(frozen=True)
 class AssertPlan:
-    preamble: tuple[str, ...] = ()
+    # Split mode: the candidate calls to make, (args, kwargs) as plain values, and the asserts
+    # judged on the trusted side from their results.
+    calls: tuple[tuple[list[Any], dict[str, Any]], ...] = ()
     tests: tuple[SplitTest, ...] = ()
     # Whole mode (tests could not be split): instrumented code, one name per assert site,
-    # and the names the code uses but does not define (helpers from the prompt, like
-    # HumanEval's `poly`): the judge binds those to calls into the candidate process.
+    # and the names the code uses but does not define (helpers that must come from the
+    # task's trusted setup code, like HumanEval's `poly`).
     check_code: str = ""
     sites: tuple[str, ...] = ()
     externals: tuple[str, ...] = ()
@@ -64,8 +73,10 @@ def plan_asserts(code: str, entry_point: str) -> AssertPlan:
     tree.body = [s for s in tree.body if not _is_check_call(s)]
     if not any(isinstance(node, ast.Assert) for node in ast.walk(tree)):
         raise InvalidTests("has no assert statements")
-    split = _try_split(tree, entry_point)
-    return split if split is not None else _instrument(tree)
+    try:
+        return _split(tree, entry_point)
+    except _CannotSplit:
+        return _instrument(tree)
 
 
 def _is_check_call(stmt: ast.stmt) -> bool:
@@ -78,128 +89,149 @@ def _is_check_call(stmt: ast.stmt) -> bool:
     )
 
 
-def _try_split(tree: ast.Module, entry_point: str) -> AssertPlan | None:
+class _CannotSplit(Exception):
+    """This test code needs real Python: it runs whole, in the sandbox's judge."""
+
+
+def _split(tree: ast.Module, entry_point: str) -> AssertPlan:
+    """Asserts whose only contact with the candidate is calls with computable arguments.
+
+    Statements are walked in order: imports of `math` and assignments of computable values
+    bind names (so `input = 'hello'` shadows the builtin, as in Python); any other
+    statement, or an assert this evaluator cannot judge, sends the whole test to the judge.
+    """
     checks = [s for s in tree.body if isinstance(s, ast.FunctionDef) and s.name == "check"]
     if checks:
         check = checks[0]
-        if len(check.args.args) != 1 or check.decorator_list:
-            return None
+        if len(check.args.args) != 1 or check.decorator_list or len(checks) > 1:
+            raise _CannotSplit
         callee = check.args.args[0].arg
         outer = [s for s in tree.body if s is not check]
         body = check.body
-        if not all(_is_ignorable(s) or isinstance(s, (ast.Import, ast.ImportFrom)) for s in outer):
-            return None
     else:
         callee, outer, body = entry_point, [], tree.body
-
-    preamble: list[str] = []
-    imported: set[str] = set()
+    callees = frozenset({callee, entry_point})
+    names: dict[str, Any] = {}
+    calls: list[tuple[list[Any], dict[str, Any]]] = []
+    tests: list[SplitTest] = []
     for stmt in [*outer, *body]:
         if isinstance(stmt, (ast.Import, ast.ImportFrom)):
-            preamble.append(ast.unparse(stmt))
-            imported.update((a.asname or a.name).split(".")[0] for a in stmt.names)
-    allowed = _BUILTIN_NAMES | imported | {callee}
-    tests: list[SplitTest] = []
-    for stmt in body:
-        if isinstance(stmt, (ast.Import, ast.ImportFrom)) or _is_ignorable(stmt):
+            _bind_import(stmt, names, callees)
+        elif _is_ignorable(stmt):
             continue
-        if not isinstance(stmt, ast.Assert):
-            return None
-        if isinstance(stmt.test, ast.Constant):
-            continue  # `assert True, "..."`
-        test = _split_one(stmt, callee, allowed)
-        if test is None:
-            return None
-        tests.append(test)
+        elif isinstance(stmt, (ast.FunctionDef, ast.ClassDef)) and stmt in outer:
+            names.pop(stmt.name, None)  # a module-level helper: any use of it needs the judge
+        elif isinstance(stmt, ast.Assign):
+            _bind_assignment(stmt, names, callees)
+        elif isinstance(stmt, ast.Assert):
+            test = _split_assert(stmt, callees, names, calls)
+            if test is not None:
+                tests.append(test)
+        else:
+            raise _CannotSplit
     if not tests:
-        return None
-    return AssertPlan(preamble=tuple(preamble), tests=tuple(tests))
+        raise _CannotSplit
+    return AssertPlan(calls=tuple(calls), tests=tuple(tests))
 
 
 def _is_ignorable(stmt: ast.stmt) -> bool:
     if isinstance(stmt, ast.Pass):
         return True
-    if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
-        return True  # docstring
-    if isinstance(stmt, ast.Assign) and all(isinstance(t, ast.Name) for t in stmt.targets):
-        return _literal(stmt.value) is not _NO  # METADATA = {...}
-    return False
+    # a docstring, or a bare name like HumanEval/129's stray `print`
+    return isinstance(stmt, ast.Expr) and isinstance(stmt.value, (ast.Constant, ast.Name))
 
 
-_NO = object()
+def _bind_import(stmt: ast.Import | ast.ImportFrom, names: dict[str, Any], callees: frozenset[str]) -> None:
+    for alias in stmt.names:
+        bound = (alias.asname or alias.name).split(".")[0]
+        if bound in callees:
+            raise _CannotSplit
+        names.pop(bound, None)  # other modules are not available to the evaluator
+        if isinstance(stmt, ast.Import) and alias.name == "math":
+            names[bound] = math
+        elif isinstance(stmt, ast.ImportFrom) and stmt.module == "math" and alias.name in predicate.MATH:
+            names[bound] = predicate.MATH[alias.name]
 
 
-def _literal(node: ast.expr) -> Any:
+def _bind_assignment(stmt: ast.Assign, names: dict[str, Any], callees: frozenset[str]) -> None:
+    if _uses(stmt.value, callees):
+        raise _CannotSplit
+    value = _compute(stmt.value, names)
+    for target in stmt.targets:
+        if isinstance(target, ast.Name) and target.id not in callees:
+            names[target.id] = value
+        elif isinstance(target, ast.Tuple) and all(
+            isinstance(t, ast.Name) and t.id not in callees for t in target.elts
+        ):
+            items = list(value) if isinstance(value, (tuple, list)) else None
+            if items is None or len(items) != len(target.elts):
+                raise _CannotSplit
+            names.update({t.id: v for t, v in zip(target.elts, items, strict=True)})  # type: ignore[attr-defined]
+        else:
+            raise _CannotSplit
+
+
+def _uses(node: ast.AST, names: frozenset[str]) -> bool:
+    return any(isinstance(n, ast.Name) and n.id in names for n in ast.walk(node))
+
+
+def _compute(node: ast.expr, names: dict[str, Any]) -> Any:
+    """A value the test computes without the candidate, computed here (trusted, bounded)."""
+    if not predicate.supported(node, names):
+        raise _CannotSplit
+
+    def no_observations(index: int) -> Any:
+        raise _CannotSplit
+
     try:
-        return ast.literal_eval(node)
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        return _NO
+        return predicate.Evaluator(names, no_observations).evaluate(node)
+    except Exception:  # noqa: BLE001 - whatever the test's own code raises: let Python judge it
+        raise _CannotSplit from None
 
 
-def _evaluable(node: ast.expr, callee: str, allowed: frozenset[str] | set[str]) -> bool:
-    """Safe to evaluate in the sandbox: calls the candidate, uses only known names."""
-    names = [n for n in ast.walk(node) if isinstance(n, ast.Name)]
-    local = {n.id for n in names if isinstance(n.ctx, ast.Store)}
-    if any(isinstance(n, (ast.NamedExpr, ast.Lambda, ast.Await, ast.Yield)) for n in ast.walk(node)):
-        return False
-    loads = {n.id for n in names if isinstance(n.ctx, ast.Load)}
-    return callee in loads and loads <= (allowed | local)
+def _mutable(value: Any, depth: int = 0) -> bool:
+    if isinstance(value, (list, dict, set, bytearray)) or depth > 64:
+        return True
+    return isinstance(value, (tuple, frozenset)) and any(_mutable(v, depth + 1) for v in value)
 
 
-def _rename(node: ast.expr, callee: str) -> str:
-    class Rename(ast.NodeTransformer):
-        def visit_Name(self, name: ast.Name) -> ast.Name:
-            return ast.copy_location(ast.Name(CANDIDATE, name.ctx), name) if name.id == callee else name
+def _split_assert(
+    stmt: ast.Assert, callees: frozenset[str], names: dict[str, Any], calls: list[tuple[list[Any], dict[str, Any]]]
+) -> SplitTest | None:
+    """The assert with its candidate calls taken out; None for one that is true regardless."""
+    first = len(calls)
 
-    return ast.unparse(Rename().visit(node))
+    class TakeCalls(ast.NodeTransformer):
+        def visit_Call(self, node: ast.Call) -> ast.AST:
+            if not (isinstance(node.func, ast.Name) and node.func.id in callees):
+                self.generic_visit(node)
+                return node
+            arguments = [*node.args, *(k.value for k in node.keywords)]
+            if any(k.arg is None for k in node.keywords) or any(isinstance(a, ast.Starred) for a in node.args):
+                raise _CannotSplit
+            if any(_uses(a, callees) for a in arguments):
+                raise _CannotSplit  # candidate(candidate(x)): the inner value is not known here
+            args = [_compute(a, names) for a in node.args]
+            kwargs = {str(k.arg): _compute(k.value, names) for k in node.keywords}
+            shared = [a for a in arguments if not isinstance(a, ast.Constant) and _uses(a, frozenset(names))]
+            if any(_mutable(_compute(a, names)) for a in shared):
+                raise _CannotSplit  # the candidate may mutate a list the test looks at again
+            try:
+                codec.encode([args, kwargs])
+            except (ValueError, RecursionError):
+                raise _CannotSplit from None
+            calls.append((args, kwargs))
+            return ast.copy_location(predicate.slot(len(calls) - 1), node)
 
-
-def _split_one(stmt: ast.Assert, callee: str, allowed: set[str]) -> SplitTest | None:
-    name = ast.unparse(stmt)[:_NAME_CAP]
-    test = stmt.test
-
-    def make(expr: ast.expr, op: str, expected: Any = None, tolerance: float = 0.0) -> SplitTest | None:
-        if not _evaluable(expr, callee, allowed):
-            return None
-        return SplitTest(name, _rename(expr, callee), op, expected, tolerance)
-
-    if isinstance(test, ast.Compare) and len(test.ops) == 1:
-        left, right, op = test.left, test.comparators[0], test.ops[0]
-        if isinstance(op, (ast.Eq, ast.NotEq)):
-            kind = "eq" if isinstance(op, ast.Eq) else "ne"
-            for side, other in ((left, right), (right, left)):
-                value = _literal(other)
-                if value is not _NO:
-                    return make(side, kind, value)
-            return None
-        if isinstance(op, ast.Is) and isinstance(right, ast.Constant) and right.value in (True, False, None):
-            return make(left, "is", right.value)
-        if isinstance(op, (ast.Lt, ast.LtE)):
-            return _split_close(left, right, make)
-        return None
-    if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
-        return make(test.operand, "falsy")
-    return make(test, "truthy")
-
-
-def _split_close(left: ast.expr, right: ast.expr, make: Any) -> SplitTest | None:
-    """`abs(expr - literal) < tol` (either order inside abs)."""
-    tolerance = _literal(right)
-    if (
-        tolerance is _NO
-        or not isinstance(tolerance, (int, float))
-        or not (isinstance(left, ast.Call) and isinstance(left.func, ast.Name) and left.func.id == "abs")
-        or len(left.args) != 1
-        or not isinstance(left.args[0], ast.BinOp)
-        or not isinstance(left.args[0].op, ast.Sub)
-    ):
-        return None
-    diff = left.args[0]
-    for side, other in ((diff.left, diff.right), (diff.right, diff.left)):
-        value = _literal(other)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return make(side, "close", value, float(tolerance))
-    return None
+    test = TakeCalls().visit(copy.deepcopy(stmt.test))
+    if _uses(test, callees) or not predicate.supported(test, names):
+        raise _CannotSplit
+    observations = tuple(range(first, len(calls)))
+    if not observations:
+        if _compute(test, names):
+            return None  # `assert True, "..."` and the like
+        raise _CannotSplit  # a test of the test's own state: Python decides
+    return SplitTest(ast.unparse(stmt)[:_NAME_CAP], test, observations, dict(names))
 
 
 def _instrument(tree: ast.Module) -> AssertPlan:
@@ -222,6 +254,24 @@ def _instrument(tree: ast.Module) -> AssertPlan:
     externals = _free_names(tree)
     instrumented = ast.fix_missing_locations(Instrument().visit(tree))
     return AssertPlan(check_code=ast.unparse(instrumented), sites=tuple(sites), externals=externals)
+
+
+def defined_names(code: str) -> frozenset[str]:
+    """Names a module defines at its top level (functions, classes, assignments, imports)."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+        raise InvalidTests(f"does not compile: {exc}") from None
+    names: set[str] = set()
+    for stmt in tree.body:
+        for node in ast.walk(stmt) if not isinstance(stmt, (ast.FunctionDef, ast.ClassDef)) else [stmt]:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names.add(node.name)
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                names.add(node.id)
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                names.update((a.asname or a.name).split(".")[0] for a in node.names)
+    return frozenset(names)
 
 
 def _free_names(tree: ast.Module) -> tuple[str, ...]:

@@ -8,12 +8,14 @@ the same tests with every completion of a prompt.
 
 from __future__ import annotations
 
+import ast
 import functools
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from sandbox.python.asserts import AssertPlan, InvalidTests, plan_asserts
+from sandbox.python.asserts import AssertPlan, InvalidTests, defined_names, plan_asserts
 from sandbox.runner import codec
 
 MAX_TESTS = 1000
@@ -30,14 +32,15 @@ class InvalidTask(ValueError):
 @dataclass(frozen=True)
 class Expectation:
     name: str
-    op: str  # eq | ne | is | truthy | falsy | close | stdout | site
-    expected: Any = None
-    tolerance: float = 0.0
+    op: str  # eq (call tests) | assert (split asserts) | stdout (io tests) | site (whole mode)
+    expected: Any = None  # the value, the expected stdout, or the assert's predicate (an ast.expr)
+    observations: tuple[int, ...] = ()  # assert: the requests whose results the predicate reads
+    names: Mapping[str, Any] = field(default_factory=dict)  # assert: the test's own bindings
 
 
 @dataclass(frozen=True)
 class TestPlan:
-    mode: str  # calls | exprs | io | whole
+    mode: str  # calls | exprs (split asserts, run as calls) | io | whole
     job: dict[str, Any]  # the public part of the sandbox job, minus code and limits
     secret: dict[str, Any]  # whole mode only: the instrumented assert code
     expectations: tuple[Expectation, ...]
@@ -82,22 +85,46 @@ def plan_io_tests(tests: tuple[tuple[str, str], ...]) -> TestPlan:
 
 
 @functools.lru_cache(maxsize=4096)
-def plan_assert_tests(entry_point: str, code: str) -> TestPlan:
+def plan_assert_tests(entry_point: str, code: str, setup_code: str = "") -> TestPlan:
     try:
         plan: AssertPlan = plan_asserts(code, entry_point)
     except InvalidTests as exc:
         raise InvalidTask("python.assert_code", str(exc)) from None
     if plan.whole:
-        job = {"mode": "whole", "entry_point": entry_point, "externals": list(plan.externals)}
-        expectations = tuple(Expectation(name, "site") for name in plan.sites)
-        return TestPlan("whole", job, {"check_code": plan.check_code}, expectations)
-    if len(plan.tests) > MAX_TESTS:
-        raise InvalidTask("python.assert_code", f"{len(plan.tests)} asserts exceed the limit of {MAX_TESTS}")
+        return _whole_plan(entry_point, plan, setup_code)
+    if len(plan.tests) > MAX_TESTS or len(plan.calls) > MAX_TESTS:
+        raise InvalidTask("python.assert_code", f"{len(plan.calls)} candidate calls exceed the limit of {MAX_TESTS}")
     job = {
-        "mode": "exprs",
+        "mode": "calls",
         "entry_point": entry_point,
-        "preamble": list(plan.preamble),
-        "requests": [{"expr": t.expr} for t in plan.tests],
+        "requests": [{"call": [codec.encode(args), codec.encode(kwargs)]} for args, kwargs in plan.calls],
     }
-    expectations = tuple(Expectation(t.name, t.op, t.expected, t.tolerance) for t in plan.tests)
+    expectations = tuple(Expectation(t.name, "assert", t.predicate, t.observations, t.names) for t in plan.tests)
     return TestPlan("exprs", job, {}, expectations)
+
+
+def _whole_plan(entry_point: str, plan: AssertPlan, setup_code: str) -> TestPlan:
+    """Tests that run whole in the judge. Names they use but do not define come from the
+    task's trusted setup code (the prompt), never from the candidate's module."""
+    try:
+        provided = defined_names(setup_code) if setup_code else frozenset()
+    except InvalidTests as exc:
+        raise InvalidTask("python.setup_code", str(exc)) from None
+    missing = sorted(set(plan.externals) - provided - {entry_point})
+    if missing:
+        raise InvalidTask(
+            "python.assert_code",
+            f"uses {', '.join(missing)} but defines none of them; give the code that defines them "
+            "(e.g. the prompt's helpers) in python.setup_code",
+        )
+    job = {"mode": "whole", "entry_point": entry_point}
+    expectations = tuple(Expectation(name, "site") for name in plan.sites)
+    return TestPlan("whole", job, {"check_code": plan.check_code, "setup_code": setup_code}, expectations)
+
+
+def check_setup_code(setup_code: str) -> None:
+    """Setup code must at least compile: it runs in the judge before any test."""
+    try:
+        ast.parse(setup_code)
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+        raise InvalidTask("python.setup_code", f"does not compile: {exc}") from None

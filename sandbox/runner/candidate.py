@@ -76,16 +76,10 @@ def serve(job: dict[str, Any], chan: int) -> None:
     namespace: dict[str, Any] = {"__name__": "__candidate__", "__builtins__": builtins}
     try:
         exec(compile(code, "<candidate>", "exec"), namespace)  # noqa: S102
-        entry = job.get("entry_point")
-        if entry:
-            if entry not in namespace:
-                raise NameError(f"the candidate does not define {entry!r}")
-            function = namespace[entry]
-            env: dict[str, Any] = {"__builtins__": builtins, "candidate": function, entry: function}
-        else:
-            function, env = None, dict(namespace)
-        for statement in job.get("preamble", []):
-            exec(statement, env)  # noqa: S102 - imports taken from the test code
+        entry = job["entry_point"]
+        if entry not in namespace:
+            raise NameError(f"the candidate does not define {entry!r}")
+        function = namespace[entry]
     except BaseException as exc:  # noqa: BLE001
         traceback.print_exc()
         _reply(chan, {"load_error": _describe(exc)})
@@ -98,12 +92,8 @@ def serve(job: dict[str, Any], chan: int) -> None:
         except framing.FrameError:
             return
         try:
-            if "expr" in request:
-                value = eval(request["expr"], env)  # noqa: S307 - test expressions, in the sandbox
-            else:
-                args, kwargs = request["call"]
-                target = namespace[request["fn"]] if "fn" in request else function
-                value = target(*codec.decode(args), **codec.decode(kwargs))
+            args, kwargs = request["call"]
+            value = function(*codec.decode(args), **codec.decode(kwargs))
             reply = _encode_reply(value)
         except BaseException as exc:  # noqa: BLE001 - SystemExit, MemoryError... are results too
             reply = {"exc": _describe(exc)}

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1crft_sandbox/v1/sandbox.proto\x12\x0erft_sandbox.v1\"2\n\x0cScoreRequest\x12\"\n\x04task\x18\x01 \x01(\x0b\x32\x14.rft_sandbox.v1.Task\"8\n\x11ScoreBatchRequest\x12#\n\x05tasks\x18\x01 \x03(\x0b\x32\x14.rft_sandbox.v1.Task\"\x80\x02\n\x04Task\x12\n\n\x02id\x18\x01 \x01(\t\x12*\n\x08language\x18\x02 \x01(\x0e\x32\x18.rft_sandbox.v1.Language\x12\x0c\n\x04\x63ode\x18\x03 \x01(\t\x12&\n\x06limits\x18\x04 \x01(\x0b\x32\x16.rft_sandbox.v1.Limits\x12,\n\x06python\x18\n \x01(\x0b\x32\x1a.rft_sandbox.v1.PythonSpecH\x00\x12&\n\x03sql\x18\x0b \x01(\x0b\x32\x17.rft_sandbox.v1.SqlSpecH\x00\x12,\n\x06triton\x18\x0c \x01(\x0b\x32\x1a.rft_sandbox.v1.TritonSpecH\x00\x42\x06\n\x04spec\"f\n\x06Limits\x12\x17\n\x0ftest_timeout_ms\x18\x01 \x01(\x03\x12\x17\n\x0ftask_timeout_ms\x18\x02 \x01(\x03\x12\x14\n\x0cmemory_bytes\x18\x03 \x01(\x03\x12\x14\n\x0coutput_bytes\x18\x04 \x01(\x03\"\xb0\x01\n\nPythonSpec\x12\x13\n\x0b\x65ntry_point\x18\x01 \x01(\t\x12,\n\ncall_tests\x18\x02 \x03(\x0b\x32\x18.rft_sandbox.v1.CallTest\x12(\n\x08io_tests\x18\x03 \x03(\x0b\x32\x16.rft_sandbox.v1.IoTest\x12\x13\n\x0b\x61ssert_code\x18\x04 \x01(\t\x12\x0f\n\x07rel_tol\x18\x05 \x01(\x01\x12\x0f\n\x07\x61\x62s_tol\x18\x06 \x01(\x01\"I\n\x08\x43\x61llTest\x12\x11\n\targs_json\x18\x01 \x01(\t\x12\x13\n\x0bkwargs_json\x18\x02 \x01(\t\x12\x15\n\rexpected_json\x18\x03 \x01(\t\"0\n\x06IoTest\x12\r\n\x05stdin\x18\x01 \x01(\t\x12\x17\n\x0f\x65xpected_stdout\x18\x02 \x01(\t\"\x90\x02\n\x07SqlSpec\x12\x0e\n\x06\x65ngine\x18\x01 \x01(\t\x12\x10\n\x08\x64\x61tabase\x18\x02 \x01(\t\x12\x15\n\rinline_sqlite\x18\x03 \x01(\x0c\x12\x10\n\x08gold_sql\x18\x04 \x01(\t\x12\x15\n\rexpected_json\x18\x05 \x01(\t\x12,\n\x05order\x18\x06 \x01(\x0e\x32\x1d.rft_sandbox.v1.SqlSpec.Order\x12\x0f\n\x07rel_tol\x18\x07 \x01(\x01\x12\x0f\n\x07\x61\x62s_tol\x18\x08 \x01(\x01\x12\x11\n\tbase_only\x18\t \x01(\x08\"@\n\x05Order\x12\x11\n\rORDER_DEFAULT\x10\x00\x12\x11\n\rORDER_MATTERS\x10\x01\x12\x11\n\rORDER_IGNORED\x10\x02\"\xc7\x01\n\nTritonSpec\x12\x11\n\treference\x18\x01 \x01(\t\x12\x0e\n\x06trials\x18\x02 \x01(\x05\x12\x0c\n\x04\x61tol\x18\x03 \x01(\x01\x12\x0c\n\x04rtol\x18\x04 \x01(\x01\x12\x13\n\x0bshapes_json\x18\x05 \x03(\t\x12\x12\n\nskip_speed\x18\x06 \x01(\x08\x12\x13\n\x0btiming_reps\x18\x07 \x01(\x05\x12\x0c\n\x04seed\x18\x08 \x01(\x03\x12.\n\x07weights\x18\t \x01(\x0b\x32\x1d.rft_sandbox.v1.TritonWeights\"l\n\rTritonWeights\x12\x10\n\x08\x63ompiles\x18\x01 \x01(\x01\x12\x13\n\x0b\x63orrectness\x18\x02 \x01(\x01\x12\x19\n\x11max_speedup_bonus\x18\x03 \x01(\x01\x12\x19\n\x11plausible_speedup\x18\x04 \x01(\x01\"f\n\x07\x46inding\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12*\n\x08severity\x18\x02 \x01(\x0e\x32\x18.rft_sandbox.v1.Severity\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x10\n\x08\x65vidence\x18\x04 \x01(\t\"\x88\x01\n\x0bTestOutcome\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0e\n\x06passed\x18\x02 \x01(\x08\x12&\n\x06status\x18\x03 \x01(\x0e\x32\x16.rft_sandbox.v1.Status\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\x12\x13\n\x0b\x64uration_ms\x18\x06 \x01(\x01\"=\n\x07Timings\x12\x10\n\x08queue_ms\x18\x01 \x01(\x01\x12\x0e\n\x06run_ms\x18\x02 \x01(\x01\x12\x10\n\x08total_ms\x18\x03 \x01(\x01\"\x8d\x03\n\x06Result\x12\n\n\x02id\x18\x01 \x01(\t\x12&\n\x06status\x18\x02 \x01(\x0e\x32\x16.rft_sandbox.v1.Status\x12\r\n\x05score\x18\x03 \x01(\x01\x12*\n\x05tests\x18\x04 \x03(\x0b\x32\x1b.rft_sandbox.v1.TestOutcome\x12:\n\ncomponents\x18\x05 \x03(\x0b\x32&.rft_sandbox.v1.Result.ComponentsEntry\x12)\n\x08\x66indings\x18\x06 \x03(\x0b\x32\x17.rft_sandbox.v1.Finding\x12(\n\x07timings\x18\x07 \x01(\x0b\x32\x17.rft_sandbox.v1.Timings\x12\x0f\n\x07message\x18\x08 \x01(\t\x12\x16\n\x0estdout_excerpt\x18\t \x01(\t\x12\x16\n\x0estderr_excerpt\x18\n \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x0b \x01(\t\x1a\x31\n\x0f\x43omponentsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x0e\n\x0cStatsRequest\"\xb0\x01\n\nStatsReply\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x0f\n\x07workers\x18\x02 \x01(\x05\x12\x14\n\x0c\x62usy_workers\x18\x03 \x01(\x05\x12\x0e\n\x06queued\x18\x04 \x01(\x05\x12\x16\n\x0ejobs_completed\x18\x05 \x01(\x03\x12\x18\n\x10workers_recycled\x18\x06 \x01(\x03\x12\x17\n\x0fworker_failures\x18\x07 \x01(\x03\x12\x0f\n\x07version\x18\x08 \x01(\t*E\n\x08Language\x12\x18\n\x14LANGUAGE_UNSPECIFIED\x10\x00\x12\n\n\x06PYTHON\x10\x01\x12\x07\n\x03SQL\x10\x02\x12\n\n\x06TRITON\x10\x03*\xaf\x01\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\n\n\x06PASSED\x10\x01\x12\n\n\x06\x46\x41ILED\x10\x02\x12\x10\n\x0cSYNTAX_ERROR\x10\x03\x12\x11\n\rRUNTIME_ERROR\x10\x04\x12\x0b\n\x07TIMEOUT\x10\x05\x12\x10\n\x0cMEMORY_LIMIT\x10\x06\x12\x10\n\x0cOUTPUT_LIMIT\x10\x07\x12\x0c\n\x08REJECTED\x10\x08\x12\x11\n\rSANDBOX_ERROR\x10\t*I\n\x08Severity\x12\x18\n\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x08\n\x04INFO\x10\x01\x12\x0b\n\x07WARNING\x10\x02\x12\x0c\n\x08\x43RITICAL\x10\x03\x32\xd6\x01\n\x07Sandbox\x12=\n\x05Score\x12\x1c.rft_sandbox.v1.ScoreRequest\x1a\x16.rft_sandbox.v1.Result\x12I\n\nScoreBatch\x12!.rft_sandbox.v1.ScoreBatchRequest\x1a\x16.rft_sandbox.v1.Result0\x01\x12\x41\n\x05Stats\x12\x1c.rft_sandbox.v1.StatsRequest\x1a\x1a.rft_sandbox.v1.StatsReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1crft_sandbox/v1/sandbox.proto\x12\x0erft_sandbox.v1\"2\n\x0cScoreRequest\x12\"\n\x04task\x18\x01 \x01(\x0b\x32\x14.rft_sandbox.v1.Task\"8\n\x11ScoreBatchRequest\x12#\n\x05tasks\x18\x01 \x03(\x0b\x32\x14.rft_sandbox.v1.Task\"\x80\x02\n\x04Task\x12\n\n\x02id\x18\x01 \x01(\t\x12*\n\x08language\x18\x02 \x01(\x0e\x32\x18.rft_sandbox.v1.Language\x12\x0c\n\x04\x63ode\x18\x03 \x01(\t\x12&\n\x06limits\x18\x04 \x01(\x0b\x32\x16.rft_sandbox.v1.Limits\x12,\n\x06python\x18\n \x01(\x0b\x32\x1a.rft_sandbox.v1.PythonSpecH\x00\x12&\n\x03sql\x18\x0b \x01(\x0b\x32\x17.rft_sandbox.v1.SqlSpecH\x00\x12,\n\x06triton\x18\x0c \x01(\x0b\x32\x1a.rft_sandbox.v1.TritonSpecH\x00\x42\x06\n\x04spec\"f\n\x06Limits\x12\x17\n\x0ftest_timeout_ms\x18\x01 \x01(\x03\x12\x17\n\x0ftask_timeout_ms\x18\x02 \x01(\x03\x12\x14\n\x0cmemory_bytes\x18\x03 \x01(\x03\x12\x14\n\x0coutput_bytes\x18\x04 \x01(\x03\"\xc4\x01\n\nPythonSpec\x12\x13\n\x0b\x65ntry_point\x18\x01 \x01(\t\x12,\n\ncall_tests\x18\x02 \x03(\x0b\x32\x18.rft_sandbox.v1.CallTest\x12(\n\x08io_tests\x18\x03 \x03(\x0b\x32\x16.rft_sandbox.v1.IoTest\x12\x13\n\x0b\x61ssert_code\x18\x04 \x01(\t\x12\x0f\n\x07rel_tol\x18\x05 \x01(\x01\x12\x0f\n\x07\x61\x62s_tol\x18\x06 \x01(\x01\x12\x12\n\nsetup_code\x18\x07 \x01(\t\"I\n\x08\x43\x61llTest\x12\x11\n\targs_json\x18\x01 \x01(\t\x12\x13\n\x0bkwargs_json\x18\x02 \x01(\t\x12\x15\n\rexpected_json\x18\x03 \x01(\t\"0\n\x06IoTest\x12\r\n\x05stdin\x18\x01 \x01(\t\x12\x17\n\x0f\x65xpected_stdout\x18\x02 \x01(\t\"\x90\x02\n\x07SqlSpec\x12\x0e\n\x06\x65ngine\x18\x01 \x01(\t\x12\x10\n\x08\x64\x61tabase\x18\x02 \x01(\t\x12\x15\n\rinline_sqlite\x18\x03 \x01(\x0c\x12\x10\n\x08gold_sql\x18\x04 \x01(\t\x12\x15\n\rexpected_json\x18\x05 \x01(\t\x12,\n\x05order\x18\x06 \x01(\x0e\x32\x1d.rft_sandbox.v1.SqlSpec.Order\x12\x0f\n\x07rel_tol\x18\x07 \x01(\x01\x12\x0f\n\x07\x61\x62s_tol\x18\x08 \x01(\x01\x12\x11\n\tbase_only\x18\t \x01(\x08\"@\n\x05Order\x12\x11\n\rORDER_DEFAULT\x10\x00\x12\x11\n\rORDER_MATTERS\x10\x01\x12\x11\n\rORDER_IGNORED\x10\x02\"\xc7\x01\n\nTritonSpec\x12\x11\n\treference\x18\x01 \x01(\t\x12\x0e\n\x06trials\x18\x02 \x01(\x05\x12\x0c\n\x04\x61tol\x18\x03 \x01(\x01\x12\x0c\n\x04rtol\x18\x04 \x01(\x01\x12\x13\n\x0bshapes_json\x18\x05 \x03(\t\x12\x12\n\nskip_speed\x18\x06 \x01(\x08\x12\x13\n\x0btiming_reps\x18\x07 \x01(\x05\x12\x0c\n\x04seed\x18\x08 \x01(\x03\x12.\n\x07weights\x18\t \x01(\x0b\x32\x1d.rft_sandbox.v1.TritonWeights\"l\n\rTritonWeights\x12\x10\n\x08\x63ompiles\x18\x01 \x01(\x01\x12\x13\n\x0b\x63orrectness\x18\x02 \x01(\x01\x12\x19\n\x11max_speedup_bonus\x18\x03 \x01(\x01\x12\x19\n\x11plausible_speedup\x18\x04 \x01(\x01\"f\n\x07\x46inding\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12*\n\x08severity\x18\x02 \x01(\x0e\x32\x18.rft_sandbox.v1.Severity\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x10\n\x08\x65vidence\x18\x04 \x01(\t\"\x88\x01\n\x0bTestOutcome\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0e\n\x06passed\x18\x02 \x01(\x08\x12&\n\x06status\x18\x03 \x01(\x0e\x32\x16.rft_sandbox.v1.Status\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\x12\x13\n\x0b\x64uration_ms\x18\x06 \x01(\x01\"=\n\x07Timings\x12\x10\n\x08queue_ms\x18\x01 \x01(\x01\x12\x0e\n\x06run_ms\x18\x02 \x01(\x01\x12\x10\n\x08total_ms\x18\x03 \x01(\x01\"\x8d\x03\n\x06Result\x12\n\n\x02id\x18\x01 \x01(\t\x12&\n\x06status\x18\x02 \x01(\x0e\x32\x16.rft_sandbox.v1.Status\x12\r\n\x05score\x18\x03 \x01(\x01\x12*\n\x05tests\x18\x04 \x03(\x0b\x32\x1b.rft_sandbox.v1.TestOutcome\x12:\n\ncomponents\x18\x05 \x03(\x0b\x32&.rft_sandbox.v1.Result.ComponentsEntry\x12)\n\x08\x66indings\x18\x06 \x03(\x0b\x32\x17.rft_sandbox.v1.Finding\x12(\n\x07timings\x18\x07 \x01(\x0b\x32\x17.rft_sandbox.v1.Timings\x12\x0f\n\x07message\x18\x08 \x01(\t\x12\x16\n\x0estdout_excerpt\x18\t \x01(\t\x12\x16\n\x0estderr_excerpt\x18\n \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x0b \x01(\t\x1a\x31\n\x0f\x43omponentsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x0e\n\x0cStatsRequest\"\xb0\x01\n\nStatsReply\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x0f\n\x07workers\x18\x02 \x01(\x05\x12\x14\n\x0c\x62usy_workers\x18\x03 \x01(\x05\x12\x0e\n\x06queued\x18\x04 \x01(\x05\x12\x16\n\x0ejobs_completed\x18\x05 \x01(\x03\x12\x18\n\x10workers_recycled\x18\x06 \x01(\x03\x12\x17\n\x0fworker_failures\x18\x07 \x01(\x03\x12\x0f\n\x07version\x18\x08 \x01(\t*E\n\x08Language\x12\x18\n\x14LANGUAGE_UNSPECIFIED\x10\x00\x12\n\n\x06PYTHON\x10\x01\x12\x07\n\x03SQL\x10\x02\x12\n\n\x06TRITON\x10\x03*\xaf\x01\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\n\n\x06PASSED\x10\x01\x12\n\n\x06\x46\x41ILED\x10\x02\x12\x10\n\x0cSYNTAX_ERROR\x10\x03\x12\x11\n\rRUNTIME_ERROR\x10\x04\x12\x0b\n\x07TIMEOUT\x10\x05\x12\x10\n\x0cMEMORY_LIMIT\x10\x06\x12\x10\n\x0cOUTPUT_LIMIT\x10\x07\x12\x0c\n\x08REJECTED\x10\x08\x12\x11\n\rSANDBOX_ERROR\x10\t*I\n\x08Severity\x12\x18\n\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x08\n\x04INFO\x10\x01\x12\x0b\n\x07WARNING\x10\x02\x12\x0c\n\x08\x43RITICAL\x10\x03\x32\xd6\x01\n\x07Sandbox\x12=\n\x05Score\x12\x1c.rft_sandbox.v1.ScoreRequest\x1a\x16.rft_sandbox.v1.Result\x12I\n\nScoreBatch\x12!.rft_sandbox.v1.ScoreBatchRequest\x1a\x16.rft_sandbox.v1.Result0\x01\x12\x41\n\x05Stats\x12\x1c.rft_sandbox.v1.StatsRequest\x1a\x1a.rft_sandbox.v1.StatsReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,12 +33,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_RESULT_COMPONENTSENTRY']._loaded_options = None
   _globals['_RESULT_COMPONENTSENTRY']._serialized_options = b'8\001'
-  _globals['_LANGUAGE']._serialized_start=2313
-  _globals['_LANGUAGE']._serialized_end=2382
-  _globals['_STATUS']._serialized_start=2385
-  _globals['_STATUS']._serialized_end=2560
-  _globals['_SEVERITY']._serialized_start=2562
-  _globals['_SEVERITY']._serialized_end=2635
+  _globals['_LANGUAGE']._serialized_start=2333
+  _globals['_LANGUAGE']._serialized_end=2402
+  _globals['_STATUS']._serialized_start=2405
+  _globals['_STATUS']._serialized_end=2580
+  _globals['_SEVERITY']._serialized_start=2582
+  _globals['_SEVERITY']._serialized_end=2655
   _globals['_SCOREREQUEST']._serialized_start=48
   _globals['_SCOREREQUEST']._serialized_end=98
   _globals['_SCOREBATCHREQUEST']._serialized_start=100
@@ -48,33 +48,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LIMITS']._serialized_start=417
   _globals['_LIMITS']._serialized_end=519
   _globals['_PYTHONSPEC']._serialized_start=522
-  _globals['_PYTHONSPEC']._serialized_end=698
-  _globals['_CALLTEST']._serialized_start=700
-  _globals['_CALLTEST']._serialized_end=773
-  _globals['_IOTEST']._serialized_start=775
-  _globals['_IOTEST']._serialized_end=823
-  _globals['_SQLSPEC']._serialized_start=826
-  _globals['_SQLSPEC']._serialized_end=1098
-  _globals['_SQLSPEC_ORDER']._serialized_start=1034
-  _globals['_SQLSPEC_ORDER']._serialized_end=1098
-  _globals['_TRITONSPEC']._serialized_start=1101
-  _globals['_TRITONSPEC']._serialized_end=1300
-  _globals['_TRITONWEIGHTS']._serialized_start=1302
-  _globals['_TRITONWEIGHTS']._serialized_end=1410
-  _globals['_FINDING']._serialized_start=1412
-  _globals['_FINDING']._serialized_end=1514
-  _globals['_TESTOUTCOME']._serialized_start=1517
-  _globals['_TESTOUTCOME']._serialized_end=1653
-  _globals['_TIMINGS']._serialized_start=1655
-  _globals['_TIMINGS']._serialized_end=1716
-  _globals['_RESULT']._serialized_start=1719
-  _globals['_RESULT']._serialized_end=2116
-  _globals['_RESULT_COMPONENTSENTRY']._serialized_start=2067
-  _globals['_RESULT_COMPONENTSENTRY']._serialized_end=2116
-  _globals['_STATSREQUEST']._serialized_start=2118
-  _globals['_STATSREQUEST']._serialized_end=2132
-  _globals['_STATSREPLY']._serialized_start=2135
-  _globals['_STATSREPLY']._serialized_end=2311
-  _globals['_SANDBOX']._serialized_start=2638
-  _globals['_SANDBOX']._serialized_end=2852
+  _globals['_PYTHONSPEC']._serialized_end=718
+  _globals['_CALLTEST']._serialized_start=720
+  _globals['_CALLTEST']._serialized_end=793
+  _globals['_IOTEST']._serialized_start=795
+  _globals['_IOTEST']._serialized_end=843
+  _globals['_SQLSPEC']._serialized_start=846
+  _globals['_SQLSPEC']._serialized_end=1118
+  _globals['_SQLSPEC_ORDER']._serialized_start=1054
+  _globals['_SQLSPEC_ORDER']._serialized_end=1118
+  _globals['_TRITONSPEC']._serialized_start=1121
+  _globals['_TRITONSPEC']._serialized_end=1320
+  _globals['_TRITONWEIGHTS']._serialized_start=1322
+  _globals['_TRITONWEIGHTS']._serialized_end=1430
+  _globals['_FINDING']._serialized_start=1432
+  _globals['_FINDING']._serialized_end=1534
+  _globals['_TESTOUTCOME']._serialized_start=1537
+  _globals['_TESTOUTCOME']._serialized_end=1673
+  _globals['_TIMINGS']._serialized_start=1675
+  _globals['_TIMINGS']._serialized_end=1736
+  _globals['_RESULT']._serialized_start=1739
+  _globals['_RESULT']._serialized_end=2136
+  _globals['_RESULT_COMPONENTSENTRY']._serialized_start=2087
+  _globals['_RESULT_COMPONENTSENTRY']._serialized_end=2136
+  _globals['_STATSREQUEST']._serialized_start=2138
+  _globals['_STATSREQUEST']._serialized_end=2152
+  _globals['_STATSREPLY']._serialized_start=2155
+  _globals['_STATSREPLY']._serialized_end=2331
+  _globals['_SANDBOX']._serialized_start=2658
+  _globals['_SANDBOX']._serialized_end=2872
 # @@protoc_insertion_point(module_scope)

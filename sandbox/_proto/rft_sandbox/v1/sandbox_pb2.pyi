@@ -95,20 +95,22 @@ class Limits(_message.Message):
     def __init__(self, test_timeout_ms: _Optional[int] = ..., task_timeout_ms: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., output_bytes: _Optional[int] = ...) -> None: ...
 
 class PythonSpec(_message.Message):
-    __slots__ = ("entry_point", "call_tests", "io_tests", "assert_code", "rel_tol", "abs_tol")
+    __slots__ = ("entry_point", "call_tests", "io_tests", "assert_code", "rel_tol", "abs_tol", "setup_code")
     ENTRY_POINT_FIELD_NUMBER: _ClassVar[int]
     CALL_TESTS_FIELD_NUMBER: _ClassVar[int]
     IO_TESTS_FIELD_NUMBER: _ClassVar[int]
     ASSERT_CODE_FIELD_NUMBER: _ClassVar[int]
     REL_TOL_FIELD_NUMBER: _ClassVar[int]
     ABS_TOL_FIELD_NUMBER: _ClassVar[int]
+    SETUP_CODE_FIELD_NUMBER: _ClassVar[int]
     entry_point: str
     call_tests: _containers.RepeatedCompositeFieldContainer[CallTest]
     io_tests: _containers.RepeatedCompositeFieldContainer[IoTest]
     assert_code: str
     rel_tol: float
     abs_tol: float
-    def __init__(self, entry_point: _Optional[str] = ..., call_tests: _Optional[_Iterable[_Union[CallTest, _Mapping]]] = ..., io_tests: _Optional[_Iterable[_Union[IoTest, _Mapping]]] = ..., assert_code: _Optional[str] = ..., rel_tol: _Optional[float] = ..., abs_tol: _Optional[float] = ...) -> None: ...
+    setup_code: str
+    def __init__(self, entry_point: _Optional[str] = ..., call_tests: _Optional[_Iterable[_Union[CallTest, _Mapping]]] = ..., io_tests: _Optional[_Iterable[_Union[IoTest, _Mapping]]] = ..., assert_code: _Optional[str] = ..., rel_tol: _Optional[float] = ..., abs_tol: _Optional[float] = ..., setup_code: _Optional[str] = ...) -> None: ...
 
 class CallTest(_message.Message):
     __slots__ = ("args_json", "kwargs_json", "expected_json")
