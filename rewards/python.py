@@ -248,6 +248,9 @@ def score_python(
     if judge_error is not None:
         error = str(judge_error.get("error"))[-500:]
         return Verdict(Status.SANDBOX_ERROR, 0.0, message=f"test harness failed: {error}")
+    setup = next((r for r in records if r.get("t") == "check" and "setup_error" in r), None)
+    if setup is not None:  # the task's own setup code failed before any candidate call
+        return Verdict(Status.SANDBOX_ERROR, 0.0, message=f"the task's setup_code failed: {setup['setup_error']}"[:500])
     findings = list(static_findings)
     done = next((r for r in records if r.get("t") == "done"), None)
     load = next((r for r in records if r.get("t") == "load"), None)

@@ -45,7 +45,9 @@ def task(problem: dict[str, Any], completion: str, task_id: str | None = None) -
         id=task_id or problem["task_id"],
         language=pb.PYTHON,
         code=problem["prompt"] + completion,
-        python=pb.PythonSpec(entry_point=problem["entry_point"], assert_code=problem["test"]),
+        python=pb.PythonSpec(
+            entry_point=problem["entry_point"], assert_code=problem["test"], setup_code=problem["prompt"]
+        ),
     )
 
 

@@ -10,6 +10,7 @@ split tests: those are made by the service, which alone knows the expected value
 
 from __future__ import annotations
 
+import builtins
 import os
 import select
 import signal
@@ -27,12 +28,16 @@ _DRAIN_SECONDS = 0.5
 _WINDOW = 32 << 10  # bytes of requests in flight: well under a socket buffer, so no deadlock
 
 
-class CandidateFailure(Exception):
-    """A proxied call did not produce a value (exception, timeout, crash...)."""
+class CandidateFailure(BaseException):
+    """A proxied call ended with neither a value nor an exception: a crash, an exit, a
+    timeout, a limit. A BaseException, so that test code expecting an exception (`except
+    Exception:`) cannot take a crash for one; one swallowed by a bare `except:` is noticed
+    too (`handled` stays False) and fails the check."""
 
     def __init__(self, kind: str, detail: str) -> None:
         super().__init__(f"{kind}: {detail}" if detail else kind)
         self.kind = kind
+        self.handled = False
 
 
 class OutputBudget:
@@ -194,7 +199,9 @@ class Judge:
         self.deadline = time.monotonic() + limits["task_ms"] / 1000
         self.budget = OutputBudget(limits["output_bytes"])
         self.child: Child | None = None
+        self.lives = 0  # candidate processes started: a handle is valid only in its own
         self.load_failure: dict[str, Any] | None = None  # loading fails the same way every time
+        self.on_callback: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
     def _test_deadline(self) -> float:
         return min(time.monotonic() + self.test_seconds, self.deadline)
@@ -214,6 +221,7 @@ class Judge:
             return self.load_failure
         try:
             self.child = Child(self.spawner, self.budget)
+            self.lives += 1
         except SpawnError as exc:
             self.load_failure = {"kind": "harness_killed", "msg": str(exc)}
             return self.load_failure
@@ -238,9 +246,21 @@ class Judge:
         self.child.send(request)
         return self._await_answer()
 
+    def _await_reply(self) -> tuple[str, Any]:
+        """The candidate's next answer; a call of one of the test's functions that it makes
+        meanwhile (whole mode) is run here and answered first."""
+        while True:
+            assert self.child is not None
+            event, reply = self.child.wait(self._test_deadline())
+            if event != "reply" or "cb" not in reply or self.on_callback is None:
+                return event, reply
+            answer = self.on_callback(reply)
+            if self.child is None:  # the test's function called the candidate, which died
+                return "eof", None
+            self.child.send(answer)
+
     def _await_answer(self) -> dict[str, Any]:
-        assert self.child is not None
-        event, reply = self.child.wait(self._test_deadline())
+        event, reply = self._await_reply()
         if event == "reply" and "ok" in reply:
             return {"kind": "value", "value": reply["ok"]}
         if event == "reply" and "exc" in reply and isinstance(reply["exc"], dict):
@@ -321,67 +341,38 @@ class Judge:
             self.report({"t": "test", "i": index, **record})
 
     def run_whole(self, secret: dict[str, Any]) -> None:
-        """Assert code that could not be split: it runs here, calling the candidate by proxy."""
-        sites: dict[int, dict[str, Any]] = {}
-        events: dict[str, int] = {}
-        evidence: dict[str, str] = {}
-
-        def note(event: str) -> None:
-            events[event[:120]] = events.get(event[:120], 0) + 1
-
-        def proxy_for(name: str) -> Callable[..., Any]:
-            def proxy(*args: Any, **kwargs: Any) -> Any:
-                if time.monotonic() >= self.deadline:
-                    raise CandidateFailure("not_run", "task time limit reached")
-                outcome = self._ensure_loaded()
-                if outcome is None:
-                    outcome = self._ask({"call": [codec.encode(list(args)), codec.encode(kwargs)], "fn": name})
-                kind = outcome["kind"]
-                if kind == "value":
-                    value = codec.decode(outcome["value"])
-                    cheat = codec.find_custom_eq(value)
-                    if cheat is not None:
-                        note("custom_eq")
-                        evidence.setdefault("custom_eq", f"{cheat.type_name}: {cheat.text}")
-                    return value
-                note(f"exception:{outcome.get('type')}" if kind == "exception" else kind)
-                raise CandidateFailure(kind, str(outcome.get("type") or outcome.get("msg") or ""))
-
-            return proxy
-
-        def check_site(site: int, thunk: Callable[[], Any]) -> None:
-            stats = sites.setdefault(site, {"runs": 0, "fails": 0, "why": ""})
-            stats["runs"] += 1
-            try:
-                ok, why = bool(thunk()), "assertion is false"
-            except CandidateFailure as exc:
-                ok, why = False, str(exc)
-            except Exception as exc:  # noqa: BLE001 - the test code's own errors
-                ok, why = False, f"{type(exc).__name__}: {exc}"
-            if not ok:
-                stats["fails"] += 1
-                stats["why"] = stats["why"] or why[:300]
-
+        """Assert code that could not be split runs here, as real Python, calling the
+        candidate by proxy (`WholeRun`); helpers come from the task's setup code."""
+        run = WholeRun(self)
+        namespace: dict[str, Any] = {"__name__": "__rft_check__"}
+        try:
+            exec(compile(secret.get("setup_code", ""), "<setup>", "exec"), namespace)  # noqa: S102 - trusted
+        except Exception as exc:  # noqa: BLE001 - the task's own code is broken: not the candidate's fault
+            self.report({"t": "check", "completed": False, "setup_error": f"{type(exc).__name__}: {exc}"[:300]})
+            return
         entry = self.job["entry_point"]
-        proxy = proxy_for(entry)
-        namespace: dict[str, Any] = {name: proxy_for(name) for name in self.job.get("externals", [])}
-        namespace.update({"__name__": "__rft_check__", "__rft_assert": check_site, entry: proxy})
+        namespace.update({"__rft_assert": run.check_site, entry: run.proxy})
         completed, error = False, ""
         try:
             exec(compile(secret["check_code"], "<tests>", "exec"), namespace)  # noqa: S102
             if callable(namespace.get("check")):
-                namespace["check"](proxy)
+                namespace["check"](run.proxy)
             completed = True
         except CandidateFailure as exc:
+            exc.handled = True
             error = str(exc)
         except Exception as exc:  # noqa: BLE001
             error = f"{type(exc).__name__}: {exc}"[:300]
+        swallowed = next((f for f in run.failures if not f.handled), None)
+        if swallowed is not None:
+            completed = False
+            error = f"{swallowed} inside code that caught it: a crash is not an exception"
         if self.load_failure is not None:
             self.report({"t": "load", **self.load_failure})
-        for site, stats in sorted(sites.items()):
+        for site, stats in sorted(run.sites.items()):
             self.report({"t": "site", "site": site, **stats})
         self.report(
-            {"t": "check", "completed": completed, "error": error[:300], "events": events, "evidence": evidence}
+            {"t": "check", "completed": completed, "error": error[:300], "events": run.events, "evidence": run.evidence}
         )
 
     def run(self, secret: dict[str, Any]) -> None:
@@ -404,3 +395,244 @@ class Judge:
                 "deadline_hit": time.monotonic() >= self.deadline,
             }
         )
+
+
+_EXITS = ("SystemExit", "KeyboardInterrupt", "GeneratorExit")
+_MUTABLE = (list, dict, set, bytearray)
+
+
+class WholeRun:
+    """One whole-mode check: the proxies the test code calls, and what they observed.
+
+    Values cross from the candidate as data (`codec.decode`: plain built-ins, never live
+    objects); an object that is not data stays in the candidate's process and is seen here
+    as a `Remote` handle. The test's own functions passed as arguments stay here and are
+    called back on the candidate's request. An exception the candidate raised is re-raised
+    as the nearest built-in class (a test may expect ValueError); anything else that ends a
+    call (crash, exit, timeout, limit) is a `CandidateFailure`.
+    """
+
+    def __init__(self, judge: Judge) -> None:
+        self.judge = judge
+        self.sites: dict[int, dict[str, Any]] = {}
+        self.events: dict[str, int] = {}
+        self.evidence: dict[str, str] = {}
+        self.failures: list[CandidateFailure] = []
+        self.callbacks: list[Callable[..., Any]] = []
+        judge.on_callback = self._callback
+
+    def note(self, event: str) -> None:
+        self.events[event[:120]] = self.events.get(event[:120], 0) + 1
+
+    def fail(self, kind: str, detail: str = "") -> CandidateFailure:
+        failure = CandidateFailure(kind, detail)
+        self.failures.append(failure)
+        return failure
+
+    def check_site(self, site: int, thunk: Callable[[], Any]) -> None:
+        stats = self.sites.setdefault(site, {"runs": 0, "fails": 0, "why": ""})
+        stats["runs"] += 1
+        try:
+            ok, why = bool(thunk()), "assertion is false"
+        except CandidateFailure as exc:
+            exc.handled = True
+            ok, why = False, str(exc)
+        except Exception as exc:  # noqa: BLE001 - the test code's own errors
+            ok, why = False, f"{type(exc).__name__}: {exc}"
+        if not ok:
+            stats["fails"] += 1
+            stats["why"] = stats["why"] or why[:300]
+
+    def proxy(self, *args: Any, **kwargs: Any) -> Any:
+        return self.call(args, kwargs)
+
+    def call(self, args: tuple[Any, ...], kwargs: dict[str, Any], handle: Remote | None = None) -> Any:
+        request: dict[str, Any] = {
+            "call": [[self.to_candidate(a) for a in args], {k: self.to_candidate(v) for k, v in kwargs.items()}]
+        }
+        if handle is not None:
+            request["h"] = self._handle_of(handle)
+        reply = self.exchange(request)
+        self._write_back(args, reply.get("wb"))
+        return self.from_candidate(reply.get("ok"))
+
+    def ask(self, remote: Remote, op: str, **fields: Any) -> Any:
+        reply = self.exchange({"op": op, "h": self._handle_of(remote), **fields})
+        if op == "next" and reply.get("stop") is True:
+            raise StopIteration
+        return self.from_candidate(reply.get("ok"))
+
+    def _handle_of(self, remote: Remote) -> int:
+        if remote._life != self.judge.lives or self.judge.child is None:
+            raise self.fail("lost", "the candidate process that held this object is gone")
+        return remote._handle
+
+    def exchange(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Send one request; the reply that carries a value, or the exception it stands for."""
+        judge = self.judge
+        if time.monotonic() >= judge.deadline:
+            raise self.fail("not_run", "task time limit reached")
+        failure = judge._ensure_loaded()
+        if failure is not None:
+            self.note(failure["kind"])
+            raise self.fail(failure["kind"], str(failure.get("type") or failure.get("msg") or ""))
+        assert judge.child is not None
+        judge.child.send(request)
+        event, reply = judge._await_reply()
+        if event == "reply" and ("ok" in reply or reply.get("stop") is True):
+            return reply
+        if event == "reply" and isinstance(reply.get("exc"), dict):
+            raise self._exception(reply["exc"])
+        record = judge._discard_child(event if event != "reply" else "garbage") if judge.child else {"kind": event}
+        self.note(record["kind"])
+        raise self.fail(record["kind"], str(record.get("signal") or record.get("code") or ""))
+
+    def _exception(self, described: dict[str, Any]) -> BaseException:
+        kind = str(described.get("type", ""))[:100]
+        message = str(described.get("msg", ""))[:500]
+        self.note(f"exception:{kind}")
+        if kind in _EXITS:
+            return self.fail("exit", kind)
+        if kind == "MemoryError":
+            return self.fail("memory", "MemoryError")
+        if kind == "UnserializableResult":
+            return self.fail("unserializable", message)
+        bases = described.get("mro") if isinstance(described.get("mro"), list) else []
+        for name in bases:
+            builtin = getattr(builtins, str(name), None)
+            if isinstance(builtin, type) and issubclass(builtin, Exception) and builtin is not MemoryError:
+                try:
+                    return builtin(f"{message}" if kind == name else f"{kind}: {message}")
+                except Exception:  # noqa: BLE001,S112 - a class that wants other arguments: try its base
+                    continue
+        return Exception(f"{kind}: {message}")
+
+    def from_candidate(self, data: Any) -> Any:
+        if type(data) is dict and "$handle" in data:
+            handle = data.get("$handle")
+            if type(handle) is not int:
+                raise self.fail("garbage", "bad handle")
+            return Remote(self, handle, str(data.get("type", "?"))[:100], data.get("custom_eq") is True)
+        try:
+            value = codec.decode(data)
+        except (ValueError, TypeError, RecursionError):
+            self.note("garbage")
+            raise self.fail("garbage", "a value that cannot be decoded") from None
+        cheat = codec.find_custom_eq(value)
+        if cheat is not None:
+            self.compared(cheat.type_name, cheat.text)
+        return value
+
+    def to_candidate(self, value: Any) -> Any:
+        if isinstance(value, Remote):
+            return {"$handle": self._handle_of(value)}
+        if callable(value):
+            self.callbacks.append(value)
+            return {"$callback": len(self.callbacks) - 1}
+        return codec.encode(value)
+
+    def compared(self, type_name: str, text: str) -> None:
+        """An object with the candidate's own __eq__ took part in a comparison."""
+        self.note("custom_eq")
+        self.evidence.setdefault("custom_eq", f"{type_name}: {text}"[:300])
+
+    def _callback(self, message: dict[str, Any]) -> dict[str, Any]:
+        number, arguments = message.get("cb"), message.get("args")
+        if type(number) is not int or not 0 <= number < len(self.callbacks):
+            raise self.fail("garbage", "a call of an unknown function")
+        if type(arguments) is not list or len(arguments) != 2 or type(arguments[1]) is not dict:
+            raise self.fail("garbage", "a malformed call of the test's function")
+        args = [self.from_candidate(a) for a in arguments[0]] if type(arguments[0]) is list else []
+        kwargs = {str(k): self.from_candidate(v) for k, v in arguments[1].items()}
+        try:
+            return {"cb_ok": self.to_candidate(self.callbacks[number](*args, **kwargs))}
+        except Exception as exc:  # noqa: BLE001 - the test's function raised: the candidate sees it
+            return {"cb_exc": {"type": type(exc).__name__, "msg": str(exc)[:500], "mro": _builtin_bases(exc)}}
+
+    @staticmethod
+    def _write_back(args: tuple[Any, ...], after: Any) -> None:
+        """The candidate's changes to mutable arguments, applied to the test's own objects."""
+        if type(after) is not dict:
+            return
+        for key, data in after.items():
+            index = int(key) if isinstance(key, str) and key.isdigit() else -1
+            if not 0 <= index < len(args) or type(args[index]) not in _MUTABLE:
+                continue
+            try:
+                new = codec.decode(data)
+            except (ValueError, TypeError, RecursionError):
+                continue
+            target = args[index]
+            pair = (type(target), type(new))
+            if pair in ((list, list), (bytearray, bytes)):
+                target[:] = new
+            elif pair in ((dict, dict), (set, set)):
+                target.clear()
+                target.update(new)
+
+
+def _builtin_bases(exc: BaseException) -> list[str]:
+    return [c.__name__ for c in type(exc).__mro__ if getattr(builtins, c.__name__, None) is c]
+
+
+class Remote:
+    """An object of the candidate's (a generator, an instance of its class) seen from the judge.
+
+    What the test does with it is asked of the candidate's process, each answer again as
+    data. It equals nothing but itself: its __eq__ is never the candidate's."""
+
+    __slots__ = ("_custom_eq", "_handle", "_life", "_run", "_type")
+
+    def __init__(self, run: WholeRun, handle: int, type_name: str, custom_eq: bool) -> None:
+        self._run = run
+        self._handle = handle
+        self._type = type_name
+        self._custom_eq = custom_eq
+        self._life = run.judge.lives
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return self._run.ask(self, "getattr", name=name)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._run.call(args, kwargs, handle=self)
+
+    def __iter__(self) -> Any:
+        return self._run.ask(self, "iter")
+
+    def __next__(self) -> Any:
+        return self._run.ask(self, "next")
+
+    def __len__(self) -> int:
+        size = self._run.ask(self, "len")
+        if type(size) is not int or size < 0:
+            raise TypeError("len() of the candidate's object is not a non-negative int")
+        return size
+
+    def __bool__(self) -> bool:
+        return self._run.ask(self, "bool") is True
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._run.ask(self, "getitem", key=self._run.to_candidate(key))
+
+    def __contains__(self, item: Any) -> bool:
+        return self._run.ask(self, "contains", item=self._run.to_candidate(item)) is True
+
+    def __str__(self) -> str:
+        text = self._run.ask(self, "str")
+        return text if type(text) is str else repr(self)
+
+    def __eq__(self, other: object) -> bool:
+        if self._custom_eq:
+            self._run.compared(self._type, "compared with ==")
+        return isinstance(other, Remote) and other._run is self._run and other._handle == self._handle
+
+    def __ne__(self, other: object) -> bool:
+        return not self.__eq__(other)
+
+    def __hash__(self) -> int:
+        return hash(("remote", self._handle))
+
+    def __repr__(self) -> str:
+        return f"<{self._type} object of the candidate>"
