@@ -29,6 +29,11 @@ class Severity(enum.IntEnum):
     CRITICAL = 3
 
 
+class NeedsJudge(Exception):
+    """What the sandbox returned cannot be judged on the trusted side (an assert applied to an
+    object that is not data): the task's tests must run whole, as real Python, in the judge."""
+
+
 @dataclass(frozen=True)
 class Finding:
     code: str

@@ -84,6 +84,11 @@ class Unjudgeable(Exception):
     """The expression cannot be evaluated on these values (an opaque value, an unsafe size...)."""
 
 
+class NotData(Unjudgeable):
+    """The candidate returned an object that is not plain data (a generator, an instance of its
+    own class) and the test does more with it than compare it: only real Python can say."""
+
+
 class ObservationFailed(Exception):
     """A candidate call the expression needs did not produce a value; `record` says how."""
 
@@ -211,11 +216,12 @@ class Evaluator:
             if not singletons:
                 raise Unjudgeable("'is' between two computed values")
             return (left is right) is isinstance(op, ast.Is)
-        _plain(left), _plain(right)
         if isinstance(op, (ast.Eq, ast.NotEq)):
+            # an opaque value equals nothing (Python's identity rule for an object without a
+            # data __eq__); one with the candidate's own __eq__ is a finding elsewhere
             equal = self._equal(left_node, left, right_node, right)
             return equal is isinstance(op, ast.Eq)
-        return bool(_ORDER[type(op)](left, right))
+        return bool(_ORDER[type(op)](_plain(left), _plain(right)))
 
     def _equal(self, left_node: ast.expr, left: Any, right_node: ast.expr, right: Any) -> bool:
         """Python's ==, with float tolerance where the expected side (the one the candidate
@@ -313,7 +319,7 @@ def _namedtuple_fields(value: Any) -> tuple[str, ...] | None:
 def _plain(value: Any) -> Any:
     """Values that cannot be judged (opaque ones, at any depth) stop the evaluation."""
     if _opaque_inside(value, 0):
-        raise Unjudgeable("the candidate returned a value that is not plain data")
+        raise NotData("the candidate returned a value that is not plain data")
     return value
 
 

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from rewards.compare import stdout_matches, values_equal
-from rewards.model import Finding, Severity, Status, TestResult, Verdict, dedupe
-from rewards.predicate import Evaluator, ObservationFailed, Unjudgeable
+from rewards.model import Finding, NeedsJudge, Severity, Status, TestResult, Verdict, dedupe
+from rewards.predicate import Evaluator, NotData, ObservationFailed, Unjudgeable
 from sandbox.runner.codec import decode, find_custom_eq
 
 # When tests fail for different reasons, the result's status names the most telling one.
@@ -132,6 +132,8 @@ def _judge_assert(
         passed = Evaluator(exp.names, observe, rel_tol, abs_tol).truth(exp.expected)
     except ObservationFailed as failure:
         return _failed_run(index, exp.name, failure.record, findings, _sum_ms(used))
+    except NotData:
+        raise NeedsJudge from None
     except Unjudgeable as exc:
         return TestResult(index, False, Status.FAILED, exp.name, f"cannot be judged: {exc}", _sum_ms(used))
     except Exception as exc:  # noqa: BLE001 - the assert itself raised, as Python would have
@@ -200,8 +202,9 @@ def _judge_sites(expectations: Sequence[ExpectationLike], records: list[dict[str
     tests = []
     for index, exp in enumerate(expectations):
         site = sites.get(index, {})
-        runs, fails = site.get("runs"), site.get("fails")
-        if isinstance(runs, int) and isinstance(fails, int) and runs > 0 and fails == 0 and completed:
+        # A completed check is Python's verdict: an assert it never reached (`assert False`
+        # after a call expected to raise) did not fail.
+        if completed and site.get("fails", 0) == 0:
             tests.append(TestResult(index, True, Status.PASSED, exp.name))
             continue
         why = str(site.get("why") or error or "assertion not reached")[:300]
@@ -242,7 +245,10 @@ def score_python(
     rel_tol: float,
     abs_tol: float,
     whole: bool,
+    defer: bool = False,
 ) -> Verdict:
+    """The verdict on one job's records. `defer`: raise NeedsJudge rather than fail a split
+    assert that met a value that is not data (the task has a whole-mode fallback)."""
     records = [r for r in records if isinstance(r, dict)]
     judge_error = next((r for r in records if r.get("t") == "judge_error"), None)
     if judge_error is not None:
@@ -264,12 +270,18 @@ def score_python(
             if r.get("t") == "test" and isinstance(r.get("i"), int) and r["i"] not in by_index:
                 by_index[r["i"]] = r
         default = {"kind": "not_run"} if runner.get("ending") == "deadline" else {"kind": "missing"}
-        tests = [
-            _judge_assert(i, exp, by_index, default, rel_tol, abs_tol, findings)
-            if exp.op == "assert"
-            else _judge_test(i, exp, by_index.get(i, default), rel_tol, abs_tol, findings)
-            for i, exp in enumerate(expectations)
-        ]
+        try:
+            tests = [
+                _judge_assert(i, exp, by_index, default, rel_tol, abs_tol, findings)
+                if exp.op == "assert"
+                else _judge_test(i, exp, by_index.get(i, default), rel_tol, abs_tol, findings)
+                for i, exp in enumerate(expectations)
+            ]
+        except NeedsJudge:
+            if defer and not any(f.severity is Severity.CRITICAL for f in findings):
+                raise
+            why = "the candidate returned a value that is not plain data"
+            tests = [TestResult(i, False, Status.FAILED, e.name, why) for i, e in enumerate(expectations)]
 
     message = ""
     if load is not None:

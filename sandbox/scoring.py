@@ -11,7 +11,7 @@ import logging
 import time
 from typing import Any
 
-from rewards.model import Status, Verdict
+from rewards.model import NeedsJudge, Status, Verdict
 from rewards.triton import score_triton
 from sandbox.api import pb
 from sandbox.audit import AuditLog
@@ -79,7 +79,13 @@ class ScoringService:
             verdict = score_triton(reference.run, reply.records, reply.meta, task.triton.findings, task.triton.rules)
         else:
             reply = await self.run_job(task.job, task.secret, task.limits["task_ms"])
-            verdict = task.judge(reply.records, reply.meta)
+            try:
+                verdict = task.judge(reply.records, reply.meta)
+            except NeedsJudge:
+                assert task.fallback is not None, "only tasks with a fallback defer"
+                job, secret, judge = task.fallback
+                reply = await self.run_job(job, secret, task.limits["task_ms"])
+                verdict = judge(reply.records, reply.meta)
         runner_ms = reply.meta.get("elapsed_ms")
         run_ms = float(runner_ms) if isinstance(runner_ms, (int, float)) else 0.0
         queue_ms = max((time.perf_counter() - arrived) * 1000 - run_ms, 0.0)

@@ -49,6 +49,9 @@ class PreparedTask:
     early: Verdict | None = None  # decided without running (syntax error, static rejection)
     gold: tuple[GoldRequest, ...] = field(default=())  # SQL: reference results needed first
     triton: TritonPlan | None = None  # Triton: its reference and candidate jobs (the lane runs them)
+    # Python split asserts: the job, secret and judge of the same tests run whole, for when
+    # the candidate's values are not data (scoring raises NeedsJudge)
+    fallback: tuple[dict[str, Any], dict[str, Any], Judge] | None = None
 
 
 def _bounded(value: int, bounds: LimitBounds, field: str) -> int:
@@ -135,10 +138,18 @@ def _prepare_python(task: Any, config: ServiceConfig, limits: dict[str, int]) ->
         early = Verdict.does_not_compile(exc, ("compiles", "tests_passed"))
         return PreparedTask(task.id, "python", task.code, limits, job, plan.secret, never_judged, early)
 
-    def judge(records: list[Any], meta: dict[str, Any]) -> Verdict:
-        return score_python(plan.expectations, records, meta, findings, rel_tol, abs_tol, whole=plan.mode == "whole")
+    def judge_with(tests: TestPlan) -> Judge:
+        def judge(records: list[Any], meta: dict[str, Any]) -> Verdict:
+            whole, defer = tests.mode == "whole", tests.fallback is not None
+            return score_python(tests.expectations, records, meta, findings, rel_tol, abs_tol, whole, defer)
 
-    return PreparedTask(task.id, "python", task.code, limits, job, plan.secret, judge)
+        return judge
+
+    fallback = None
+    if plan.fallback is not None:
+        whole_job = {**plan.fallback.job, "code": task.code, "limits": limits}
+        fallback = (whole_job, plan.fallback.secret, judge_with(plan.fallback))
+    return PreparedTask(task.id, "python", task.code, limits, job, plan.secret, judge_with(plan), fallback=fallback)
 
 
 def _io_output_bytes(plan: TestPlan) -> int:

@@ -97,12 +97,15 @@ def test_whole_mode_gives_partial_credit_per_assert_site(client):
     assert status_name(result) == "FAILED" and result.score == pytest.approx(2 / 3)
 
 
-def test_whole_mode_calls_helpers_defined_by_the_prompt(client):
-    code = "def poly(xs, x):\n    return sum(c * x**i for i, c in enumerate(xs))\n\ndef root(xs):\n    return 2.0\n"
+def test_whole_mode_calls_helpers_defined_by_the_setup_code(client):
+    prompt = "def poly(xs, x):\n    return sum(c * x**i for i, c in enumerate(xs))\n\ndef root(xs):\n    pass\n"
+    code = prompt.replace("    pass\n", "    return 2.0\n")
     tests = (
         "def check(candidate):\n    for xs in ([-2, 1], [-4, 2]):\n        assert abs(poly(xs, candidate(xs))) < 1e-9\n"
     )
-    assert status_name(client.score(assert_task("poly", code, "root", tests))) == "PASSED"
+    task = assert_task("poly", code, "root", tests)
+    task.python.setup_code = prompt
+    assert status_name(client.score(task)) == "PASSED"
 
 
 def test_timings_are_reported(client):

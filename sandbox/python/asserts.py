@@ -16,6 +16,7 @@ from __future__ import annotations
 import ast
 import builtins
 import copy
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -47,16 +48,17 @@ class AssertPlan:
     # judged on the trusted side from their results.
     calls: tuple[tuple[list[Any], dict[str, Any]], ...] = ()
     tests: tuple[SplitTest, ...] = ()
-    # Whole mode (tests could not be split): instrumented code, one name per assert site,
-    # and the names the code uses but does not define (helpers that must come from the
-    # task's trusted setup code, like HumanEval's `poly`).
+    # Whole mode (when the tests cannot be split, or a split test meets a value that is not
+    # data): instrumented code, one name per assert site, and the names the code uses but
+    # does not define (helpers that must come from the task's trusted setup code, like
+    # HumanEval's `poly`).
     check_code: str = ""
     sites: tuple[str, ...] = ()
     externals: tuple[str, ...] = ()
 
     @property
     def whole(self) -> bool:
-        return bool(self.sites)
+        return not self.tests
 
 
 def plan_asserts(code: str, entry_point: str) -> AssertPlan:
@@ -74,9 +76,11 @@ def plan_asserts(code: str, entry_point: str) -> AssertPlan:
     if not any(isinstance(node, ast.Assert) for node in ast.walk(tree)):
         raise InvalidTests("has no assert statements")
     try:
-        return _split(tree, entry_point)
+        split = _split(tree, entry_point)
     except _CannotSplit:
-        return _instrument(tree)
+        split = None
+    whole = _instrument(tree)  # also kept for split tests: a value that is not data needs it
+    return whole if split is None else dataclasses.replace(whole, calls=split.calls, tests=split.tests)
 
 
 def _is_check_call(stmt: ast.stmt) -> bool:

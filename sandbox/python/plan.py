@@ -44,6 +44,8 @@ class TestPlan:
     job: dict[str, Any]  # the public part of the sandbox job, minus code and limits
     secret: dict[str, Any]  # whole mode only: the instrumented assert code
     expectations: tuple[Expectation, ...]
+    # split asserts: the same tests whole, for a candidate whose values are not data
+    fallback: TestPlan | None = None
 
 
 def _parse_json(text: str, field: str, default: Any) -> Any:
@@ -92,6 +94,10 @@ def plan_assert_tests(entry_point: str, code: str, setup_code: str = "") -> Test
         raise InvalidTask("python.assert_code", str(exc)) from None
     if plan.whole:
         return _whole_plan(entry_point, plan, setup_code)
+    try:
+        fallback: TestPlan | None = _whole_plan(entry_point, plan, setup_code)
+    except InvalidTask:
+        fallback = None  # helpers the split tests never needed: a non-data value just fails
     if len(plan.tests) > MAX_TESTS or len(plan.calls) > MAX_TESTS:
         raise InvalidTask("python.assert_code", f"{len(plan.calls)} candidate calls exceed the limit of {MAX_TESTS}")
     job = {
@@ -100,7 +106,7 @@ def plan_assert_tests(entry_point: str, code: str, setup_code: str = "") -> Test
         "requests": [{"call": [codec.encode(args), codec.encode(kwargs)]} for args, kwargs in plan.calls],
     }
     expectations = tuple(Expectation(t.name, "assert", t.predicate, t.observations, t.names) for t in plan.tests)
-    return TestPlan("exprs", job, {}, expectations)
+    return TestPlan("exprs", job, {}, expectations, fallback)
 
 
 def _whole_plan(entry_point: str, plan: AssertPlan, setup_code: str) -> TestPlan:
