@@ -61,6 +61,7 @@ def _status_of_failure(kind: str, exc_type: str = "") -> Status:
         "timeout": Status.TIMEOUT,
         "not_run": Status.TIMEOUT,
         "output_limit": Status.OUTPUT_LIMIT,
+        "report_limit": Status.OUTPUT_LIMIT,
         "memory": Status.MEMORY_LIMIT,
     }.get(kind, Status.RUNTIME_ERROR)
 
@@ -77,6 +78,8 @@ def _explain_failure(record: dict[str, Any]) -> str:
         return "test time limit exceeded"
     if kind == "not_run":
         return "not run: task time limit exceeded"
+    if kind == "report_limit":
+        return "the values returned by the whole job exceed the report limit"
     return str(kind)[:100]
 
 

@@ -352,3 +352,58 @@ def test_a_big_expected_output_is_not_cut_by_the_default_output_limit(client):
     assert status_name(result) == "PASSED", result.message
     loud = client.score(io_task("too-loud", "print('y' * (12 << 20))\n", [("", "short\n")]))
     assert status_name(loud) == "OUTPUT_LIMIT"
+
+
+# --------------------------------------------------------------------------- escapes as SANDBOX_ERROR
+
+INJECT = """
+import os, stat, struct
+def _inject(body):
+    for fd in range(3, 64):
+        try:
+            if stat.S_ISSOCK(os.fstat(fd).st_mode):
+                os.write(fd, struct.pack(">I", len(body)) + body)
+        except OSError:
+            pass
+"""
+FORGED_FRAMES = {
+    "non-finite float": b'{"ok": 1e999}',
+    "non-finite float in an exception": b'{"exc": {"type": "ValueError", "msg": 1e999}}',
+    "deep nesting": b'{"ok": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+    "a forged pass report": b'{"t": "site", "site": 0, "runs": 1, "fails": 0}',
+    "huge integer": b'{"ok": 1' + b"0" * 5000 + b"}",
+}
+
+
+@pytest.mark.parametrize("frame", sorted(FORGED_FRAMES))
+@pytest.mark.parametrize("mode", ["calls", "whole"])
+def test_forged_reply_frames_are_the_candidates_failure(client, frame, mode):
+    failures = client.stats().worker_failures
+    code = INJECT + f"def f(x):\n    _inject({FORGED_FRAMES[frame]!r})\n    return x\n"
+    if mode == "calls":
+        task = call_task("forged", code, "f", [([1], 1), ([2], 2)], FAST)
+    else:
+        task = shape_task("forged", code, "for x in [1, 2]:\n        assert candidate(x) == x")
+    result = client.score(task)
+    assert status_name(result) != "SANDBOX_ERROR" and result.score < 1.0, result.message
+    assert client.stats().worker_failures == failures
+
+
+def test_many_large_replies_are_an_output_limit_not_a_sandbox_error(client):
+    failures = client.stats().worker_failures
+    code = "def f(i):\n    return 'x' * 1_900_000\n"  # each reply near the channel's frame cap
+    task = call_task("large-replies", code, "f", [([i], "y") for i in range(40)], limits(task_ms=60000))
+    result = client.score(task)
+    assert status_name(result) == "OUTPUT_LIMIT" and result.score == 0.0, result.message
+    assert client.stats().worker_failures == failures
+
+
+def test_an_object_that_claims_to_contain_everything_gains_nothing(client):
+    code = "class Bag:\n    __contains__ = lambda self, item: not False\ndef f(x):\n    return Bag()\n"
+    for test in ("assert 4 in candidate(2)", "for x in [2]:\n        assert 4 in candidate(x)"):
+        result = client.score(shape_task("contains-all", code, test))
+        assert result.score == 0.0 and status_name(result) not in ("PASSED", "SANDBOX_ERROR"), result.message
+    honest = "class Bag:\n    def __init__(self, x):\n        self.items = [2 * x]\n"
+    honest += "    def __iter__(self):\n        return iter(self.items)\ndef f(x):\n    return Bag(x)\n"
+    result = client.score(shape_task("contains-honest", honest, "assert 4 in candidate(2) and 5 not in candidate(2)"))
+    assert status_name(result) == "PASSED", result.message

@@ -232,7 +232,7 @@ def _judge_here(settings: Settings, job: dict[str, Any], jobdir: str) -> tuple[s
         _enter_job(settings, job["limits"], jobdir, keep, quiet=False)
 
     try:
-        judge.Judge(job, zygote.DirectSpawner(job, enter), lambda r: records.append(framing.pack(r))).run({})
+        judge.Judge(job, zygote.DirectSpawner(job, enter), records.append).run({})
     except Exception:  # noqa: BLE001 - a judge bug is reported, and scored as ours
         records.append(framing.pack({"t": "judge_error", "error": traceback.format_exc()[-2000:]}))
     return "closed", b"".join(records)
@@ -358,7 +358,8 @@ def _judge_isolated(
             _prctl(_PR_SET_DUMPABLE, 0)
             with os.fdopen(secret_r, "rb") as stream:
                 given = json.loads(stream.read())
-            judge.Judge(job, zygote.ZygoteSpawner(judge_end), lambda r: framing.write(report_w, r)).run(given)
+            emit = lambda data: framing.write_bytes(report_w, data)  # noqa: E731
+            judge.Judge(job, zygote.ZygoteSpawner(judge_end), emit).run(given)
         except BaseException:  # noqa: BLE001 - a judge bug is reported, and scored as ours
             framing.write(report_w, {"t": "judge_error", "error": traceback.format_exc()[-2000:]})
         finally:

@@ -144,8 +144,6 @@ class Session:
             return {"ok": self.encode(getattr(target, str(request["name"])))}
         if op == "getitem":
             return {"ok": self.encode(target[self.decode(request["key"])])}
-        if op == "contains":
-            return {"ok": bool(self.decode(request["item"]) in target)}
         unary = {"iter": iter, "len": len, "bool": bool, "str": str, "repr": repr}
         if op in unary:
             return {"ok": self.encode(unary[op](target))}

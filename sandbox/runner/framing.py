@@ -23,8 +23,17 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")  # our encoders never write NaN/Infinity literals
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if value - value != 0.0:  # 1e999 parses as inf: no encoder of ours writes it either
+        raise ValueError(f"{text[:20]} is not a finite float")
+    return value
+
+
 def _loads(data: bytes) -> Any:
-    return json.loads(data, parse_constant=_no_constants)
+    """Only what `pack` can write back: a frame that could not be re-encoded is refused here,
+    where it is the peer's fault, instead of breaking whoever relays it later."""
+    return json.loads(data, parse_constant=_no_constants, parse_float=_finite)
 
 
 def pack(message: Any) -> bytes:
@@ -33,9 +42,13 @@ def pack(message: Any) -> bytes:
 
 
 def write(fd: int, message: Any) -> None:
-    data = memoryview(pack(message))
-    while data:
-        data = data[os.write(fd, data) :]
+    write_bytes(fd, pack(message))
+
+
+def write_bytes(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def read_exact(fd: int, size: int) -> bytes:

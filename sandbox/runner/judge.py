@@ -26,6 +26,7 @@ _READ = 1 << 16
 _EXCERPT = 4096
 _DRAIN_SECONDS = 0.5
 _WINDOW = 32 << 10  # bytes of requests in flight: well under a socket buffer, so no deadlock
+REPORT_CAP = 32 << 20  # bytes of records one job may report: well under the runner's and service's caps
 
 
 class CandidateFailure(BaseException):
@@ -179,6 +180,11 @@ def describe_status(status: int | None) -> dict[str, Any]:
     return {"code": os.WEXITSTATUS(status)}
 
 
+def _keys(record: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a record that say which test it is about."""
+    return {k: record[k] for k in ("t", "i") if k in record and type(record[k]) in (str, int)}
+
+
 def _event_record(event: str, status: dict[str, Any]) -> dict[str, Any]:
     if event == "eof":
         if status.get("signal") == signal.SIGXCPU:
@@ -190,11 +196,12 @@ def _event_record(event: str, status: dict[str, Any]) -> dict[str, Any]:
 
 
 class Judge:
-    def __init__(self, job: dict[str, Any], spawner: Spawner, report: Callable[[dict[str, Any]], None]) -> None:
+    def __init__(self, job: dict[str, Any], spawner: Spawner, emit: Callable[[bytes], None]) -> None:
         limits = job["limits"]
         self.job = job
         self.spawner = spawner
-        self.report = report
+        self.emit = emit
+        self.report_left = REPORT_CAP
         self.test_seconds = limits["test_ms"] / 1000
         self.deadline = time.monotonic() + limits["task_ms"] / 1000
         self.budget = OutputBudget(limits["output_bytes"])
@@ -202,6 +209,19 @@ class Judge:
         self.lives = 0  # candidate processes started: a handle is valid only in its own
         self.load_failure: dict[str, Any] | None = None  # loading fails the same way every time
         self.on_callback: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+
+    def report(self, record: dict[str, Any]) -> None:
+        """Emit one record. Whatever the candidate put in it, the record must reach the service
+        whole: one that cannot be encoded, or that would overflow the job's report, is sent as a
+        small record saying so (the candidate's failure), never as a broken report."""
+        try:
+            data = framing.pack(record)
+        except (ValueError, TypeError, RecursionError):
+            data = framing.pack({**_keys(record), "kind": "garbage"})
+        if len(data) > self.report_left - 4096 and record.get("t") == "test":
+            data = framing.pack({**_keys(record), "kind": "report_limit"})
+        self.report_left -= len(data)
+        self.emit(data)
 
     def _test_deadline(self) -> float:
         return min(time.monotonic() + self.test_seconds, self.deadline)
@@ -617,7 +637,9 @@ class Remote:
         return self._run.ask(self, "getitem", key=self._run.to_candidate(key))
 
     def __contains__(self, item: Any) -> bool:
-        return self._run.ask(self, "contains", item=self._run.to_candidate(item)) is True
+        # decided here, over the elements the object yields as data: a `__contains__` of the
+        # candidate's that answers True for anything takes no part
+        return any(element is item or element == item for element in self)
 
     def __str__(self) -> str:
         text = self._run.ask(self, "str")
