@@ -151,6 +151,16 @@ def test_task_spec_builds_tasks_from_rows() -> None:
     assert completion_text([{"role": "assistant", "content": [{"type": "text", "text": "a"}, {"text": "b"}]}]) == "ab"
 
 
+def test_task_spec_takes_trusted_helpers_from_a_python_prompt() -> None:
+    prompt = "import math\n\ndef poly(xs, x):\n    return 0\n\ndef find_zero(xs):\n    \"\"\"doc\"\"\"\n"
+    row = {"prompt": prompt, "test": "def check(candidate):\n    assert candidate(1) == 1\n", "entry_point": "f"}
+    assert TaskSpec("python").build("a", GOOD, row).python.setup_code == prompt
+    for chat in ("Write a function that adds two numbers.", [{"role": "user", "content": "add"}], "hello"):
+        assert TaskSpec("python").build("b", GOOD, {**row, "prompt": chat}).python.setup_code == ""
+    mapped = TaskSpec("python", columns={"setup_code": "test_setup_code"})
+    assert mapped.build("c", GOOD, {**row, "test_setup_code": "X = 1\n"}).python.setup_code == "X = 1\n"
+
+
 def test_tls_endpoint(tmp_path: Path) -> None:
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(

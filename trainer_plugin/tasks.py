@@ -12,6 +12,7 @@ raw, which extracts them itself by the same rules.
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 from collections.abc import Mapping
@@ -29,6 +30,9 @@ DEFAULT_COLUMNS: dict[str, dict[str, str]] = {
         "assert_code": "test",  # HumanEval / MBPP-style asserts
         "call_tests": "call_tests",  # JSON list of {"args": [...], "kwargs": {...}, "expected": ...}
         "io_tests": "io_tests",  # JSON list of {"stdin": ..., "stdout": ...}
+        # trusted code the asserts may use (HumanEval's prompt defines `poly`...); the default
+        # column is taken only when it holds Python that defines something
+        "setup_code": "prompt",
     },
     "sql": {"database": "db_id", "gold_sql": "gold_sql", "expected_json": "expected_json"},
     "triton": {"reference": "reference"},
@@ -129,6 +133,9 @@ class TaskSpec:
         else:
             asserts = self._get(row, "assert_code")
             spec.assert_code = "\n".join(map(str, asserts)) if isinstance(asserts, (list, tuple)) else str(asserts)
+            setup = self._get(row, "setup_code", required=False)
+            if isinstance(setup, str) and ("setup_code" in self.columns or defines_python(setup)):
+                spec.setup_code = setup
         return spec
 
     def _sql(self, row: Mapping[str, Any]) -> pb.SqlSpec:
@@ -140,6 +147,17 @@ class TaskSpec:
             expected = self._get(row, "expected_json")
             spec.expected_json = expected if isinstance(expected, str) else json.dumps(expected)
         return spec
+
+
+def defines_python(text: str) -> bool:
+    """Whether a prompt is Python source that defines something (a function, a class, an
+    import): HumanEval's prompts are, chat prompts and prose are not."""
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
+    definitions = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom)
+    return any(isinstance(stmt, definitions) for stmt in tree.body)
 
 
 def _json_list(value: Any, column: str) -> list[dict[str, Any]]:

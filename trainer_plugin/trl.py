@@ -134,7 +134,7 @@ class _Function:
     def __call__(
         self, prompts: Sequence[Any], completions: Sequence[Any], completion_ids: Any = None, **kwargs: Any
     ) -> list[float | None]:
-        results = self.owner.results(completions, kwargs)
+        results = self.owner.results(completions, {"prompt": prompts, **kwargs})
         return [reward_value(r, self.component) for r in results]
 
 
@@ -144,7 +144,7 @@ class _AsyncFunction(_Function):
     async def __call__(  # type: ignore[override]
         self, prompts: Sequence[Any], completions: Sequence[Any], completion_ids: Any = None, **kwargs: Any
     ) -> list[float | None]:
-        results = await self.owner.aresults(completions, kwargs)
+        results = await self.owner.aresults(completions, {"prompt": prompts, **kwargs})
         return [reward_value(r, self.component) for r in results]
 
 
