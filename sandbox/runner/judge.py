@@ -382,7 +382,7 @@ class Judge:
             exc.handled = True
             error = str(exc)
         except Exception as exc:  # noqa: BLE001
-            error = f"{type(exc).__name__}: {exc}"[:300]
+            error = _why(exc)[:300]
         swallowed = next((f for f in run.failures if not f.handled), None)
         if swallowed is not None:
             completed = False
@@ -457,8 +457,8 @@ class WholeRun:
         except CandidateFailure as exc:
             exc.handled = True
             ok, why = False, str(exc)
-        except Exception as exc:  # noqa: BLE001 - the test code's own errors
-            ok, why = False, f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # noqa: BLE001 - the test code's own errors, or the candidate's
+            ok, why = False, _why(exc)
         if not ok:
             stats["fails"] += 1
             stats["why"] = stats["why"] or why[:300]
@@ -518,14 +518,17 @@ class WholeRun:
         if kind == "UnserializableResult":
             return self.fail("unserializable", message)
         bases = described.get("mro") if isinstance(described.get("mro"), list) else []
+        raised: Exception = Exception(f"{kind}: {message}")
         for name in bases:
             builtin = getattr(builtins, str(name), None)
             if isinstance(builtin, type) and issubclass(builtin, Exception) and builtin is not MemoryError:
                 try:
-                    return builtin(f"{message}" if kind == name else f"{kind}: {message}")
+                    raised = builtin(f"{message}" if kind == name else f"{kind}: {message}")
+                    break
                 except Exception:  # noqa: BLE001,S112 - a class that wants other arguments: try its base
                     continue
-        return Exception(f"{kind}: {message}")
+        raised._rft_candidate = kind  # type: ignore[attr-defined]
+        return raised
 
     def from_candidate(self, data: Any) -> Any:
         if type(data) is dict and "$handle" in data:
@@ -589,6 +592,15 @@ class WholeRun:
             elif pair in ((dict, dict), (set, set)):
                 target.clear()
                 target.update(new)
+
+
+def _why(exc: BaseException) -> str:
+    """Why a check failed: an exception the candidate raised is its runtime error (status
+    RUNTIME_ERROR), one of the test code's own is a failed assertion."""
+    kind = getattr(exc, "_rft_candidate", None)
+    if isinstance(kind, str):
+        return f"exception: {kind}: {exc}"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _builtin_bases(exc: BaseException) -> list[str]:
