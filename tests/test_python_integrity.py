@@ -240,6 +240,7 @@ CRASHES = {
     "memory": "def f(x):\n    return bytearray(8 << 30)\n",
     "times out": "def f(x):\n    while True:\n        pass\n",
     "recursion crash": "import sys\nsys.setrecursionlimit(10**6)\ndef f(x):\n    return f(x + 1)\n",
+    "recursion limit": "def f(x):\n    return f(x + 1)\n",
 }
 
 

@@ -513,8 +513,8 @@ class WholeRun:
         self.note(f"exception:{kind}")
         if kind in _EXITS:
             return self.fail("exit", kind)
-        if kind == "MemoryError":
-            return self.fail("memory", "MemoryError")
+        if kind in ("MemoryError", "RecursionError"):  # limits exhausted, not a raised error
+            return self.fail("memory" if kind == "MemoryError" else "exception", kind)
         if kind == "UnserializableResult":
             return self.fail("unserializable", message)
         bases = described.get("mro") if isinstance(described.get("mro"), list) else []
