@@ -201,3 +201,17 @@ def test_standard_library_objects_that_are_not_values_fail_without_a_finding(cli
     result = client.score(call_task("values-stdlib", f"def f():\n    {body}\n", "f", [([], [1, 2])], LIM))
     assert (status_name(result), result.score) == ("FAILED", 0.0), (result.message, result.findings)
     assert "always_equal_object" not in finding_codes(result)
+
+
+@pytest.mark.parametrize(
+    "body, passed",
+    [
+        ("return fractions.Fraction(1, 2)", True),  # abs(Fraction(1, 2) - 0.5) < 1e-9 in Python
+        ("return decimal.Decimal('0.5')", False),  # Decimal - float raises TypeError in Python
+        ("return 3 ** 20000", False),  # int - float overflows in Python
+    ],
+)
+def test_abs_difference_asserts_follow_python(client, body, passed):
+    task = assert_task("values-close", candidate(body), "f", "assert abs(f() - 0.5) < 1e-9\n", LIM)
+    result = client.score(task)
+    assert status_name(result) == ("PASSED" if passed else "FAILED"), result.message
