@@ -117,6 +117,8 @@ def _close_real(actual: Any, expected: float, tol: Tolerance) -> bool:
         return False
     if math.isnan(expected):
         return type(actual) is float and math.isnan(actual)
+    if not (tol[0] or tol[1]):
+        return False  # exact, and float(actual) could round
     value = _as_float(actual)
     return value is not None and _close(value, expected, tol)
 
@@ -130,13 +132,15 @@ def _close_complex(actual: Any, expected: complex, tol: Tolerance) -> bool:
         return False
     if type(actual) is complex:
         real, imag = actual.real, actual.imag
-    elif type(actual) in (float, int, bool):
+    elif type(actual) is float:
+        real, imag = actual, 0.0
+    elif not (tol[0] or tol[1]):
+        return False  # exact, and float(actual) could round; only a float can be NaN
+    else:
         real, imag = _as_float(actual), 0.0
-    else:  # Fraction, Decimal: Python compares them with complex numbers too, but not NaN
-        real, imag = _as_float(actual), 0.0
-        if real is not None and math.isnan(real):
+        if real is None or (type(actual) is Decimal and actual.is_nan()):
             return False
-    return real is not None and _close(real, expected.real, tol) and _close(imag, expected.imag, tol)
+    return _close(real, expected.real, tol) and _close(imag, expected.imag, tol)
 
 
 def _sequences_equal(actual: Any, expected: Any, tol: Tolerance) -> bool:
@@ -247,6 +251,13 @@ class _ShortRepr(reprlib.Repr):
         if int.bit_length(x) > 14_000:  # str() refuses ints past 4300 digits
             return f"<int of {int.bit_length(x)} bits>"
         return super().repr_int(x, level)
+
+    def repr_instance(self, x: Any, level: int) -> str:
+        try:
+            text = repr(x)
+        except Exception:  # noqa: BLE001 - e.g. a Fraction of ints that str() refuses
+            return f"<{type(x).__name__}>"
+        return text if len(text) <= self.maxother else text[: self.maxother - 3] + "..."
 
 
 _SHORT = _ShortRepr()

@@ -83,7 +83,7 @@ date, time, dt, timedelta, timezone = (
 )
 
 _HEX = re.compile(r"-?[0-9a-f]+")
-_DECIMAL = re.compile(r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|Infinity|Inf|NaN\d*)", re.IGNORECASE)
+_DECIMAL = re.compile(r"[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|Infinity|Inf|NaN[0-9]*)", re.I)
 _FIELD = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 _TYPENAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
