@@ -597,7 +597,10 @@ _TAGS: dict[str, Callable[[_Decoder, Any, int], Any]] = {
 
 def decode(data: Any, depth: int = 0) -> Any:
     """Rebuild Python values from tagged JSON; anything malformed raises ValueError."""
-    return _Decoder().value(data, depth)
+    try:
+        return _Decoder().value(data, depth)
+    except OverflowError as exc:  # e.g. a year or a complex part past what C accepts
+        raise ValueError(f"value out of range: {exc}") from None
 
 
 def find_custom_eq(value: Any, depth: int = 0) -> Opaque | None:
