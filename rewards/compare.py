@@ -225,23 +225,6 @@ def _mappings_equal(actual: Any, expected: Any, tol: Tolerance) -> bool:
     return True
 
 
-def within(value: Any, expected: Any, tolerance: float) -> bool:
-    """``abs(value - expected) < tolerance`` as Python evaluates it; False where Python raises."""
-    if type(value) not in _NUMBERS or type(expected) not in _NUMBERS:
-        return False
-    try:
-        return bool(abs(value - expected) < tolerance)
-    except (ArithmeticError, TypeError, ValueError):
-        return False
-
-
-def truthy(value: Any) -> bool | None:
-    """Python truthiness for plain values; None when the value's truth is unknowable."""
-    if isinstance(value, Opaque):
-        return None
-    return bool(value)
-
-
 class _ShortRepr(reprlib.Repr):
     def __init__(self) -> None:
         super().__init__()

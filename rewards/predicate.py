@@ -216,11 +216,12 @@ class Evaluator:
             if not singletons:
                 raise Unjudgeable("'is' between two computed values")
             return (left is right) is isinstance(op, ast.Is)
-        if isinstance(op, (ast.Eq, ast.NotEq)):
+        if isinstance(op, ast.Eq):
             # an opaque value equals nothing (Python's identity rule for an object without a
             # data __eq__); one with the candidate's own __eq__ is a finding elsewhere
-            equal = self._equal(left_node, left, right_node, right)
-            return equal is isinstance(op, ast.Eq)
+            return self._equal(left_node, left, right_node, right)
+        if isinstance(op, ast.NotEq):  # exactly Python's: a tolerance would make != stricter
+            return not values_equal(left, right, 0.0, 0.0)
         return bool(_ORDER[type(op)](_plain(left), _plain(right)))
 
     def _equal(self, left_node: ast.expr, left: Any, right_node: ast.expr, right: Any) -> bool:
@@ -231,7 +232,7 @@ class Evaluator:
             return values_equal(left, right, self.rel_tol, self.abs_tol)
         if right_observed and not left_observed:
             return values_equal(right, left, self.rel_tol, self.abs_tol)
-        return bool(left == right)
+        return values_equal(left, right, 0.0, 0.0)  # Python's ==, with the codec's size guards
 
     def _Subscript(self, node: ast.Subscript) -> Any:
         value = _plain(self.evaluate(node.value))

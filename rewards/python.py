@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from rewards.compare import stdout_matches, values_equal
+from rewards.compare import short_repr, stdout_matches, values_equal
 from rewards.model import Finding, NeedsJudge, Severity, Status, TestResult, Verdict, dedupe
 from rewards.predicate import Evaluator, NotData, ObservationFailed, Unjudgeable
 from sandbox.runner.codec import decode, find_custom_eq
@@ -100,7 +100,7 @@ def _judge_test(
             return result(False, Status.FAILED, "the returned value could not be decoded")
         if values_equal(value, exp.expected, rel_tol, abs_tol):
             return result(True, Status.PASSED)
-        return result(False, Status.FAILED, f"got {value!r}"[:300])
+        return result(False, Status.FAILED, f"got {short_repr(value)}")
     if kind == "io" and exp.op == "stdout":
         stdout = record.get("stdout")
         if isinstance(stdout, str) and stdout_matches(stdout, str(exp.expected)):
@@ -150,7 +150,7 @@ def _judge_assert(
 
 def _got(record: dict[str, Any]) -> str:
     try:
-        return repr(decode(record.get("value")))[:200]
+        return short_repr(decode(record.get("value")), 200)
     except (ValueError, TypeError, RecursionError):
         return "?"
 
