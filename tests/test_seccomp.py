@@ -11,13 +11,192 @@ below show the filter answers first.
 
 from __future__ import annotations
 
+import errno
+import json
 import platform
+import struct
+import subprocess
+import sys
 
 import pytest
 
+from sandbox.backends import seccomp
 from tests.test_hostile import assert_contained, task_for
 
 x86_64_only = pytest.mark.skipif(platform.machine() != "x86_64", reason="the attempts use x86_64 syscall numbers")
+
+# What Docker's default profile refuses a process without CAP_SYS_ADMIN and the other
+# capabilities its conditional rules name (or does not list at all), plus what we refuse
+# beyond it: ptrace and process_vm_*, io_uring, modify_ldt.
+REFUSED = """
+    acct add_key bpf chroot clock_settime create_module delete_module fanotify_init finit_module
+    fsconfig fsmount fsopen fspick get_kernel_syms get_mempolicy init_module io_uring_enter
+    io_uring_register io_uring_setup ioperm iopl kcmp kexec_file_load kexec_load keyctl
+    lookup_dcookie mbind modify_ldt mount mount_setattr move_mount nfsservctl open_by_handle_at
+    open_tree perf_event_open pidfd_getfd pivot_root process_madvise process_vm_readv
+    process_vm_writev ptrace query_module quotactl quotactl_fd reboot request_key set_mempolicy
+    set_mempolicy_home_node setdomainname sethostname setns settimeofday stime swapoff swapon
+    syslog _sysctl sysfs umount umount2 unshare uselib userfaultfd ustat vhangup vm86 vm86old
+""".split()
+NEEDED = """
+    read write openat close mmap mprotect munmap madvise brk futex execve exit_group wait4 kill
+    tgkill prctl setresuid setresgid setgroups socketpair sendmsg recvmsg rt_sigaction
+    rt_sigprocmask set_robust_list rseq getrandom sched_getaffinity pipe2 dup2 fcntl ioctl
+    memfd_create setrlimit prlimit64 getdents64 newfstatat statx arch_prctl set_tid_address
+""".split()
+CLONE_NEW = {"mnt": 0x20000, "cgroup": 0x02000000, "uts": 0x04000000, "ipc": 0x08000000,
+             "user": 0x10000000, "pid": 0x20000000, "net": 0x40000000}  # fmt: skip
+FORK = 17  # SIGCHLD: what fork() passes
+THREAD = 0x3D0F00  # what pthread_create passes: CLONE_VM|FS|FILES|SIGHAND|THREAD|SYSVSEM|SETTLS|*TID
+
+AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
+ALLOW, KILL_PROCESS = 0x7FFF0000, 0x80000000
+
+
+def refused_with(code: int) -> int:
+    return 0x00050000 | code
+
+
+def run_filter(nr: int, *args: int, arch: int | None = None) -> int:
+    """What the kernel would do with this syscall under the compiled program bwrap loads.
+
+    A tiny interpreter for the classic-BPF instructions libseccomp emits; anything else
+    fails the test rather than being guessed at."""
+    program = seccomp.bpf_program()
+    arch = AUDIT_ARCH[platform.machine()] if arch is None else arch
+    data = struct.pack("<iIQ6Q", nr, arch, 0, *args, *[0] * (6 - len(args)))  # struct seccomp_data
+    accumulator, pc = 0, 0
+    while True:
+        code, jump_true, jump_false, k = struct.unpack_from("<HBBI", program, 8 * pc)
+        pc += 1
+        if code == 0x20:  # ld [k]
+            accumulator = struct.unpack_from("<I", data, k)[0]
+        elif code == 0x54:  # and #k
+            accumulator &= k
+        elif code == 0x05:  # ja
+            pc += k
+        elif code in (0x15, 0x25, 0x35, 0x45):  # jeq, jgt, jge, jset #k
+            taken = {0x15: accumulator == k, 0x25: accumulator > k, 0x35: accumulator >= k, 0x45: accumulator & k}
+            pc += jump_true if taken[code] else jump_false
+        elif code == 0x06:  # ret #k
+            return k
+        else:
+            raise AssertionError(f"unexpected BPF instruction {code:#x} at {pc - 1}")
+
+
+def number(name: str) -> int:
+    found = seccomp.syscall_number(name)
+    assert found is not None, f"{name} is not a syscall here"
+    return found
+
+
+native_only = pytest.mark.skipif(platform.machine() not in AUDIT_ARCH, reason="x86_64 and aarch64 only")
+
+
+@native_only
+def test_the_filter_refuses_what_docker_refuses_and_ptrace():
+    assert len(seccomp.bpf_program()) % 8 == 0
+    for core in ("unshare", "setns", "mount", "umount2", "pivot_root", "ptrace", "keyctl", "bpf", "perf_event_open"):
+        number(core)  # so the loop below cannot pass by resolving nothing
+    let_through = {
+        name: hex(action)
+        for name in REFUSED
+        if (nr := seccomp.syscall_number(name)) is not None and (action := run_filter(nr)) != refused_with(errno.EPERM)
+    }
+    assert not let_through
+
+
+@native_only
+def test_the_filter_allows_what_the_runner_and_jobs_need():
+    needed = [name for name in NEEDED if seccomp.syscall_number(name) is not None]
+    assert {name: hex(run_filter(number(name))) for name in needed} == dict.fromkeys(needed, hex(ALLOW))
+    assert run_filter(number("clone"), FORK) == ALLOW
+    assert run_filter(number("clone"), THREAD) == ALLOW
+    assert run_filter(number("socket"), 1, 1, 0) == ALLOW  # AF_UNIX
+    assert run_filter(number("personality"), 0xFFFFFFFF) == ALLOW  # the query
+
+
+@native_only
+def test_the_filter_refuses_namespaces_vsock_and_personality_changes():
+    for name, flag in CLONE_NEW.items():
+        assert run_filter(number("clone"), FORK | flag) == refused_with(errno.EPERM), name
+        assert run_filter(number("clone"), THREAD | flag) == refused_with(errno.EPERM), name
+    assert run_filter(number("clone3")) == refused_with(errno.ENOSYS)  # glibc then falls back to clone
+    assert run_filter(number("socket"), 40, 1, 0) == refused_with(errno.EPERM)  # AF_VSOCK
+    assert run_filter(number("personality"), 0x0040000) == refused_with(errno.EPERM)  # ADDR_NO_RANDOMIZE
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="x86_64's other ABIs")
+def test_the_filter_kills_other_abis():
+    """Syscall numbers differ per ABI: a filter that only checked numbers would let i386 `unshare` (310) by."""
+    assert run_filter(310, CLONE_NEW["user"], arch=0x40000003) == KILL_PROCESS  # i386 unshare
+    assert run_filter(number("read"), arch=0x40000003) == KILL_PROCESS
+    assert run_filter(0x40000000 | number("unshare"), CLONE_NEW["user"]) == KILL_PROCESS  # x32
+    assert run_filter(0x40000000 | number("read")) == KILL_PROCESS
+
+
+def docker_action(profile: dict, name: str, *args: int) -> tuple[str, int]:
+    """How runc would answer under this profile: the rule naming the call whose conditions hold."""
+    values = [*args, *[0] * (6 - len(args))]
+    holds = {
+        "SCMP_CMP_EQ": lambda arg: values[arg["index"]] == arg["value"],
+        "SCMP_CMP_NE": lambda arg: values[arg["index"]] != arg["value"],
+        "SCMP_CMP_MASKED_EQ": lambda arg: values[arg["index"]] & arg["value"] == arg["valueTwo"],
+    }
+    for rule in profile["syscalls"]:
+        if name in rule["names"] and all(holds[arg["op"]](arg) for arg in rule.get("args", [])):
+            return rule["action"], rule.get("errnoRet", 0)
+    return profile["defaultAction"], profile["defaultErrnoRet"]
+
+
+def test_the_docker_profile_refuses_the_same():
+    profile = json.loads(seccomp.docker_profile())
+    assert (profile["defaultAction"], profile["defaultErrnoRet"]) == ("SCMP_ACT_ERRNO", errno.EPERM)
+    assert "architectures" not in profile and "archMap" not in profile  # the native ABI only
+    refused = ("SCMP_ACT_ERRNO", errno.EPERM)
+    assert {name: docker_action(profile, name) for name in REFUSED} == dict.fromkeys(REFUSED, refused)
+    assert {name: docker_action(profile, name)[0] for name in NEEDED} == dict.fromkeys(NEEDED, "SCMP_ACT_ALLOW")
+    for flag in CLONE_NEW.values():
+        assert docker_action(profile, "clone", FORK | flag) == refused
+    assert docker_action(profile, "clone", THREAD)[0] == "SCMP_ACT_ALLOW"
+    assert docker_action(profile, "clone3") == ("SCMP_ACT_ERRNO", errno.ENOSYS)
+    assert docker_action(profile, "socket", 40, 1, 0) == refused
+    assert docker_action(profile, "personality", 0x0040000) == refused
+
+
+@native_only
+def test_both_renderings_agree_on_every_named_syscall():
+    """One policy, two translations: no syscall is refused by one backend and allowed by the other."""
+    profile = json.loads(seccomp.docker_profile())
+    names = {name for rule in seccomp.JOB_POLICY.rules for name in rule.names} | set(REFUSED)
+    answers = {"SCMP_ACT_ALLOW": lambda _: ALLOW, "SCMP_ACT_ERRNO": refused_with}
+    disagree = {}
+    for name in sorted(names):
+        if (nr := seccomp.syscall_number(name)) is None:
+            continue
+        action, code = docker_action(profile, name)
+        if run_filter(nr) != answers[action](code):
+            disagree[name] = (hex(run_filter(nr)), action, code)
+    assert not disagree
+
+
+def test_without_libseccomp_the_bwrap_backend_is_unavailable():
+    """No filter, no sandbox: a clear BackendUnavailable, never a weaker bwrap (in a child: the
+    session's server keeps starting workers)."""
+    script = (
+        "from sandbox.backends import seccomp\n"
+        "from sandbox.backends.base import BackendUnavailable\n"
+        "from sandbox.backends.bwrap import BwrapBackend\n"
+        "seccomp.LIBRARY = 'libseccomp-missing.so.2'\n"
+        "try:\n"
+        "    BwrapBackend().check()\n"
+        "except BackendUnavailable as exc:\n"
+        "    print('unavailable:', exc)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert run.stdout.startswith("unavailable: libseccomp is missing"), (run.stdout, run.stderr)
+    assert "apt-get install libseccomp2" in run.stdout
+
 
 SYSCALLS = r'''
 import ctypes, errno, mmap, os, signal
@@ -169,7 +348,7 @@ def test_jobs_cannot_make_the_refused_syscalls(client, assert_healthy, mode):
     assert client.stats().worker_failures == failures, "a sandbox worker died"
 
 
-HONEST = r'''
+HONEST = r"""
 import ctypes, mmap, os, socket, subprocess, threading
 
 def f():
@@ -224,7 +403,7 @@ def f():
     check("executable memory", executable_memory)
     check("unix socket", lambda: socket.socket(socket.AF_UNIX).close())
     return "ok" if not problems else "; ".join(problems)
-'''
+"""
 
 
 @x86_64_only
