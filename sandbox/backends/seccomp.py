@@ -11,10 +11,11 @@ clone3 (whose flags sit behind a pointer a filter cannot read) answers ENOSYS so
 glibc falls back to clone. A job can therefore not create a user namespace and mount
 inside it. Tighter than Docker: ptrace, process_vm_readv and process_vm_writev (Docker
 allows them on kernels >= 4.8; a job must never read another process, least of all a
-judge holding expected values), io_uring (a large kernel attack surface no job needs;
-newer Docker drops it too) and modify_ldt are refused, and only the native ABI exists:
-a syscall through another one (i386 `int 0x80`, x32) kills the process under bwrap and is
-refused under Docker, where the profile names no extra architectures.
+judge holding expected values), io_uring (a large kernel attack surface no job needs)
+and modify_ldt are refused, and only the native ABI exists: a syscall through another
+one (i386 `int 0x80`, x32; their numbers differ, so a filter on x86_64 numbers alone
+could be sidestepped) kills the process, under bwrap by the filter's bad-architecture
+action, under Docker by runc's (the profile names no extra architectures).
 
 `bpf_program` compiles the rules with libseccomp (it resolves names for the native
 architecture and emits the architecture check) for `bwrap --seccomp`; `docker_profile`
@@ -229,8 +230,8 @@ def program_fd(policy: SyscallPolicy = JOB_POLICY) -> Iterator[int]:
 def docker_profile(policy: SyscallPolicy = JOB_POLICY) -> str:
     """The policy as a Docker seccomp profile, for `security_opt=["seccomp=<profile>"]`.
 
-    No architectures are named: runc then filters the native ABI only, and a syscall
-    through another one is refused (Docker's own profile allows i386 and x32)."""
+    No architectures are named: runc then filters the native ABI only and kills a process
+    that calls through another one (Docker's own profile allows i386 and x32)."""
     syscalls = []
     for rule in policy.rules:
         entry: dict[str, object] = {"names": list(rule.names), "action": "SCMP_ACT_ALLOW"}
