@@ -11,6 +11,11 @@ and to kill that uid's processes; so a job can neither signal the runner nor tou
 another worker's jobs. As an ordinary user, bwrap adds a user namespace and jobs share
 the runner's uid: still isolated from the host, but a job that kills its runner costs
 a worker restart (and a retry) instead of nothing.
+
+Every process inside, bwrap's init included, runs under the job syscall filter
+(`sandbox.backends.seccomp`), compiled here on the trusted side and handed to bwrap as
+`--seccomp FD` once per worker: no namespaces, mounts, ptrace, keyrings, bpf... Without
+libseccomp there is no filter, so the backend is unavailable rather than weaker.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import sysconfig
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sandbox.backends import seccomp
 from sandbox.backends.base import RUNNER_DIR, RUNNER_FLAGS, BackendUnavailable
 
 log = logging.getLogger(__name__)
@@ -83,7 +89,13 @@ class BwrapBackend:
             raise BackendUnavailable("bubblewrap (bwrap) is not installed: apt-get install bubblewrap")
         if not os.access(self.python, os.X_OK):
             raise BackendUnavailable(f"the sandbox interpreter {self.python} is not an executable")
-        probe = subprocess.run([*self.sandbox_argv(0), "/bin/true"], capture_output=True, timeout=20)
+        with seccomp.program_fd() as seccomp_fd:  # raises BackendUnavailable without libseccomp
+            probe = subprocess.run(
+                [*self.sandbox_argv(0, seccomp_fd=seccomp_fd), "/bin/true"],
+                capture_output=True,
+                timeout=20,
+                pass_fds=(seccomp_fd,),
+            )
         if probe.returncode != 0:
             raise BackendUnavailable(f"bwrap cannot create a sandbox here: {probe.stderr.decode()[:300]}")
 
@@ -110,10 +122,15 @@ class BwrapBackend:
                 args += ["--tmpfs", path, "--remount-ro", path]
         return args
 
-    def sandbox_argv(self, slot: int) -> list[str]:
-        """bwrap and its options, up to (not including) the command to run inside."""
+    def sandbox_argv(self, slot: int, *, seccomp_fd: int) -> list[str]:
+        """bwrap and its options, up to (not including) the command to run inside.
+
+        `seccomp_fd` holds the compiled syscall filter (`seccomp.program_fd`) and must be
+        passed to bwrap (pass_fds)."""
         args = [
             "bwrap",
+            "--seccomp",
+            str(seccomp_fd),
             "--die-with-parent",
             "--new-session",
             "--unshare-pid",
@@ -186,15 +203,17 @@ class BwrapBackend:
         """Nothing outlives us: bwrap dies with its parent and takes its PID namespace along."""
 
     async def start(self, slot: int) -> BwrapProcess:
-        process = await asyncio.create_subprocess_exec(
-            *self.sandbox_argv(slot),
-            *self.runner_argv(slot),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            limit=_STREAM_LIMIT,
-            start_new_session=True,
-        )
+        with seccomp.program_fd() as seccomp_fd:
+            process = await asyncio.create_subprocess_exec(
+                *self.sandbox_argv(slot, seccomp_fd=seccomp_fd),
+                *self.runner_argv(slot),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                limit=_STREAM_LIMIT,
+                start_new_session=True,
+                pass_fds=(seccomp_fd,),
+            )
         assert process.stdout is not None and process.stdin is not None and process.stderr is not None
         task = asyncio.get_running_loop().create_task(_log_stderr(process.stderr, slot))
         return BwrapProcess(process, process.stdout, process.stdin, task)

@@ -5,9 +5,10 @@ driven over the container's attached stdin/stdout, so pools, fork-per-job, recyc
 and retries are shared. Hardening on every container: no network, read-only root, a
 size-capped tmpfs as the only writable place, no /dev/shm (private IPC without a
 mount), all capabilities dropped except the six the runner needs to drop each job to
-an unprivileged uid and to kill it, no-new-privileges, Docker's default seccomp
-profile, memory / CPU / PID limits, no host mount but the read-only runner, no
-Docker socket inside. Candidate code runs as uid 61000+slot with no capabilities.
+an unprivileged uid and to kill it, no-new-privileges, the job syscall filter
+(`sandbox.backends.seccomp`: Docker's default profile, tightened), memory / CPU / PID
+limits, no host mount but the read-only runner, no Docker socket inside. Candidate
+code runs as uid 61000+slot with no capabilities.
 
 Containers carry labels so that leftovers of a crashed service are removed on
 start-up; they are removed on shutdown too. `runtime` (e.g. "runsc" for gVisor) is
@@ -25,6 +26,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any
 
+from sandbox.backends import seccomp
 from sandbox.backends.base import RUNNER_DIR, RUNNER_FLAGS, BackendUnavailable
 
 log = logging.getLogger(__name__)
@@ -151,7 +153,7 @@ class DockerBackend:
             tmpfs={"/tmp": f"size={self.tmp_bytes},mode=0755"},
             cap_drop=["ALL"],
             cap_add=_CAPS,
-            security_opt=["no-new-privileges"],
+            security_opt=[f"seccomp={seccomp.docker_profile()}", "no-new-privileges"],
             mem_limit=self.memory_bytes,
             memswap_limit=self.memory_bytes,
             nano_cpus=self.nano_cpus,
