@@ -58,7 +58,7 @@ class AuditLog:
                 )
                 + "\n"
             )
-        os.write(self._fd, "".join(lines).encode("utf-8"))
+        os.write(self._fd, "".join(lines).encode("utf-8", "replace"))  # a lone surrogate from a sandbox
 
     def record_event(self, code: str, evidence: str) -> None:
         """A CRITICAL finding about the service itself (no task), e.g. a modified database."""

@@ -92,6 +92,12 @@ class ScoringService:
         return verdict, queue_ms, run_ms
 
 
+def _text(value: str) -> str:
+    """Text for a proto string field, which must be UTF-8: a lone surrogate from inside the
+    sandbox (a valid JSON escape) would fail the whole RPC, so it becomes '?'."""
+    return value if value.isascii() else value.encode("utf-8", "replace").decode("utf-8")
+
+
 def _to_proto(
     task_id: str, verdict: Verdict, backend: str, queue_ms: float, run_ms: float, total_ms: float
 ) -> pb.Result:
@@ -104,21 +110,21 @@ def _to_proto(
                 index=t.index,
                 passed=t.passed,
                 status=int(t.status),
-                name=t.name,
-                message=t.message,
+                name=_text(t.name),
+                message=_text(t.message),
                 duration_ms=t.duration_ms,
             )
             for t in verdict.tests
         ],
         components=verdict.components,
         findings=[
-            pb.Finding(code=f.code, severity=int(f.severity), message=f.message, evidence=f.evidence)
+            pb.Finding(code=f.code, severity=int(f.severity), message=_text(f.message), evidence=_text(f.evidence))
             for f in verdict.findings
         ],
         timings=pb.Timings(queue_ms=queue_ms, run_ms=run_ms, total_ms=total_ms),
-        message=verdict.message,
-        stdout_excerpt=verdict.stdout,
-        stderr_excerpt=verdict.stderr,
+        message=_text(verdict.message),
+        stdout_excerpt=_text(verdict.stdout),
+        stderr_excerpt=_text(verdict.stderr),
         backend=backend,
     )
 
