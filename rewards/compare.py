@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import reprlib
-from collections import Counter, OrderedDict, defaultdict, deque
+from collections import Counter, OrderedDict, UserDict, UserList, UserString, defaultdict, deque
 from collections.abc import Iterable
 from decimal import Decimal
 from fractions import Fraction
@@ -48,9 +48,21 @@ def values_equal(
     return _equal(actual, expected, (rel_tol, abs_tol))
 
 
+_VIEWS = (type({}.keys()), type({}.items()))
+_WRAPPERS = (UserList, UserDict, UserString)
+
+
 def _equal(actual: Any, expected: Any, tol: Tolerance) -> bool:
     if isinstance(actual, Opaque) or isinstance(expected, Opaque):
         return False
+    if type(actual) in _WRAPPERS:  # UserList([1]) == [1], as in Python: its data decides
+        actual = actual.data
+    if type(expected) in _WRAPPERS:
+        expected = expected.data
+    if type(actual) in _VIEWS and type(expected) in (set, frozenset, *_VIEWS):
+        actual = set(actual)  # a keys (items) view equals the set of its keys (items)
+    if type(expected) in _VIEWS and type(actual) in (set, frozenset):
+        expected = set(expected)
     kind = type(expected)
     if kind is float:
         return _close_real(actual, expected, tol)

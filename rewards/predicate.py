@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from rewards.compare import DEFAULT_ABS_TOL, DEFAULT_REL_TOL, values_equal
-from sandbox.runner.codec import Opaque
+from sandbox.runner.codec import Opaque, find_custom_eq
 
 OBSERVATION = "\x00obs"  # prefix of slot names: no Python source can spell it
 MAX_ITEMS = 1_000_000  # longest sequence an operation here may build
@@ -141,6 +141,7 @@ class Evaluator:
         self.observe = observe
         self.rel_tol = rel_tol
         self.abs_tol = abs_tol
+        self.cheats: list[Opaque] = []  # objects with the candidate's own __eq__ held against a test's value
 
     def evaluate(self, node: ast.expr) -> Any:
         method = getattr(self, f"_{type(node).__name__}", None)
@@ -228,6 +229,12 @@ class Evaluator:
         """Python's ==, with float tolerance where the expected side (the one the candidate
         did not produce) is a float."""
         left_observed, right_observed = has_slot(left_node), has_slot(right_node)
+        if left_observed and right_observed and (_opaque_inside(left, 0) or _opaque_inside(right, 0)):
+            raise NotData("two of the candidate's objects compared: its own __eq__ decides, in the judge")
+        cheat = find_custom_eq(left) or find_custom_eq(right)
+        if cheat is not None:
+            self.cheats.append(cheat)  # never the candidate's __eq__ against a test's value
+            return False
         if left_observed and not right_observed:
             return values_equal(left, right, self.rel_tol, self.abs_tol)
         if right_observed and not left_observed:

@@ -129,10 +129,14 @@ def _judge_assert(
         used.append(record)
         if record.get("kind") != "value":
             raise ObservationFailed(record)
-        return _observed_value(record, findings)
+        try:
+            return decode(record.get("value"))
+        except (ValueError, TypeError, RecursionError):
+            raise ObservationFailed({"kind": "undecodable"}) from None
 
+    evaluator = Evaluator(exp.names, observe, rel_tol, abs_tol)
     try:
-        passed = Evaluator(exp.names, observe, rel_tol, abs_tol).truth(exp.expected)
+        passed = evaluator.truth(exp.expected)
     except ObservationFailed as failure:
         return _failed_run(index, exp.name, failure.record, findings, _sum_ms(used))
     except NotData:
@@ -142,6 +146,8 @@ def _judge_assert(
     except Exception as exc:  # noqa: BLE001 - the assert itself raised, as Python would have
         message = f"{type(exc).__name__}: {str(exc)[:200]}"
         return TestResult(index, False, Status.FAILED, exp.name, message, _sum_ms(used))
+    finally:
+        findings.extend(_always_equal(f"{c.type_name}: {c.text}") for c in evaluator.cheats)
     if passed:
         return TestResult(index, True, Status.PASSED, exp.name, "", _sum_ms(used))
     got = ", ".join(_got(r) for r in used)

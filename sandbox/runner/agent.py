@@ -18,7 +18,6 @@ import mmap
 import os
 import resource
 import select
-import shutil
 import signal
 import socket
 import sys
@@ -168,9 +167,38 @@ def _wipe(workdir: str) -> None:
     for entry in os.listdir(workdir):
         path = os.path.join(workdir, entry)
         if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path)
+            _remove_tree(path)
         else:
             os.unlink(path)
+
+
+def _remove_tree(top: str) -> None:
+    """Remove a directory tree however deep a job nested it (thousands of levels: no
+    recursion, no long paths), walking it by relative chdir. Only called once every job
+    process is gone, so nothing moves under it."""
+    home = os.getcwd()
+    os.chdir(top)
+    names: list[str] = []
+    try:
+        while True:
+            inner = None
+            with os.scandir(".") as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        inner = entry.name
+                        break
+                    os.unlink(entry.name)
+            if inner is not None:
+                os.chdir(inner)
+                names.append(inner)
+            elif names:
+                os.chdir("..")
+                os.rmdir(names.pop())
+            else:
+                break
+    finally:
+        os.chdir(home)
+    os.rmdir(top)
 
 
 class Buffer:
@@ -355,6 +383,10 @@ def _judge_isolated(
     judge_pid = _fork_into(settings, limits, jobdir, {judge_end.fileno(), report_w, secret_r})
     if judge_pid == 0:
         try:
+            # the candidate runs with the judge's uid and may signal it: SIGINT must not
+            # become a KeyboardInterrupt that reads as our failure (other signals kill it,
+            # and a judge that ended without its report fails the candidate)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
             _prctl(_PR_SET_DUMPABLE, 0)
             with os.fdopen(secret_r, "rb") as stream:
                 given = json.loads(stream.read())

@@ -16,10 +16,12 @@ function that sorts a list in place is seen to have done so.
 from __future__ import annotations
 
 import builtins
+import collections
 import faulthandler
 import itertools
 import sys
 import traceback
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -27,7 +29,10 @@ import codec
 import framing
 
 _MAX_REQUEST = 64 << 20
-_MUTABLE = (list, dict, set, bytearray)
+_MAX_ARGS = 4096  # bytes of an exception's arguments sent along, as data
+# arguments a call may change in place (exact types: what the codec can carry back)
+_MUTABLE = (list, dict, set, bytearray, collections.deque, collections.Counter, collections.OrderedDict,
+            collections.defaultdict)  # fmt: skip
 
 
 def _describe(exc: BaseException) -> dict[str, Any]:
@@ -35,7 +40,14 @@ def _describe(exc: BaseException) -> dict[str, Any]:
         message = str(exc)[:500]
     except BaseException:  # noqa: BLE001 - str() of a hostile exception may raise
         message = "<unprintable>"
-    return {"type": type(exc).__name__[:100], "msg": message, "mro": builtin_bases(type(exc))}
+    described = {"type": type(exc).__name__[:100], "msg": message, "mro": builtin_bases(type(exc))}
+    try:
+        args = codec.dumps(list(BaseException.args.__get__(exc)))  # type: ignore[attr-defined]
+        if len(args) <= _MAX_ARGS:
+            described["args"] = args  # KeyError('k').args[0] is 'k', not "'k'"
+    except BaseException:  # noqa: BLE001 - arguments that are not data stay behind
+        pass
+    return described
 
 
 def builtin_bases(kind: type) -> list[str]:
@@ -55,11 +67,26 @@ def _reply(chan: int, message: dict[str, Any]) -> None:
         framing.write(chan, {"exc": {"type": "UnserializableResult", "msg": "value cannot be encoded"}})
 
 
+def module_namespace(name: str) -> dict[str, Any]:
+    """The globals of a real module registered under `name`: code that looks itself up in
+    sys.modules (dataclasses, typing, pickle) works as it does in a file."""
+    module = types.ModuleType(name)
+    module.__builtins__ = builtins  # type: ignore[attr-defined]
+    sys.modules[name] = module
+    return module.__dict__
+
+
+def run_code(code: str, filename: str, namespace: dict[str, Any]) -> None:
+    """Execute source as its own module: no `from __future__` flags of ours leak into it
+    (this file's `annotations` would turn every annotation into a string)."""
+    exec(compile(code, filename, "exec", dont_inherit=True), namespace)  # noqa: S102 - the sandbox's job
+
+
 def _run_main(code: str) -> None:
     """stdin/stdout tests: the program runs as __main__ and its output is the answer."""
-    namespace = {"__name__": "__main__", "__builtins__": builtins}
+    namespace = module_namespace("__main__")
     try:
-        exec(compile(code, "<candidate>", "exec"), namespace)  # noqa: S102 - we are the sandbox
+        run_code(code, "<candidate>", namespace)
     except SystemExit as exc:
         if exc.code not in (None, 0):
             raise
@@ -79,9 +106,13 @@ class Session:
         self.handles = handles  # whole mode: objects that are not data stay here, by handle
         self.objects: dict[int, Any] = {}
         self.ids = itertools.count(1)
+        self.refs: dict[int, Ref] = {}  # the test's objects, one proxy each (`a is b` holds)
 
     def encode(self, value: Any) -> Any:
-        """A value as data; in whole mode an object that is not data becomes a handle."""
+        """A value as data; in whole mode an object that is not data becomes a handle, and an
+        object of the test's goes back as its own reference."""
+        if type(value) is Ref:
+            return {"$ref": object.__getattribute__(value, "_number")}
         encoded = codec.encode(value)
         if self.handles and isinstance(encoded, dict) and "$opaque" in encoded:
             handle = next(self.ids)
@@ -90,27 +121,30 @@ class Session:
         return encoded
 
     def decode(self, data: Any) -> Any:
-        """An argument from the judge: data, a handle of ours, or a function of the test's."""
+        """An argument from the judge: data, a handle of ours, or an object of the test's."""
         if type(data) is dict and len(data) == 1:
             if "$handle" in data:
                 return self.objects[data["$handle"]]
-            if "$callback" in data:
-                return self._callback(int(data["$callback"]))
+            if "$ref" in data:
+                number = int(data["$ref"])
+                if number not in self.refs:
+                    self.refs[number] = Ref(self, number)
+                return self.refs[number]
         return codec.decode(data)
 
-    def _callback(self, number: int) -> Callable[..., Any]:
-        def callback(*args: Any, **kwargs: Any) -> Any:
-            encoded = [[self.encode(a) for a in args], {k: self.encode(v) for k, v in kwargs.items()}]
-            framing.write(self.chan, {"cb": number, "args": encoded})
-            while True:
-                message = framing.read(self.chan, _MAX_REQUEST)
-                if "cb_ok" in message:
-                    return self.decode(message["cb_ok"])
-                if "cb_exc" in message:
-                    raise _rebuilt(message["cb_exc"])
-                self.answer(message)  # the judge asked something while its function ran
-
-        return callback
+    def ask_judge(self, number: int, op: str, **fields: Any) -> Any:
+        """Ask the judge to do `op` with its object `number`; answer the judge's own requests
+        that arrive meanwhile (the object's code may call the candidate again)."""
+        framing.write(self.chan, {"cb": number, "op": op, **fields})
+        while True:
+            message = framing.read(self.chan, _MAX_REQUEST)
+            if "cb_ok" in message:
+                return self.decode(message["cb_ok"])
+            if message.get("cb_stop") is True:
+                raise StopIteration
+            if "cb_exc" in message:
+                raise _rebuilt(message["cb_exc"])
+            self.answer(message)
 
     def answer(self, request: dict[str, Any]) -> None:
         try:
@@ -131,9 +165,15 @@ class Session:
             args = [self.decode(a) for a in args_data] if self.handles else codec.decode(args_data)
             kwargs = {k: self.decode(v) for k, v in kwargs_data.items()} if self.handles else codec.decode(kwargs_data)
             value = target(*args, **kwargs)
-            reply: dict[str, Any] = {"ok": self.encode(value)}
-            if self.handles:
-                reply["wb"] = _written_back(args)
+            if not self.handles:
+                return {"ok": codec.encode(value)}
+            passed = {**{str(i): a for i, a in enumerate(args)}, **kwargs}
+            same = next((key for key, a in passed.items() if a is value and type(a) in _MUTABLE), None)
+            reply: dict[str, Any] = {"wb": _written_back(passed)}
+            if same is None:
+                reply["ok"] = self.encode(value)
+            else:
+                reply.update(ok=None, same=same)  # `f(xs) is xs`: the judge answers with its own object
             return reply
         if op == "next":
             try:
@@ -144,19 +184,85 @@ class Session:
             return {"ok": self.encode(getattr(target, str(request["name"])))}
         if op == "getitem":
             return {"ok": self.encode(target[self.decode(request["key"])])}
+        if op in ("eq", "lt"):  # between two of the candidate's own objects: its own rules
+            other = self.objects[request["other"]]
+            return {"ok": bool(target == other if op == "eq" else target < other)}
         unary = {"iter": iter, "len": len, "bool": bool, "str": str, "repr": repr}
         if op in unary:
             return {"ok": self.encode(unary[op](target))}
         raise ValueError(f"unknown request {op!r}")
 
 
-def _written_back(args: list[Any]) -> dict[str, Any]:
-    """Mutable arguments as they are after the call (the judge updates its own copies)."""
+class Ref:
+    """An object of the test's (a function it passed, a linked-list node it built) seen from
+    the candidate. It lives in the judge; what the candidate does with it is asked there, and
+    what comes back is again data, a reference, or one of the candidate's own objects."""
+
+    __slots__ = ("_number", "_session")
+
+    def __init__(self, session: Session, number: int) -> None:
+        object.__setattr__(self, "_session", session)
+        object.__setattr__(self, "_number", number)
+
+    def _ask(self, op: str, **fields: Any) -> Any:
+        session = object.__getattribute__(self, "_session")
+        return session.ask_judge(object.__getattribute__(self, "_number"), op, **fields)
+
+    def _encode(self, value: Any) -> Any:
+        return object.__getattribute__(self, "_session").encode(value)
+
+    def __getattr__(self, name: str) -> Any:
+        return self._ask("getattr", name=name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self._ask("setattr", name=name, value=self._encode(value))
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        arguments = [[self._encode(a) for a in args], {k: self._encode(v) for k, v in kwargs.items()}]
+        return self._ask("call", args=arguments)
+
+    def __iter__(self) -> Any:
+        return self._ask("iter")
+
+    def __next__(self) -> Any:
+        return self._ask("next")
+
+    def __len__(self) -> int:
+        return self._ask("len")
+
+    def __bool__(self) -> bool:
+        return self._ask("bool") is True
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._ask("getitem", key=self._encode(key))
+
+    def __contains__(self, item: Any) -> bool:
+        return self._ask("contains", item=self._encode(item)) is True
+
+    def __eq__(self, other: object) -> bool:
+        return self._ask("eq", other=self._encode(other)) is True
+
+    def __ne__(self, other: object) -> bool:
+        return not self.__eq__(other)
+
+    def __hash__(self) -> int:
+        return self._ask("hash")
+
+    def __str__(self) -> str:
+        return self._ask("str")
+
+    def __repr__(self) -> str:
+        return self._ask("repr")
+
+
+def _written_back(passed: dict[str, Any]) -> dict[str, Any]:
+    """Mutable arguments (by position or keyword) as they are after the call: the judge
+    updates its own objects."""
     after = {}
-    for index, arg in enumerate(args):
+    for key, arg in passed.items():
         if type(arg) in _MUTABLE:
             try:
-                after[str(index)] = codec.encode(arg)
+                after[key] = codec.encode(arg)
             except (ValueError, RecursionError):
                 continue  # what cannot travel stays as the judge had it
     return after
@@ -192,9 +298,9 @@ def serve(job: dict[str, Any], chan: int) -> None:
         _reply(chan, {"done": True})
         return
 
-    namespace: dict[str, Any] = {"__name__": "__candidate__", "__builtins__": builtins}
+    namespace = module_namespace("__candidate__")
     try:
-        exec(compile(code, "<candidate>", "exec"), namespace)  # noqa: S102
+        run_code(code, "<candidate>", namespace)
         entry = job["entry_point"]
         if entry not in namespace:
             raise NameError(f"the candidate does not define {entry!r}")

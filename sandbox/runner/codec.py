@@ -324,7 +324,20 @@ _ENCODERS: dict[type, Callable[[Any, int], Any]] = {
     timedelta: lambda v, d: {"$timedelta": _offset(v)},
     timezone: lambda v, d: _encode_timezone(v),
     range: lambda v, d: {"$range": [_encode_int(v.start), _encode_int(v.stop), _encode_int(v.step)]},
+    type({}.keys()): lambda v, d: {"$dict_keys": [encode(x, d + 1) for x in v]},
+    type({}.values()): lambda v, d: {"$dict_values": [encode(x, d + 1) for x in v]},
+    type({}.items()): lambda v, d: {"$dict_items": [[encode(k, d + 1), encode(x, d + 1)] for k, x in v]},
+    collections.UserList: lambda v, d: _encode_user(v, list, "$UserList", d),
+    collections.UserDict: lambda v, d: _encode_user(v, dict, "$UserDict", d),
+    collections.UserString: lambda v, d: _encode_user(v, str, "$UserString", d),
 }
+
+
+def _encode_user(value: Any, kind: type, tag: str, depth: int) -> Any:
+    """collections.UserList/UserDict/UserString: their `data` (an instance attribute, read from
+    the instance's own dict), when it is of the wrapped type."""
+    data = object.__getattribute__(value, "__dict__").get("data")
+    return {tag: encode(data, depth + 1)} if type(data) is kind else _opaque(value)
 
 
 def _encode_namedtuple(value: tuple, kind: type, mro: tuple[type, ...], depth: int) -> Any:
@@ -416,11 +429,18 @@ def _small_ints(payload: Any, count: int, what: str) -> list[int]:
     return [_int(v, what) for v in payload]
 
 
-def _hashable(key: Any) -> Any:
+_MAX_COLLISIONS = 32  # keys of one container sharing a hash: past it, building it turns quadratic
+
+
+def _spread(key: Any, collisions: Counter[int]) -> Any:
+    """A hashable key whose hash few others of its container share: ints k * (2**61 - 1) all
+    hash alike, and a set of 40,000 of them takes the decoder (and the service) a minute."""
     try:
-        hash(key)
+        digest = hash(key)
     except TypeError:
         raise ValueError(f"unhashable key or set element of type {type(key).__name__}") from None
+    collisions[digest] += 1
+    _need(collisions[digest] <= _MAX_COLLISIONS, "too many keys with one hash (crafted collisions)")
     return key
 
 
@@ -457,12 +477,18 @@ class _Decoder:
 
     def pairs(self, payload: Any, depth: int, into: dict[Any, Any]) -> dict[Any, Any]:
         _need(type(payload) is list, "a mapping needs a list of [key, value] pairs")
+        collisions: Counter[int] = Counter()
         for pair in payload:
             _need(type(pair) is list and len(pair) == 2, "a mapping needs [key, value] pairs")
-            key = _hashable(self.value(pair[0], depth + 1))
+            key = _spread(self.value(pair[0], depth + 1), collisions)
             _need(key not in into, "duplicate key in a mapping")
             into[key] = self.value(pair[1], depth + 1)
         return into
+
+    def members(self, payload: Any, depth: int) -> list[Any]:
+        """Set elements (or dict-view keys), hashable and without crafted hash collisions."""
+        collisions: Counter[int] = Counter()
+        return [_spread(x, collisions) for x in self.items(payload, depth)]
 
     def opaque(self, data: dict[str, Any]) -> Opaque:
         name, text, custom_eq = data.get("$opaque"), data.get("repr", ""), data.get("custom_eq", False)
@@ -572,8 +598,14 @@ class _Decoder:
 
 _TAGS: dict[str, Callable[[_Decoder, Any, int], Any]] = {
     "$tuple": lambda d, p, depth: tuple(d.items(p, depth)),
-    "$set": lambda d, p, depth: {_hashable(x) for x in d.items(p, depth)},
-    "$frozenset": lambda d, p, depth: frozenset(_hashable(x) for x in d.items(p, depth)),
+    "$set": lambda d, p, depth: set(d.members(p, depth)),
+    "$frozenset": lambda d, p, depth: frozenset(d.members(p, depth)),
+    "$dict_keys": lambda d, p, depth: dict.fromkeys(d.members(p, depth)).keys(),
+    "$dict_values": lambda d, p, depth: dict(enumerate(d.items(p, depth))).values(),
+    "$dict_items": lambda d, p, depth: d.pairs(p, depth, {}).items(),
+    "$UserList": lambda d, p, depth: collections.UserList(_typed(d.value(p, depth), list)),
+    "$UserDict": lambda d, p, depth: collections.UserDict(_typed(d.value(p, depth), dict)),
+    "$UserString": lambda d, p, depth: collections.UserString(_typed(d.value(p, depth), str)),
     "$dict": lambda d, p, depth: d.pairs(p, depth, {}),
     "$Counter": lambda d, p, depth: d.pairs(p, depth, Counter()),
     "$OrderedDict": lambda d, p, depth: d.pairs(p, depth, OrderedDict()),
@@ -593,6 +625,11 @@ _TAGS: dict[str, Callable[[_Decoder, Any, int], Any]] = {
     "$timezone": _Decoder.timezone,
     "$range": _Decoder.range,
 }
+
+
+def _typed(value: Any, kind: type) -> Any:
+    _need(type(value) is kind, f"expected a {kind.__name__}")
+    return value
 
 
 def decode(data: Any, depth: int = 0) -> Any:

@@ -30,6 +30,7 @@ def spawn_candidate(job: dict[str, Any], enter: Callable[[set[int]], None]) -> t
     pid = os.fork()
     if pid == 0:
         try:
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # the zygote ignores it
             os.setpgid(0, 0)
             os.dup2(in_r, 0)
             os.dup2(out_w, 1)
@@ -46,10 +47,11 @@ def spawn_candidate(job: dict[str, Any], enter: Callable[[set[int]], None]) -> t
 
 def reap(pid: int) -> int:
     """Kill a candidate's process group and wait for it; its wait status (-1 if unknown)."""
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except OSError:
-        pass
+    for kill in (os.killpg, os.kill):  # the candidate itself too: it may have left its group
+        try:
+            kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
     try:
         return os.waitpid(pid, 0)[1]
     except ChildProcessError:
@@ -96,10 +98,11 @@ class ZygoteSpawner:
         return pid, fds
 
     def reap(self, pid: int) -> int:
-        try:
-            os.killpg(pid, signal.SIGKILL)  # same uid: no need to trust the zygote for this
-        except OSError:
-            pass
+        for kill in (os.killpg, os.kill):  # same uid: no need to trust the zygote for this
+            try:
+                kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
         try:
             self.control.send(json.dumps({"op": "reap", "pid": pid}).encode())
             return int(json.loads(self.control.recv(256))["status"])
@@ -110,6 +113,7 @@ class ZygoteSpawner:
 def serve(job: dict[str, Any], control: socket.socket) -> None:
     """The zygote's loop: spawn and reap candidates until the judge hangs up."""
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a candidate of the same uid may send it
 
     def enter(keep: set[int]) -> None:
         control.close()
