@@ -19,11 +19,13 @@ class LimitBounds:
 class ServiceConfig:
     host: str = "127.0.0.1"
     port: int = 50051
-    token: str | None = None
+    token: str | None = None  # one shared bearer token: authenticates; callers are told apart by connection
+    tokens: tuple[tuple[str, str], ...] = ()  # (name, secret): authenticates, and names the caller
     tls_cert: str | None = None  # PEM certificate chain and key: serve TLS instead of plaintext
     tls_key: str | None = None
     workers: int = max(os.cpu_count() or 1, 1)
-    queue_limit: int = 4096
+    queue_limit: int = 4096  # queued jobs; past it only callers under their fair share are admitted
+    caller_queue_limit: int = 0  # queued jobs of one caller (0: queue_limit)
     max_jobs_per_worker: int = 1000
     audit_log: str = "rft-sandbox-audit.jsonl"
     max_code_bytes: int = 256 * 1024
