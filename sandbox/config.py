@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 MiB = 1 << 20
+_TOKEN_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -40,3 +42,26 @@ class ServiceConfig:
     max_file_bytes: int = 16 * MiB
     triton_device: str = "cpu"  # "cpu" (interpreter, correctness only) or "cuda" (speed scored)
     triton_workers: int = 1  # warm Triton runners, started with the first Triton task
+
+
+def read_tokens(path: str) -> tuple[tuple[str, str], ...]:
+    """Named bearer tokens from a file: one `NAME=SECRET` a line; `#` comments and blank
+    lines are skipped. A file keeps the secrets off the command line (and out of `ps`).
+    Raises ValueError naming the line of the first problem."""
+    tokens: dict[str, str] = {}
+    with open(path, encoding="utf-8") as handle:
+        for number, raw in enumerate(handle, 1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            name, sep, secret = line.partition("=")
+            if not sep or not _TOKEN_NAME.fullmatch(name) or not secret or any(c.isspace() for c in secret):
+                raise ValueError(f"{path}:{number}: expected NAME=SECRET (NAME: letters, digits, _ . -)")
+            if name in tokens:
+                raise ValueError(f"{path}:{number}: token name {name!r} given twice")
+            if secret in tokens.values():
+                raise ValueError(f"{path}:{number}: the secret of {name!r} is another name's too")
+            tokens[name] = secret
+    if not tokens:
+        raise ValueError(f"{path}: no tokens")
+    return tuple(tokens.items())

@@ -7,9 +7,12 @@ that fills the queue is the only one refused (RESOURCE_EXHAUSTED).
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import pytest
@@ -18,7 +21,7 @@ from sandbox.config import ServiceConfig
 from sandbox.embedded import EmbeddedServer
 from sandbox.fairqueue import FairQueue, Overloaded
 from tests.conftest import make_backend, start_server
-from tests.helpers import call_task, healthy_task, status_name
+from tests.helpers import call_task, free_port, healthy_task, status_name
 from trainer_plugin.client import SandboxClient
 
 # ---------------------------------------------------------------- the queue
@@ -289,3 +292,67 @@ def test_a_named_token_is_one_caller_across_connections(team_server):
     finally:
         for client in (a1, a2, b, shared):
             client.close()
+
+
+# ---------------------------------------------------------------- the command line
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_serve_takes_named_tokens_from_a_file_and_queue_limits(tmp_path):
+    tokens = tmp_path / "tokens"
+    tokens.write_text("# team tokens\nteam-a=secret-a\n\nteam-b=secret-b\n")
+    port = free_port()
+    command = [sys.executable, "-m", "sandbox", "serve", "--backend", "bwrap", "--workers", "1", "--port", str(port)]
+    options = ["--tokens-file", str(tokens), "--token", "shared", "--queue-limit", "6", "--caller-queue-limit", "3"]
+    process = subprocess.Popen([*command, *options], cwd=ROOT, stderr=subprocess.DEVNULL)
+    target = f"127.0.0.1:{port}"
+    clients = [connect(target, 60, token) for token in ("secret-a", "shared", "team-a")]
+    try:
+        team, shared, named = clients
+        assert wait_for(lambda: _answers(team), 30), "the server never came up"
+        assert status_name(team.score(healthy_task("team"))) == "PASSED"
+        assert status_name(shared.score(healthy_task("shared"))) == "PASSED"
+        with pytest.raises(grpc.RpcError) as wrong:
+            named.stats()  # a token's name is not its secret
+        assert wrong.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        with pytest.raises(grpc.RpcError) as over:
+            list(team.score_batch([healthy_task(f"t-{i}") for i in range(4)]))
+        assert over.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "caller 'team-a'" in over.value.details() and "per-caller queue limit of 3" in over.value.details()
+    finally:
+        for client in clients:
+            client.close()
+        process.terminate()
+        process.wait(30)
+
+
+def _answers(client: SandboxClient) -> bool:
+    try:
+        client.stats()
+    except grpc.RpcError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ("team-a\n", "tokens:1: expected NAME=SECRET"),
+        ("team a=s\n", "tokens:1: expected NAME=SECRET"),
+        ("a=s1\na=s2\n", "tokens:2: token name 'a' given twice"),
+        ("a=s\nb=s\n", "tokens:2: the secret of 'b' is another name's too"),
+        ("# nothing\n", "tokens: no tokens"),
+    ],
+)
+def test_a_bad_tokens_file_is_a_clear_error(tmp_path, content, problem):
+    tokens = tmp_path / "tokens"
+    tokens.write_text(content)
+    done = subprocess.run(
+        [sys.executable, "-m", "sandbox", "serve", "--tokens-file", str(tokens), "--backend", "bwrap"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0 and problem in done.stderr, done.stderr
