@@ -160,7 +160,8 @@ class WorkerPool:
     def _lost(self, slot: int, failure: WorkerFailure) -> None:
         self.stats.worker_failures += 1
         self._workers.pop(slot, None)  # Worker.run stopped it
-        log.warning("worker %d failed (%s, job %s): %s", slot, failure.kind, "started" * failure.delivered, failure)
+        started = "started" if failure.delivered else "not started"
+        log.warning("worker %d failed (%s, job %s): %s", slot, failure.kind, started, failure)
 
     async def _control(self, slot: int) -> Worker | None:
         """A fresh worker that ran the control job right, or None."""

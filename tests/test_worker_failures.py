@@ -4,13 +4,15 @@ The pool runs a control job on a fresh worker after a worker fails during a job.
 control passes, what the job did cost it its worker: a verdict with score 0, and the job
 never runs again. Only when the controls fail too is it SANDBOX_ERROR (the infrastructure
 is broken); one failed control then a passing one means flaky infrastructure, and the job
-runs once more. Real gRPC, real sandboxes; the failures are made from outside (SIGKILL or
-SIGSTOP of the sandbox, a backend whose next starts fail), as no honest candidate can
-make a hardened runner fail.
+runs once more. Real gRPC, real sandboxes. A candidate can bring its runner down where
+jobs share the runner's uid (the service run as an ordinary user; the last tests); as
+root it cannot, so the other failures are made from outside: SIGKILL or SIGSTOP of the
+sandbox, a backend whose next starts fail.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import threading
@@ -23,10 +25,14 @@ import grpc
 import pytest
 
 from sandbox.backends.base import Backend
+from sandbox.backends.bwrap import BwrapBackend
 from sandbox.config import ServiceConfig
 from sandbox.embedded import EmbeddedServer
+from sandbox.pool import WorkerPool
+from sandbox.triton.lane import TritonLane
+from sandbox.triton.plan import TritonDevice
 from tests.conftest import make_backend
-from tests.helpers import call_task, finding_codes, healthy_task, limits, status_name
+from tests.helpers import assert_task, call_task, finding_codes, healthy_task, limits, status_name
 from trainer_plugin.client import SandboxClient
 
 SLEEPY = "import time\n\ndef f(x, seconds):\n    time.sleep(seconds)\n    return x\n"
@@ -246,3 +252,69 @@ def test_a_batch_loses_only_the_job_under_the_killed_worker(one_worker, client):
     statuses = Counter(status_name(r) for r in results)
     assert statuses == {"PASSED": 3, "RUNTIME_ERROR": 1}, [(r.id, r.message) for r in results]
     assert _delta(client, before)["job_runs"] == 4  # each job ran exactly once
+
+
+def test_the_control_job_passes_in_every_kind_of_runner():
+    """Python/SQL runners, and the Triton interpreter and compiler runners (torch preloaded,
+    a large address space under the control's memory limit) all answer the control job."""
+    pytest.importorskip("torch")
+    pytest.importorskip("triton")
+
+    async def controls() -> list[bool]:
+        pool = WorkerPool(BwrapBackend(), 1)
+        lane = TritonLane(BwrapBackend(), TritonDevice("cpu"), 1)
+        await pool.start()
+        await lane._start()
+        try:
+            pools = [pool, lane.pool, lane.compiler]
+            return [await p._control(0) is not None and p.stats.control_failures == 0 for p in pools]
+        finally:
+            await pool.close()
+            await lane.close()
+
+    assert asyncio.run(controls()) == [True, True, True]
+
+
+# ---------------------------------------------------------------- a candidate that kills its runner
+
+KILL_RUNNER = "import os, signal\n\ndef f(x):\n    os.kill(2, signal.SIGKILL)  # the runner is pid 2\n    return x\n"
+
+
+class _SharedUid(BwrapBackend):
+    """Jobs run as the runner's uid, as when the service runs as an ordinary user (bubblewrap
+    then adds a user namespace and has no other uid to give jobs): a candidate can kill its
+    runner. As root (the other tests) it cannot."""
+
+    def runner_argv(self, slot: int) -> list[str]:
+        argv = super().runner_argv(slot)
+        if "--job-uid" in argv:
+            at = argv.index("--job-uid")
+            del argv[at : at + 2]
+        return argv
+
+
+@pytest.fixture(scope="module")
+def unprivileged_server() -> Iterator[str]:
+    config = ServiceConfig(host="127.0.0.1", port=0, workers=1, audit_log=None)
+    embedded = EmbeddedServer(config, _SharedUid()).start()
+    yield embedded.target
+    embedded.stop()
+
+
+@pytest.mark.parametrize("mode", ["calls", "whole"])
+def test_a_candidate_that_kills_its_runner_gets_zero_once_not_sandbox_error(unprivileged_server, mode):
+    client = SandboxClient(unprivileged_server, timeout=60)
+    try:
+        if mode == "calls":
+            task = call_task("killer", KILL_RUNNER, "f", [([1], 1)])
+        else:
+            task = assert_task("killer", KILL_RUNNER, "f", "def check(candidate):\n    assert candidate(1) == 1\n")
+        before = client.stats()
+        result = client.score(task)
+        assert status_name(result) == "RUNTIME_ERROR" and result.score == 0.0, (status_name(result), result.message)
+        assert "sandbox_worker_crashed" in finding_codes(result)
+        delta = _delta(client, before)
+        assert delta["job_runs"] == 1 and delta["jobs_lost"] == 1 and delta["control_failures"] == 0, delta
+        assert status_name(client.score(healthy_task("after"))) == "PASSED"
+    finally:
+        client.close()
