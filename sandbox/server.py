@@ -62,7 +62,7 @@ class Tokens:
             matched, name = False, None
             for expected, owner in self._entries:  # every entry compared: the time says nothing about which
                 if hmac.compare_digest(given, expected):
-                    matched, name = True, owner
+                    matched, name = True, name or owner  # a named token wins over the shared one
             if matched:
                 return True, name
         return False, None
