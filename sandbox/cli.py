@@ -48,6 +48,16 @@ def _config(args: argparse.Namespace, **overrides: Any) -> ServiceConfig:
     }
     if args.workers:
         values["workers"] = args.workers
+    if args.tokens_file:
+        from sandbox.config import read_tokens
+
+        try:
+            values["tokens"] = read_tokens(args.tokens_file)
+        except (OSError, ValueError) as exc:
+            raise SystemExit(f"--tokens-file: {exc}") from None
+    if args.queue_limit < 1 or args.caller_queue_limit < 0:
+        raise SystemExit("--queue-limit must be >= 1 and --caller-queue-limit >= 0")
+    values["queue_limit"], values["caller_queue_limit"] = args.queue_limit, args.caller_queue_limit
     values["triton_device"] = args.triton_device
     if bool(args.tls_cert) != bool(args.tls_key):
         raise SystemExit("--tls-cert and --tls-key go together")
@@ -125,7 +135,7 @@ def read_tasks(path: str) -> list[tuple[int, pb.Task]]:
 def _embedded_server(args: argparse.Namespace) -> Iterator[str]:
     from sandbox.embedded import EmbeddedServer
 
-    config = _config(args, host="127.0.0.1", port=0, token=None, tls_cert=None, tls_key=None)
+    config = _config(args, host="127.0.0.1", port=0, token=None, tokens=(), tls_cert=None, tls_key=None)
     with EmbeddedServer(config, _make_backend(args), _sql_context(args)) as server:
         yield server.target
 
@@ -249,7 +259,31 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--triton-workers", type=int, default=0, help="warm Triton sandboxes (default 1; with cuda: one per GPU)"
         )
-        p.add_argument("--token", default=None, help=f"bearer token (or ${TOKEN_ENV})")
+        p.add_argument(
+            "--token",
+            default=None,
+            help=f"bearer token (or ${TOKEN_ENV}) shared by all callers; they are told apart by connection",
+        )
+        p.add_argument(
+            "--tokens-file",
+            default=None,
+            metavar="PATH",
+            help="named bearer tokens, one NAME=SECRET a line: each name is one caller for fair "
+            "scheduling and queue shares (teams sharing a service); works alongside --token",
+        )
+        p.add_argument(
+            "--queue-limit",
+            type=int,
+            default=ServiceConfig.queue_limit,
+            help="queued jobs; past it only callers under their fair share (limit / callers with "
+            "queued jobs) are admitted, others get RESOURCE_EXHAUSTED (default %(default)s)",
+        )
+        p.add_argument(
+            "--caller-queue-limit",
+            type=int,
+            default=0,
+            help="queued jobs of any one caller, whatever the queue holds (default: --queue-limit)",
+        )
         p.add_argument("--tls-cert", default=None, help="PEM certificate (chain): serve TLS (with --tls-key)")
         p.add_argument("--tls-key", default=None, help="PEM private key of --tls-cert")
         p.add_argument("--audit-log", default="rft-sandbox-audit.jsonl", help="JSONL file of findings")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 MiB = 1 << 20
+_TOKEN_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -19,11 +21,13 @@ class LimitBounds:
 class ServiceConfig:
     host: str = "127.0.0.1"
     port: int = 50051
-    token: str | None = None
+    token: str | None = None  # one shared bearer token: authenticates; callers are told apart by connection
+    tokens: tuple[tuple[str, str], ...] = ()  # (name, secret): authenticates, and names the caller
     tls_cert: str | None = None  # PEM certificate chain and key: serve TLS instead of plaintext
     tls_key: str | None = None
     workers: int = max(os.cpu_count() or 1, 1)
-    queue_limit: int = 4096
+    queue_limit: int = 4096  # queued jobs; past it only callers under their fair share are admitted
+    caller_queue_limit: int = 0  # queued jobs of one caller (0: queue_limit)
     max_jobs_per_worker: int = 1000
     audit_log: str = "rft-sandbox-audit.jsonl"
     max_code_bytes: int = 256 * 1024
@@ -38,3 +42,26 @@ class ServiceConfig:
     max_file_bytes: int = 16 * MiB
     triton_device: str = "cpu"  # "cpu" (interpreter, correctness only) or "cuda" (speed scored)
     triton_workers: int = 1  # warm Triton runners, started with the first Triton task
+
+
+def read_tokens(path: str) -> tuple[tuple[str, str], ...]:
+    """Named bearer tokens from a file: one `NAME=SECRET` a line; `#` comments and blank
+    lines are skipped. A file keeps the secrets off the command line (and out of `ps`).
+    Raises ValueError naming the line of the first problem."""
+    tokens: dict[str, str] = {}
+    with open(path, encoding="utf-8") as handle:
+        for number, raw in enumerate(handle, 1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            name, sep, secret = line.partition("=")
+            if not sep or not _TOKEN_NAME.fullmatch(name) or not secret or any(c.isspace() for c in secret):
+                raise ValueError(f"{path}:{number}: expected NAME=SECRET (NAME: letters, digits, _ . -)")
+            if name in tokens:
+                raise ValueError(f"{path}:{number}: token name {name!r} given twice")
+            if secret in tokens.values():
+                raise ValueError(f"{path}:{number}: the secret of {name!r} is another name's too")
+            tokens[name] = secret
+    if not tokens:
+        raise ValueError(f"{path}: no tokens")
+    return tuple(tokens.items())

@@ -1,29 +1,65 @@
-"""Warm worker pool: a bounded queue in front of N long-lived sandboxes.
+"""Warm worker pool: a fair queue in front of N long-lived sandboxes.
 
-One coroutine per slot owns one worker and takes jobs from a shared FIFO. A worker is
-replaced after `max_jobs` jobs, after any job that left processes behind, and whenever
-it fails; the job it was running is retried on the fresh worker (`retries` times), and
-only then answered with a sandbox failure, never dropped or turned into a verdict.
+One coroutine per slot owns one worker and takes jobs from a `FairQueue` (a line per
+caller, served round-robin). A worker is replaced after `max_jobs` jobs, after any job
+that left processes behind, and whenever it fails.
+
+A failed worker never gives a job a second draw while the infrastructure is healthy,
+and never turns what the job did into a SANDBOX_ERROR (which trainers drop):
+
+* failed before the runner acknowledged the job: nothing of it ran, so it is sent to a
+  fresh worker again (`retries` times), and only then answered with a sandbox failure;
+* failed after: a control job (the runner's `ping`: a forked child, dropped to the job
+  uid and rlimits, reports back) runs on a fresh worker. It passes: the sandbox works,
+  so the failure was the job's, settled as a reply whose ending is `worker_lost` (the
+  scorer's RUNTIME_ERROR or TIMEOUT, score 0). It fails: a second control on another
+  fresh worker; failing too, the infrastructure is broken (sandbox failure); passing,
+  the infrastructure was flaky and the job runs once more, once at most.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 
 from sandbox.backends.base import Backend
+from sandbox.fairqueue import FairQueue, Overloaded
+from sandbox.runner import framing
 from sandbox.worker import RunnerReply, Worker, WorkerFailure
+
+__all__ = ["WORKER_LOST", "Job", "Overloaded", "PoolStats", "SandboxFailure", "WorkerPool"]
 
 log = logging.getLogger(__name__)
 
+WORKER_LOST = "worker_lost"  # a reply's ending: the job's worker failed and the control passed
+_PING = framing.pack(
+    {
+        "mode": "ping",
+        "limits": {
+            "task_ms": 5000,
+            "memory_bytes": 64 << 20,
+            "max_processes": 4,
+            "max_open_files": 16,
+            "max_file_bytes": 1 << 20,
+        },
+    }
+)
+_EMPTY_SECRET = framing.pack({})
+_PONG = [{"t": "pong"}, {"t": "exit", "code": 0}]
 
-class Overloaded(Exception):
-    """The queue is full: the caller should back off (RESOURCE_EXHAUSTED)."""
+
+def _lost_reply(failure: WorkerFailure, started: float) -> RunnerReply:
+    """The job's own failure, for the scorer to judge (no records: nothing came back)."""
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    return RunnerReply(
+        {"ending": WORKER_LOST, "failure": failure.kind, "reason": str(failure), "elapsed_ms": elapsed_ms}, []
+    )
 
 
 class SandboxFailure(Exception):
-    """A job could not be run even after retries on fresh workers."""
+    """A job could not be run: the infrastructure failed (not the job)."""
 
 
 @dataclass
@@ -31,12 +67,18 @@ class Job:
     frames: bytes  # packed public job frame
     secret: bytes  # packed secret frame
     timeout: float  # seconds the runner may take
+    caller: str = ""  # whose line of the fair queue it waits in
     future: asyncio.Future[RunnerReply] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
 @dataclass
 class PoolStats:
-    jobs_completed: int = 0
+    jobs_completed: int = 0  # jobs answered by the runner
+    job_runs: int = 0  # jobs the runner acknowledged (started), reruns included
+    jobs_lost: int = 0  # jobs whose worker failed while the control passed: the job's failure
+    job_reruns: int = 0  # jobs run again after the infrastructure was shown flaky
+    control_jobs: int = 0
+    control_failures: int = 0
     workers_recycled: int = 0
     worker_failures: int = 0
     busy: int = 0
@@ -50,23 +92,26 @@ class WorkerPool:
         *,
         max_jobs: int = 1000,
         queue_limit: int = 4096,
+        caller_queue_limit: int | None = None,
         retries: int = 2,
         start_attempts: int = 3,
     ) -> None:
         self.backend = backend
         self.size = size
         self.max_jobs = max_jobs
-        self.queue_limit = queue_limit
         self.retries = retries
         self.start_attempts = start_attempts
         self.stats = PoolStats()
-        self._queue: asyncio.Queue[Job] = asyncio.Queue()
+        self._queue: FairQueue[Job] = FairQueue(queue_limit, caller_queue_limit)
         self._slots: list[asyncio.Task[None]] = []
         self._workers: dict[int, Worker] = {}
 
     @property
     def queued(self) -> int:
-        return self._queue.qsize()
+        return len(self._queue)
+
+    def queued_by_caller(self) -> dict[str, int]:
+        return self._queue.depths()
 
     @property
     def live_workers(self) -> int:
@@ -86,13 +131,12 @@ class WorkerPool:
         await asyncio.gather(*(w.stop() for w in self._workers.values()), return_exceptions=True)
         self._workers.clear()
 
-    def admit(self, count: int) -> None:
-        """Refuse a whole request up front rather than half of it later."""
-        if self._queue.qsize() + count > self.queue_limit:
-            raise Overloaded(f"{self._queue.qsize()} jobs queued; {count} more would exceed {self.queue_limit}")
+    def admit(self, caller: str, count: int) -> None:
+        """Refuse a whole request up front rather than half of it later (raises Overloaded)."""
+        self._queue.admit(caller, count)
 
     async def run(self, job: Job) -> RunnerReply:
-        self._queue.put_nowait(job)
+        self._queue.put(job.caller, job, job.future)
         return await job.future
 
     async def _fresh_worker(self, slot: int) -> Worker | None:
@@ -113,41 +157,86 @@ class WorkerPool:
             return worker
         return None
 
-    async def _run_with_retries(self, slot: int, worker: Worker | None, job: Job) -> Worker | None:
-        """Run one job, replacing failed workers; settles the job's future either way."""
-        for attempt in range(self.retries + 1):
-            if worker is None:
-                worker = await self._fresh_worker(slot)
-                if worker is None:
-                    break
+    def _lost(self, slot: int, failure: WorkerFailure) -> None:
+        self.stats.worker_failures += 1
+        self._workers.pop(slot, None)  # Worker.run stopped it
+        started = "started" if failure.delivered else "not started"
+        log.warning("worker %d failed (%s, job %s): %s", slot, failure.kind, started, failure)
+
+    async def _control(self, slot: int) -> Worker | None:
+        """A fresh worker that ran the control job right, or None."""
+        self.stats.control_jobs += 1
+        worker = await self._fresh_worker(slot)
+        if worker is not None:
             try:
-                reply = await worker.run(job.frames, job.secret, job.timeout)
-            except WorkerFailure as exc:
-                self.stats.worker_failures += 1
-                log.warning("worker %d failed (attempt %d): %s", slot, attempt + 1, exc)
+                reply = await worker.run(_PING, _EMPTY_SECRET, 5.0)
+            except WorkerFailure as failure:
+                self._lost(slot, failure)
+                worker = None
+            else:
+                if reply.meta.get("ending") == "closed" and reply.records == _PONG:
+                    return worker
+                log.error("worker %d failed the control job: %r %r", slot, reply.meta, reply.records[:4])
                 await worker.stop()
                 self._workers.pop(slot, None)
                 worker = None
-                continue
+        self.stats.control_failures += 1
+        return None
+
+    async def _settle(self, slot: int, worker: Worker | None, job: Job) -> Worker | None:
+        """Run one job and settle its future either way; returns the slot's worker."""
+        resends, reruns = self.retries, 1
+        while True:
+            if worker is None or not worker.alive:
+                worker = await self._fresh_worker(slot)
+                if worker is None:
+                    return self._fail(job, "could not start a sandbox (infrastructure error)")
+            started = time.perf_counter()
+            try:
+                reply = await worker.run(job.frames, job.secret, job.timeout)
+            except WorkerFailure as failure:
+                self._lost(slot, failure)
+                worker = None
+                if not failure.delivered:
+                    if resends and not job.future.done():
+                        resends -= 1
+                        continue
+                    return self._fail(job, f"the sandbox failed before the job started (infrastructure): {failure}")
+                self.stats.job_runs += 1
+                worker = await self._control(slot)
+                if worker is not None:
+                    self.stats.jobs_lost += 1
+                    if not job.future.done():
+                        job.future.set_result(_lost_reply(failure, started))
+                    return worker
+                worker = await self._control(slot)
+                if worker is None:
+                    return self._fail(job, "the sandbox failed, and so did two control jobs (infrastructure error)")
+                if reruns and not job.future.done():
+                    reruns -= 1
+                    self.stats.job_reruns += 1
+                    continue
+                self._fail(job, "the sandbox failed twice on this job, and each time so did a control job")
+                return worker
+            self.stats.job_runs += 1
+            self.stats.jobs_completed += 1
             if not job.future.done():
                 job.future.set_result(reply)
-            self.stats.jobs_completed += 1
             if worker.jobs_done >= self.max_jobs or reply.meta.get("leftover_processes"):
                 self.stats.workers_recycled += 1
                 worker = await self._fresh_worker(slot)
             return worker
+
+    def _fail(self, job: Job, message: str) -> None:
         if not job.future.done():
-            job.future.set_exception(SandboxFailure("the sandbox failed on every attempt (infrastructure error)"))
-        return worker
+            job.future.set_exception(SandboxFailure(message))
 
     async def _serve(self, slot: int) -> None:
         worker: Worker | None = self._workers[slot]
         while True:
-            job = await self._queue.get()
-            if job.future.done():  # the caller gave up (deadline, cancellation)
-                continue
+            job = await self._queue.get()  # never one whose caller gave up
             self.stats.busy += 1
             try:
-                worker = await self._run_with_retries(slot, worker, job)
+                worker = await self._settle(slot, worker, job)
             finally:
                 self.stats.busy -= 1

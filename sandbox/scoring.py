@@ -11,11 +11,11 @@ import logging
 import time
 from typing import Any
 
-from rewards.model import NeedsJudge, Status, Verdict
+from rewards.model import Finding, NeedsJudge, Severity, Status, Verdict
 from rewards.triton import score_triton
 from sandbox.api import pb
 from sandbox.audit import AuditLog
-from sandbox.pool import Job, SandboxFailure, WorkerPool
+from sandbox.pool import WORKER_LOST, Job, SandboxFailure, WorkerPool
 from sandbox.python.plan import InvalidTask
 from sandbox.runner import framing
 from sandbox.sql.plan import GoldKey, GoldRequest, SqlContext, executions
@@ -37,14 +37,15 @@ class ScoringService:
         self.audit = audit
         self.backend_name = backend_name
 
-    async def score(self, task: PreparedTask) -> pb.Result:
+    async def score(self, task: PreparedTask, caller: str = "") -> pb.Result:
+        """`caller` names the line of the pool's fair queue the task's jobs wait in."""
         arrived = time.perf_counter()
         run_ms = queue_ms = 0.0
         try:
             if task.early is not None:
                 verdict = task.early
             else:
-                verdict, queue_ms, run_ms = await self._run(task, arrived)
+                verdict, queue_ms, run_ms = await self._run(task, arrived, caller)
         except SandboxFailure as exc:
             verdict = Verdict(Status.SANDBOX_ERROR, 0.0, message=str(exc))
         except Exception as exc:
@@ -54,7 +55,7 @@ class ScoringService:
         total_ms = (time.perf_counter() - arrived) * 1000
         return _to_proto(task.id, verdict, self.backend_name, queue_ms, run_ms, total_ms)
 
-    async def run_job(self, job: dict[str, Any], secret: dict[str, Any], task_ms: int) -> RunnerReply:
+    async def run_job(self, job: dict[str, Any], secret: dict[str, Any], task_ms: int, caller: str = "") -> RunnerReply:
         """One job: the runner's meta and the records it returned (untrusted).
 
         PostgreSQL queries run on their server (its permission system is the wall), not in
@@ -66,30 +67,52 @@ class ScoringService:
             if any(r.get("kind") == "db_error" for r in records):
                 raise SandboxFailure("the PostgreSQL server failed (not the candidate)")
             return RunnerReply({"ending": "closed", "elapsed_ms": (time.perf_counter() - started) * 1000}, records)
-        frames = Job(framing.pack(job), framing.pack(secret), timeout=task_ms / 1000 + _RUNNER_SLACK_SECONDS)
-        return await self.pool.run(frames)
+        timeout = task_ms / 1000 + _RUNNER_SLACK_SECONDS
+        return await self.pool.run(Job(framing.pack(job), framing.pack(secret), timeout, caller))
 
-    async def _run(self, task: PreparedTask, arrived: float) -> tuple[Verdict, float, float]:
+    async def _run(self, task: PreparedTask, arrived: float, caller: str) -> tuple[Verdict, float, float]:
         if task.triton is not None:
             try:
-                reference = await self.triton.reference(task.triton.reference)
+                reference = await self.triton.reference(task.triton.reference, caller)
             except ReferenceFailed as exc:  # validated before; failing now is not the candidate's fault
                 raise SandboxFailure(str(exc)) from None
-            reply = await self.triton.run_candidate(task.triton, reference)
-            verdict = score_triton(reference.run, reply.records, reply.meta, task.triton.findings, task.triton.rules)
+            reply = await self.triton.run_candidate(task.triton, reference, caller)
+            plan = task.triton
+            verdict = _judged(
+                reply, lambda records, meta: score_triton(reference.run, records, meta, plan.findings, plan.rules)
+            )
         else:
-            reply = await self.run_job(task.job, task.secret, task.limits["task_ms"])
+            reply = await self.run_job(task.job, task.secret, task.limits["task_ms"], caller)
             try:
-                verdict = task.judge(reply.records, reply.meta)
-            except NeedsJudge:
+                verdict = _judged(reply, task.judge)
+            except NeedsJudge:  # values that are not data: the same tests, whole, in the judge
                 assert task.fallback is not None, "only tasks with a fallback defer"
                 job, secret, judge = task.fallback
-                reply = await self.run_job(job, secret, task.limits["task_ms"])
-                verdict = judge(reply.records, reply.meta)
+                reply = await self.run_job(job, secret, task.limits["task_ms"], caller)
+                verdict = _judged(reply, judge)
         runner_ms = reply.meta.get("elapsed_ms")
         run_ms = float(runner_ms) if isinstance(runner_ms, (int, float)) else 0.0
         queue_ms = max((time.perf_counter() - arrived) * 1000 - run_ms, 0.0)
         return verdict, queue_ms, run_ms
+
+
+def _judged(reply: RunnerReply, judge: Any) -> Verdict:
+    """The trusted verdict on a job's records, or the candidate's failure for a lost worker."""
+    if reply.meta.get("ending") == WORKER_LOST:
+        return worker_lost_verdict(reply.meta)
+    return judge(reply.records, reply.meta)
+
+
+def worker_lost_verdict(meta: dict[str, Any]) -> Verdict:
+    """The job's worker failed while the sandbox was shown healthy (`sandbox.pool`): what the
+    candidate did cost it its worker, so it is the candidate's failure, score 0."""
+    reason = str(meta.get("reason", ""))[:500]
+    if meta.get("failure") == "hung":
+        status, code, what = Status.TIMEOUT, "sandbox_worker_hung", "the sandbox stopped answering during the job"
+    else:
+        status, code, what = Status.RUNTIME_ERROR, "sandbox_worker_crashed", "the sandbox failed during the job"
+    finding = Finding(code, Severity.WARNING, f"{what}; a control job on a fresh sandbox passed", reason)
+    return Verdict(status, 0.0, findings=[finding], message=f"{what} (a control job passed): {reason}")
 
 
 def _text(value: str) -> str:
@@ -129,7 +152,9 @@ def _to_proto(
     )
 
 
-async def ensure_gold(scoring: ScoringService, tasks: list[PreparedTask], context: SqlContext) -> None:
+async def ensure_gold(
+    scoring: ScoringService, tasks: list[PreparedTask], context: SqlContext, caller: str = ""
+) -> None:
     """Compute the reference results the tasks need and do not have yet, concurrently.
 
     A gold query that does not run cleanly on every file of its database makes its task
@@ -142,7 +167,12 @@ async def ensure_gold(scoring: ScoringService, tasks: list[PreparedTask], contex
                 pending[request.key] = (index, request)
 
     async def compute(index: int, request: GoldRequest) -> None:
-        reply = await scoring.run_job(request.job, {}, request.task_ms)
+        reply = await scoring.run_job(request.job, {}, request.task_ms, caller)
+        if reply.meta.get("ending") == WORKER_LOST:
+            raise InvalidTask(
+                f"tasks[{index}].sql.gold_sql",
+                f"the gold query made the sandbox fail on {request.key.database!r}: {reply.meta.get('reason')}",
+            )
         files = len(request.job.get("databases") or request.job["schemas"])
         observed = executions(reply.records, files)
         if observed is None:
@@ -160,7 +190,7 @@ async def ensure_gold(scoring: ScoringService, tasks: list[PreparedTask], contex
     await asyncio.gather(*(compute(i, r) for i, r in pending.values()))
 
 
-async def ensure_references(scoring: ScoringService, tasks: list[PreparedTask]) -> None:
+async def ensure_references(scoring: ScoringService, tasks: list[PreparedTask], caller: str = "") -> None:
     """Run the Triton references the tasks need (cached ones cost nothing), concurrently.
 
     A reference that does not run makes its task invalid (`InvalidTask` naming
@@ -173,7 +203,7 @@ async def ensure_references(scoring: ScoringService, tasks: list[PreparedTask]) 
 
     async def compute(index: int, request: Any) -> None:
         try:
-            await scoring.triton.reference(request)
+            await scoring.triton.reference(request, caller)
         except ReferenceFailed as exc:
             raise InvalidTask(f"tasks[{index}].triton.reference", str(exc)) from None
 

@@ -37,11 +37,42 @@ log = logging.getLogger(__name__)
 M = TypeVar("M", bound=Message)
 
 
+class Tokens:
+    """The bearer tokens the service accepts, and whose each one is.
+
+    A named token (`ServiceConfig.tokens`) authenticates its holder and names it: the
+    caller whose line of the fair queue its jobs wait in. The single unnamed token
+    (`ServiceConfig.token`) only authenticates; its holders are told apart by connection.
+    """
+
+    def __init__(self, config: ServiceConfig) -> None:
+        self._entries = [(f"Bearer {secret}".encode(), name) for name, secret in config.tokens]
+        if config.token:
+            self._entries.append((f"Bearer {config.token}".encode(), None))
+
+    def __bool__(self) -> bool:
+        return bool(self._entries)
+
+    def check(self, metadata: Any) -> tuple[bool, str | None]:
+        """(authenticated, the token's name) for a call's invocation metadata."""
+        for key, value in metadata or ():
+            if key != "authorization":
+                continue
+            given = value.encode() if isinstance(value, str) else value
+            matched, name = False, None
+            for expected, owner in self._entries:  # every entry compared: the time says nothing about which
+                if hmac.compare_digest(given, expected):
+                    matched, name = True, name or owner  # a named token wins over the shared one
+            if matched:
+                return True, name
+        return False, None
+
+
 class TokenInterceptor(grpc.aio.ServerInterceptor):
     """Every call, health and reflection included, needs `authorization: Bearer <token>`."""
 
-    def __init__(self, token: str) -> None:
-        self._expected = f"Bearer {token}".encode()
+    def __init__(self, tokens: Tokens) -> None:
+        self._tokens = tokens
 
         async def deny(request: Any, context: grpc.aio.ServicerContext) -> None:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
@@ -51,11 +82,8 @@ class TokenInterceptor(grpc.aio.ServerInterceptor):
     async def intercept_service(
         self, continuation: Callable[[Any], Awaitable[Any]], details: grpc.HandlerCallDetails
     ) -> Any:
-        for key, value in details.invocation_metadata or ():
-            if key == "authorization":
-                given = value.encode() if isinstance(value, str) else value
-                if hmac.compare_digest(given, self._expected):
-                    return await continuation(details)
+        if self._tokens.check(details.invocation_metadata)[0]:
+            return await continuation(details)
         return self._deny
 
 
@@ -66,8 +94,13 @@ class SandboxServer:
         self.sql = sql or SqlContext()
         backend.mounts = self.sql.registry.mounts()  # registered databases, read-only in every sandbox
         self.pool = WorkerPool(
-            backend, config.workers, max_jobs=config.max_jobs_per_worker, queue_limit=config.queue_limit
+            backend,
+            config.workers,
+            max_jobs=config.max_jobs_per_worker,
+            queue_limit=config.queue_limit,
+            caller_queue_limit=config.caller_queue_limit or None,
         )
+        self.tokens = Tokens(config)
         self.audit = AuditLog(config.audit_log)
         self.triton = TritonLane(backend, TritonDevice(config.triton_device), config.triton_workers)
         self.scoring = ScoringService(self.pool, self.audit, backend.name, self.triton)
@@ -79,7 +112,7 @@ class SandboxServer:
     async def start(self) -> None:
         await self.backend.cleanup()  # leftovers of a crashed predecessor
         await self.pool.start()
-        interceptors = [TokenInterceptor(self.config.token)] if self.config.token else []
+        interceptors = [TokenInterceptor(self.tokens)] if self.tokens else []
         server = grpc.aio.server(
             interceptors=interceptors,
             options=[
@@ -174,12 +207,20 @@ class SandboxServer:
             )
         return message
 
-    async def _prepare(self, tasks: Any, context: grpc.aio.ServicerContext, single: bool) -> list[PreparedTask]:
+    def _caller(self, context: grpc.aio.ServicerContext) -> str:
+        """Whose call this is, for fair scheduling: the named token's name, else the peer
+        (address and port: one identity per connection, as a trainer process holds one)."""
+        name = self.tokens.check(context.invocation_metadata())[1] if self.tokens else None
+        return name or context.peer()
+
+    async def _prepare(
+        self, tasks: Any, context: grpc.aio.ServicerContext, single: bool, caller: str
+    ) -> list[PreparedTask]:
         try:
             prepared = prepare_all(tasks, self.config, self.sql)
-            self.pool.admit(len(prepared))
-            await ensure_gold(self.scoring, prepared, self.sql)
-            await ensure_references(self.scoring, prepared)
+            self.pool.admit(caller, len(prepared))
+            await ensure_gold(self.scoring, prepared, self.sql, caller)
+            await ensure_references(self.scoring, prepared, caller)
         except InvalidTask as exc:
             text = str(exc).replace("tasks[0].", "task.", 1) if single else str(exc)
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, text)
@@ -195,17 +236,19 @@ class SandboxServer:
         request = await self._parse(pb.ScoreRequest, raw, context)
         if not request.HasField("task"):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "task: is required")
-        (task,) = await self._prepare([request.task], context, single=True)
-        result = await self.scoring.score(task)
+        caller = self._caller(context)
+        (task,) = await self._prepare([request.task], context, single=True, caller=caller)
+        result = await self.scoring.score(task, caller)
         if task.language == "sql":
             await self._verify_databases()
         return result
 
     async def _score_batch(self, raw: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.Result]:
         request = await self._parse(pb.ScoreBatchRequest, raw, context)
-        prepared = await self._prepare(request.tasks, context, single=False)
+        caller = self._caller(context)
+        prepared = await self._prepare(request.tasks, context, single=False, caller=caller)
         started = time.perf_counter()
-        pending = [asyncio.ensure_future(self.scoring.score(task)) for task in prepared]
+        pending = [asyncio.ensure_future(self.scoring.score(task, caller)) for task in prepared]
         statuses: Counter[str] = Counter()
         try:
             for next_done in asyncio.as_completed(pending):
@@ -226,6 +269,7 @@ class SandboxServer:
                         "statuses": dict(statuses),
                         "seconds": round(time.perf_counter() - started, 3),
                         "peer": context.peer(),
+                        "caller": caller,
                     }
                 },
             )
@@ -250,4 +294,10 @@ class SandboxServer:
             workers_recycled=stats.workers_recycled,
             worker_failures=stats.worker_failures,
             version=__version__,
+            job_runs=stats.job_runs,
+            jobs_lost=stats.jobs_lost,
+            job_reruns=stats.job_reruns,
+            control_jobs=stats.control_jobs,
+            control_failures=stats.control_failures,
+            queued_by_caller=self.pool.queued_by_caller(),
         )

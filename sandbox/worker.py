@@ -1,8 +1,9 @@
 """The service's handle on one warm sandbox: send a job, get the judge's records back.
 
 Anything that goes wrong at this level (the sandbox died, hung, or spoke garbage) is a
-`WorkerFailure`: an infrastructure problem, which the pool answers with a fresh
-worker and a retry, never with a verdict on the candidate.
+`WorkerFailure`. Whose fault it was is for the pool to find out (`sandbox.pool`): the
+failure says how the worker failed and whether the runner had acknowledged the job,
+that is, whether any of the candidate's code can have run.
 """
 
 from __future__ import annotations
@@ -18,10 +19,25 @@ from sandbox.runner import framing
 START_TIMEOUT = 30.0
 _MAX_REPLY = 64 << 20
 _REPLY_GRACE = 5.0
+_ACK = b""  # the runner's empty frame: "I have read the job" (sandbox/runner/agent.py)
 
 
 class WorkerFailure(Exception):
-    """The sandbox worker failed (not the candidate)."""
+    """The sandbox worker failed: it died, hung, or spoke garbage.
+
+    `delivered` is True once the runner acknowledged the job (the candidate may have run
+    and may have caused the failure), False before (nothing of the job ran).
+    """
+
+    def __init__(self, message: str, kind: str = "died", delivered: bool = False) -> None:
+        super().__init__(message)
+        self.kind = kind  # "died", "hung" or "garbled"
+        self.delivered = delivered
+
+
+@dataclass
+class _Progress:
+    delivered: bool = False
 
 
 @dataclass
@@ -34,8 +50,14 @@ async def _read_frame_bytes(reader: asyncio.StreamReader) -> bytes:
     header = await reader.readexactly(framing.HEADER.size)
     (size,) = framing.HEADER.unpack(header)
     if size > _MAX_REPLY:
-        raise WorkerFailure(f"runner sent a frame of {size} bytes")
+        raise WorkerFailure(f"runner sent a frame of {size} bytes", "garbled")
     return await reader.readexactly(size)
+
+
+def _kind(exc: Exception) -> str:
+    if isinstance(exc, asyncio.TimeoutError):
+        return "hung"
+    return "garbled" if isinstance(exc, ValueError) else "died"
 
 
 def _parse_records(body: bytes) -> list[Any]:
@@ -62,7 +84,7 @@ class Worker:
         self._sandbox = await self.backend.start(self.slot)
         try:
             hello = json.loads(await asyncio.wait_for(_read_frame_bytes(self._sandbox.reader), START_TIMEOUT))
-        except (asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError) as exc:
+        except (asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError, WorkerFailure) as exc:
             await self.stop()
             raise WorkerFailure(f"sandbox did not start: {exc!r}") from None
         if not hello.get("ready"):
@@ -74,19 +96,27 @@ class Worker:
         sandbox = self._sandbox
         if sandbox is None:
             raise WorkerFailure("worker is not started")
+        progress = _Progress()
         try:
             sandbox.writer.write(job + secret)
             await sandbox.writer.drain()
-            meta_bytes, body = await asyncio.wait_for(self._read_reply(sandbox), timeout + _REPLY_GRACE)
+            meta_bytes, body = await asyncio.wait_for(self._read_reply(sandbox, progress), timeout + _REPLY_GRACE)
             meta = json.loads(meta_bytes)
+        except WorkerFailure as exc:
+            await self.stop()
+            raise WorkerFailure(str(exc), exc.kind, progress.delivered) from None
         except (asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError, ValueError) as exc:
             await self.stop()
-            raise WorkerFailure(f"sandbox worker failed during a job: {exc!r}") from None
+            failure = WorkerFailure(f"sandbox worker failed during a job: {exc!r}", _kind(exc), progress.delivered)
+            raise failure from None
         self.jobs_done += 1
         return RunnerReply(meta if isinstance(meta, dict) else {}, _parse_records(body))
 
     @staticmethod
-    async def _read_reply(sandbox: SandboxProcess) -> tuple[bytes, bytes]:
+    async def _read_reply(sandbox: SandboxProcess, progress: _Progress) -> tuple[bytes, bytes]:
+        if await _read_frame_bytes(sandbox.reader) != _ACK:
+            raise WorkerFailure("runner did not acknowledge the job", "garbled")
+        progress.delivered = True
         meta = await _read_frame_bytes(sandbox.reader)
         body = await _read_frame_bytes(sandbox.reader)
         return meta, body

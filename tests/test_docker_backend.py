@@ -106,18 +106,27 @@ def test_leftovers_are_removed_on_start_and_containers_on_shutdown(docker_backen
     assert _containers(backend) == []
 
 
-def test_killed_containers_mid_batch_still_give_one_right_result_each(docker_server):
+def test_killed_containers_mid_batch_give_one_result_each_and_no_second_draw(docker_server):
+    """A job whose container is killed under it gets a candidate verdict (the fresh container
+    passes its control job); a job that had not reached its container runs on a fresh one."""
     client = SandboxClient(docker_server.target, timeout=120)
     code = "import time\ndef f(x):\n    time.sleep(0.3)\n    return x\n"
     tasks = [call_task(f"kill-{i}", code, "f", [([i], i)]) for i in range(10)]
+    before = client.stats()
     stream = client.score_batch(tasks)
     first = next(stream)
     for container in _containers(docker_server.server.backend):
         container.kill()
     results = [first, *stream]
     assert Counter(r.id for r in results) == Counter(t.id for t in tasks)
-    assert [status_name(r) for r in results] == ["PASSED"] * len(tasks), [r.message for r in results]
-    assert client.stats().worker_failures >= 1
+    lost = [r for r in results if status_name(r) != "PASSED"]
+    assert len(lost) <= 2, [(r.id, r.message) for r in results]
+    assert all(
+        status_name(r) == "RUNTIME_ERROR" and "sandbox_worker_crashed" in {f.code for f in r.findings} for r in lost
+    )
+    after = client.stats()
+    assert after.worker_failures >= 1
+    assert after.job_runs - before.job_runs == len(tasks), "a job ran twice"
 
 
 def test_auto_prefers_docker_and_falls_back_to_bwrap(docker_backend, monkeypatch):

@@ -288,7 +288,10 @@ def _proc_stat(pid: int) -> tuple[str, int]:
     return name, ppid
 
 
-def test_killed_workers_mid_batch_are_retried(server, client, assert_healthy):
+def test_killed_workers_mid_batch_cost_only_the_jobs_under_them(server, client, assert_healthy):
+    """The fresh workers pass their control jobs, so the two jobs that were running get a
+    candidate verdict (a retry would be a second draw, see tests/test_worker_failures.py);
+    every other job passes, and none ran twice."""
     wait_idle(client)
     before = client.stats()
     tasks = [sleepy_task(f"k-{i}", 0.4, x=i) for i in range(12)]
@@ -315,9 +318,13 @@ def test_killed_workers_mid_batch_are_retried(server, client, assert_healthy):
         thread.join(timeout=60)
     assert not thread.is_alive() and not errors, errors
     assert Counter(r.id for r in results) == Counter(t.id for t in tasks)
-    assert [status_name(r) for r in results] == ["PASSED"] * len(tasks), [(r.id, r.message) for r in results]
+    statuses = Counter(status_name(r) for r in results)
+    assert statuses == {"PASSED": len(tasks) - 2, "RUNTIME_ERROR": 2}, [(r.id, r.message) for r in results]
+    lost = [r for r in results if status_name(r) == "RUNTIME_ERROR"]
+    assert all("sandbox_worker_crashed" in {f.code for f in r.findings} and r.score == 0.0 for r in lost)
     after = client.stats()
     assert after.worker_failures >= before.worker_failures + len(killed)
+    assert after.job_runs - before.job_runs == len(tasks), "a job ran twice"
     assert _sandbox_ids(server).isdisjoint(killed), "killed workers were not replaced"
     assert_healthy()
 

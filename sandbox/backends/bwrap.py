@@ -10,7 +10,7 @@ it needs to drop each job to an unprivileged uid of its own (one uid per worker 
 and to kill that uid's processes; so a job can neither signal the runner nor touch
 another worker's jobs. As an ordinary user, bwrap adds a user namespace and jobs share
 the runner's uid: still isolated from the host, but a job that kills its runner costs
-a worker restart (and a retry) instead of nothing.
+a worker restart instead of nothing (and the job its result: see sandbox/pool.py).
 
 Every process inside, bwrap's init included, runs under the job syscall filter
 (`sandbox.backends.seccomp`), compiled here on the trusted side and handed to bwrap as

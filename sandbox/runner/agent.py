@@ -36,6 +36,7 @@ _PR_SET_DUMPABLE = 4
 _MAX_JOB = 64 << 20
 _MAX_REPORT = 48 << 20
 _GRACE_SECONDS = 1.0
+_ACK = framing.HEADER.pack(0)  # an empty frame: the job was read (sandbox/worker.py)
 
 
 class Settings:
@@ -362,6 +363,21 @@ def _exit_record(pid: int, ending: str, deadline: float) -> bytes:
     return b""
 
 
+def _ping(settings: Settings, job: dict[str, Any], jobdir: str) -> tuple[str, bytes]:
+    """The pool's control job: a child forked, dropped to the job's uid and rlimits like a
+    candidate, reports `pong`. It tells a sandbox that can run jobs from one that cannot."""
+    pong = framing.pack({"t": "pong"})
+    limits = {**job["limits"], "memory_bytes": _address_space() + job["limits"]["memory_bytes"]}
+    report_r, report_w = os.pipe()
+    pid = _fork_into(settings, limits, jobdir, {report_w})
+    if pid == 0:
+        os.write(report_w, pong)
+        os._exit(0)
+    os.close(report_w)
+    ending, body = _collect(report_r, time.monotonic() + job["limits"]["task_ms"] / 1000)
+    return ending, body + _exit_record(pid, ending, time.monotonic() + 1.0)
+
+
 def _judge_isolated(
     settings: Settings, job: dict[str, Any], jobdir: str, secret: Buffer, report: Buffer, deadline: float
 ) -> tuple[str, memoryview, set[int]]:
@@ -425,6 +441,11 @@ def run_job(settings: Settings, job: dict[str, Any], secret: Buffer, report: Buf
             ending, body = "closed", framing.pack({"t": "judge_error", "error": "not a Triton runner"})
         else:
             ending, body = _run_triton(settings, job, jobdir)
+        helpers = set()
+    elif job["mode"] == "ping":
+        secret.read_frame(0)  # always sent; empty
+        secret.wipe()
+        ending, body = _ping(settings, job, jobdir)
         helpers = set()
     elif job["mode"] == "sql":
         secret.read_frame(0)  # always sent; empty for SQL
@@ -504,6 +525,7 @@ def main() -> None:
             job = framing.read(0, _MAX_JOB)
         except framing.FrameError:
             return  # the service hung up
+        os.write(protocol_out, _ACK)  # before any of the job runs: a failure after it may be the job's
         meta, body = run_job(settings, job, secret, report)
         framing.write(protocol_out, meta)
         os.write(protocol_out, framing.HEADER.pack(len(body)))

@@ -87,22 +87,22 @@ class TritonLane:
                 await pool.close()
         self.pool = self.compiler = None
 
-    async def run(self, job: dict[str, Any], task_ms: int, *, compile: bool = False) -> RunnerReply:
+    async def run(self, job: dict[str, Any], task_ms: int, *, compile: bool = False, caller: str = "") -> RunnerReply:
         await self._start()
         pool = self.compiler if compile else self.pool
         assert pool is not None
-        return await pool.run(Job(framing.pack(job), _EMPTY_SECRET, timeout=task_ms / 1000 + _RUNNER_SLACK_SECONDS))
+        return await pool.run(Job(framing.pack(job), _EMPTY_SECRET, task_ms / 1000 + _RUNNER_SLACK_SECONDS, caller))
 
-    async def run_candidate(self, plan: TritonPlan, reference: Reference) -> RunnerReply:
+    async def run_candidate(self, plan: TritonPlan, reference: Reference, caller: str = "") -> RunnerReply:
         """The candidate's run; on the CPU, then the ahead-of-time compile of the kernels it
         launched, whose records are added to the report (the compile's ending wins if it
         did not close cleanly)."""
         task_ms = plan.limits["task_ms"]
-        reply = await self.run(plan.candidate_job(reference), task_ms)
+        reply = await self.run(plan.candidate_job(reference), task_ms, caller=caller)
         job = plan.compile_job(reply.records)
         if job is None:
             return reply
-        compiled = await self.run(job, task_ms, compile=True)
+        compiled = await self.run(job, task_ms, compile=True, caller=caller)
         meta = dict(reply.meta)
         if compiled.meta.get("ending") != "closed":
             meta["ending"] = compiled.meta.get("ending")
@@ -116,9 +116,10 @@ class TritonLane:
             self._cache.move_to_end(key)
         return reference
 
-    async def reference(self, request: ReferenceRequest) -> Reference:
-        """The reference's results: cached, or computed once however many tasks ask at a time.
-        Raises ReferenceFailed when the task's reference does not run."""
+    async def reference(self, request: ReferenceRequest, caller: str = "") -> Reference:
+        """The reference's results: cached, or computed once however many tasks ask at a time
+        (in the line of the first caller who asked). Raises ReferenceFailed when the task's
+        reference does not run."""
         cached = self.cached(request.key)
         if cached is not None:
             return cached
@@ -128,7 +129,7 @@ class TritonLane:
         future: asyncio.Future[Reference] = asyncio.get_running_loop().create_future()
         self._running[request.key] = future
         try:
-            reply = await self.run(request.job, request.task_ms)
+            reply = await self.run(request.job, request.task_ms, caller=caller)
             reference = read_reference(reply.records, request, str(reply.meta.get("ending")))
             self._store(request.key, reference)
             future.set_result(reference)

@@ -270,7 +270,14 @@ class StatsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class StatsReply(_message.Message):
-    __slots__ = ("backend", "workers", "busy_workers", "queued", "jobs_completed", "workers_recycled", "worker_failures", "version")
+    __slots__ = ("backend", "workers", "busy_workers", "queued", "jobs_completed", "workers_recycled", "worker_failures", "version", "job_runs", "jobs_lost", "job_reruns", "control_jobs", "control_failures", "queued_by_caller")
+    class QueuedByCallerEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     BACKEND_FIELD_NUMBER: _ClassVar[int]
     WORKERS_FIELD_NUMBER: _ClassVar[int]
     BUSY_WORKERS_FIELD_NUMBER: _ClassVar[int]
@@ -279,6 +286,12 @@ class StatsReply(_message.Message):
     WORKERS_RECYCLED_FIELD_NUMBER: _ClassVar[int]
     WORKER_FAILURES_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    JOB_RUNS_FIELD_NUMBER: _ClassVar[int]
+    JOBS_LOST_FIELD_NUMBER: _ClassVar[int]
+    JOB_RERUNS_FIELD_NUMBER: _ClassVar[int]
+    CONTROL_JOBS_FIELD_NUMBER: _ClassVar[int]
+    CONTROL_FAILURES_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_BY_CALLER_FIELD_NUMBER: _ClassVar[int]
     backend: str
     workers: int
     busy_workers: int
@@ -287,4 +300,10 @@ class StatsReply(_message.Message):
     workers_recycled: int
     worker_failures: int
     version: str
-    def __init__(self, backend: _Optional[str] = ..., workers: _Optional[int] = ..., busy_workers: _Optional[int] = ..., queued: _Optional[int] = ..., jobs_completed: _Optional[int] = ..., workers_recycled: _Optional[int] = ..., worker_failures: _Optional[int] = ..., version: _Optional[str] = ...) -> None: ...
+    job_runs: int
+    jobs_lost: int
+    job_reruns: int
+    control_jobs: int
+    control_failures: int
+    queued_by_caller: _containers.ScalarMap[str, int]
+    def __init__(self, backend: _Optional[str] = ..., workers: _Optional[int] = ..., busy_workers: _Optional[int] = ..., queued: _Optional[int] = ..., jobs_completed: _Optional[int] = ..., workers_recycled: _Optional[int] = ..., worker_failures: _Optional[int] = ..., version: _Optional[str] = ..., job_runs: _Optional[int] = ..., jobs_lost: _Optional[int] = ..., job_reruns: _Optional[int] = ..., control_jobs: _Optional[int] = ..., control_failures: _Optional[int] = ..., queued_by_caller: _Optional[_Mapping[str, int]] = ...) -> None: ...
