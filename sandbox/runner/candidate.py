@@ -31,11 +31,11 @@ import framing
 _MAX_REQUEST = 64 << 20
 _MAX_ARGS = 4096  # bytes of an exception's arguments sent along, as data
 # arguments a call may change in place (exact types: what the codec can carry back)
-_MUTABLE = (list, dict, set, bytearray, collections.deque, collections.Counter, collections.OrderedDict,
+MUTABLE = (list, dict, set, bytearray, collections.deque, collections.Counter, collections.OrderedDict,
             collections.defaultdict)  # fmt: skip
 
 
-def _describe(exc: BaseException) -> dict[str, Any]:
+def describe(exc: BaseException) -> dict[str, Any]:
     try:
         message = str(exc)[:500]
     except BaseException:  # noqa: BLE001 - str() of a hostile exception may raise
@@ -150,7 +150,7 @@ class Session:
         try:
             reply = self._perform(request)
         except BaseException as exc:  # noqa: BLE001 - SystemExit, MemoryError... are results too
-            reply = {"exc": _describe(exc)}
+            reply = {"exc": describe(exc)}
         try:
             sys.stdout.flush()
         except BaseException:  # noqa: BLE001
@@ -168,7 +168,7 @@ class Session:
             if not self.handles:
                 return {"ok": codec.encode(value)}
             passed = {**{str(i): a for i, a in enumerate(args)}, **kwargs}
-            same = next((key for key, a in passed.items() if a is value and type(a) in _MUTABLE), None)
+            same = next((key for key, a in passed.items() if a is value and type(a) in MUTABLE), None)
             reply: dict[str, Any] = {"wb": _written_back(passed)}
             if same is None:
                 reply["ok"] = self.encode(value)
@@ -260,7 +260,7 @@ def _written_back(passed: dict[str, Any]) -> dict[str, Any]:
     updates its own objects."""
     after = {}
     for key, arg in passed.items():
-        if type(arg) in _MUTABLE:
+        if type(arg) in MUTABLE:
             try:
                 after[key] = codec.encode(arg)
             except (ValueError, RecursionError):
@@ -268,18 +268,48 @@ def _written_back(passed: dict[str, Any]) -> dict[str, Any]:
     return after
 
 
-def _rebuilt(described: Any) -> BaseException:
-    """An exception the judge's function raised, as the nearest built-in class."""
-    described = described if isinstance(described, dict) else {}
-    message = str(described.get("msg", ""))[:500]
-    for name in described.get("mro", []) if isinstance(described.get("mro"), list) else []:
-        kind = getattr(builtins, str(name), None)
-        if isinstance(kind, type) and issubclass(kind, Exception):
+def exception_bases(mro: Any) -> tuple[type[Exception], ...]:
+    """The built-in exception classes the candidate's exception derives from, most derived
+    only (`class E(ValueError, TypeError)` gives both)."""
+    found = [getattr(builtins, str(n), None) for n in (mro if isinstance(mro, list) else [])[:20]]
+    kinds = [k for k in found if isinstance(k, type) and issubclass(k, Exception) and k is not MemoryError]
+    return tuple(k for k in kinds if not any(o is not k and issubclass(o, k) for o in kinds)) or (Exception,)
+
+
+_SYNTHETIC: dict[tuple[str, tuple[type, ...]], type] = {}
+
+
+def rebuild_exception(kind: str, bases: tuple[type[Exception], ...], message: str, args_data: Any) -> Exception:
+    """An exception like the candidate's: its built-in classes, its name, its arguments as data."""
+    try:
+        args = codec.loads(args_data) if isinstance(args_data, str) else None
+    except (ValueError, TypeError, RecursionError):
+        args = None
+    cls: type = bases[0]
+    if len(bases) > 1 or bases[0].__name__ != kind:
+        key = (kind, bases)
+        if key not in _SYNTHETIC and len(_SYNTHETIC) < 256:
             try:
-                return kind(message)
-            except BaseException:  # noqa: BLE001, S112 - a class that wants other arguments: its base
-                continue
-    return Exception(message)
+                _SYNTHETIC[key] = type(kind if kind.isidentifier() else "CandidateError", bases, {})
+            except TypeError:  # bases whose layouts conflict (OSError and ValueError): the first
+                _SYNTHETIC[key] = type(kind if kind.isidentifier() else "CandidateError", bases[:1], {})
+        cls = _SYNTHETIC.get(key, bases[0])
+    for attempt in ((*args,) if isinstance(args, list) else None, (message,), ()):
+        if attempt is None:
+            continue
+        try:
+            return cls(*attempt)
+        except Exception:  # noqa: BLE001,S112 - a class that wants other arguments: try fewer
+            continue
+    return Exception(f"{kind}: {message}")
+
+
+def _rebuilt(described: Any) -> BaseException:
+    """An exception one of the judge's objects raised, as the candidate sees it."""
+    described = described if isinstance(described, dict) else {}
+    kind = str(described.get("type", "Exception"))[:100]
+    bases = exception_bases(described.get("mro"))
+    return rebuild_exception(kind, bases, str(described.get("msg", ""))[:500], described.get("args"))
 
 
 def serve(job: dict[str, Any], chan: int) -> None:
@@ -293,7 +323,7 @@ def serve(job: dict[str, Any], chan: int) -> None:
         except BaseException as exc:  # noqa: BLE001
             traceback.print_exc()
             sys.stderr.flush()
-            _reply(chan, {"exc": _describe(exc)})
+            _reply(chan, {"exc": describe(exc)})
             return
         _reply(chan, {"done": True})
         return
@@ -307,7 +337,7 @@ def serve(job: dict[str, Any], chan: int) -> None:
         session = Session(chan, namespace[entry], handles=job["mode"] == "whole")
     except BaseException as exc:  # noqa: BLE001
         traceback.print_exc()
-        _reply(chan, {"load_error": _describe(exc)})
+        _reply(chan, {"load_error": describe(exc)})
         return
     _reply(chan, {"ready": True})
 

@@ -10,7 +10,6 @@ split tests: those are made by the service, which alone knows the expected value
 
 from __future__ import annotations
 
-import builtins
 import collections
 import os
 import select
@@ -433,8 +432,6 @@ class Judge:
 
 
 _EXITS = ("SystemExit", "KeyboardInterrupt", "GeneratorExit")
-_MUTABLE = (list, dict, set, bytearray, collections.deque, collections.Counter, collections.OrderedDict,
-            collections.defaultdict)  # fmt: skip
 
 
 class WholeRun:
@@ -538,12 +535,12 @@ class WholeRun:
             return self.fail("memory" if kind == "MemoryError" else "exception", kind)
         if kind == "UnserializableResult":
             return self.fail("unserializable", message)
-        bases = _exception_bases(described.get("mro"))
+        bases = candidate.exception_bases(described.get("mro"))
         if op != "next" and any(issubclass(b, StopIteration) for b in bases):
             # PEP 479's rule: a StopIteration out of a call is an error, not the end of the
             # test's own iteration (`all(map(candidate, xs))` would otherwise pass vacuously)
             bases = (RuntimeError,)
-        raised = _rebuild(kind, bases, message, described.get("args"))
+        raised = candidate.rebuild_exception(kind, bases, message, described.get("args"))
         raised._rft_candidate = kind  # type: ignore[attr-defined]
         return raised
 
@@ -609,7 +606,7 @@ class WholeRun:
         except StopIteration:
             return {"cb_stop": True}
         except Exception as exc:  # noqa: BLE001 - the test's object raised: the candidate sees it
-            return {"cb_exc": {"type": type(exc).__name__, "msg": str(exc)[:500], "mro": _builtin_bases(exc)}}
+            return {"cb_exc": candidate.describe(exc)}
 
     def _perform(self, target: Any, op: str, message: dict[str, Any]) -> Any:
         if op == "call":
@@ -642,7 +639,7 @@ def _write_back(passed: dict[str, Any], after: Any) -> None:
         return
     for key, data in after.items():
         target = passed.get(key) if isinstance(key, str) else None
-        if type(target) not in _MUTABLE:
+        if type(target) not in candidate.MUTABLE:
             continue
         try:
             _update(target, codec.decode(data), 0)
@@ -658,7 +655,7 @@ def _update(target: Any, new: Any, depth: int) -> None:
     if isinstance(target, (list, collections.deque, bytearray)):
         if isinstance(target, list) and len(target) == len(new) and depth < 32:
             for index, (old, value) in enumerate(zip(target, new, strict=True)):
-                if type(old) in _MUTABLE and type(value) is type(old):
+                if type(old) in candidate.MUTABLE and type(value) is type(old):
                     _update(old, value, depth + 1)
                 else:
                     target[index] = value
@@ -666,7 +663,7 @@ def _update(target: Any, new: Any, depth: int) -> None:
         target.clear()
         target.extend(new)
     elif isinstance(target, dict):
-        kept = {k: v for k, v in target.items() if type(v) in _MUTABLE} if depth < 32 else {}
+        kept = {k: v for k, v in target.items() if type(v) in candidate.MUTABLE} if depth < 32 else {}
         target.clear()
         for k, value in new.items():
             old = kept.get(k)
@@ -697,46 +694,6 @@ def _why(exc: BaseException) -> str:
     if isinstance(kind, str):
         return f"exception: {kind}: {exc}"
     return f"{type(exc).__name__}: {exc}"
-
-
-def _exception_bases(mro: Any) -> tuple[type[Exception], ...]:
-    """The built-in exception classes the candidate's exception derives from, most derived
-    only (`class E(ValueError, TypeError)` gives both)."""
-    found = [getattr(builtins, str(n), None) for n in (mro if isinstance(mro, list) else [])[:20]]
-    kinds = [k for k in found if isinstance(k, type) and issubclass(k, Exception) and k is not MemoryError]
-    return tuple(k for k in kinds if not any(o is not k and issubclass(o, k) for o in kinds)) or (Exception,)
-
-
-_SYNTHETIC: dict[tuple[str, tuple[type, ...]], type] = {}
-
-
-def _rebuild(kind: str, bases: tuple[type[Exception], ...], message: str, args_data: Any) -> Exception:
-    """An exception like the candidate's: its built-in classes, its name, its arguments as data."""
-    try:
-        args = codec.loads(args_data) if isinstance(args_data, str) else None
-    except (ValueError, TypeError, RecursionError):
-        args = None
-    cls: type = bases[0]
-    if len(bases) > 1 or bases[0].__name__ != kind:
-        key = (kind, bases)
-        if key not in _SYNTHETIC and len(_SYNTHETIC) < 256:
-            try:
-                _SYNTHETIC[key] = type(kind if kind.isidentifier() else "CandidateError", bases, {})
-            except TypeError:  # bases whose layouts conflict (OSError and ValueError): the first
-                _SYNTHETIC[key] = type(kind if kind.isidentifier() else "CandidateError", bases[:1], {})
-        cls = _SYNTHETIC.get(key, bases[0])
-    for attempt in ((*args,) if isinstance(args, list) else None, (message,), ()):
-        if attempt is None:
-            continue
-        try:
-            return cls(*attempt)
-        except Exception:  # noqa: BLE001,S112 - a class that wants other arguments: try fewer
-            continue
-    return Exception(f"{kind}: {message}")
-
-
-def _builtin_bases(exc: BaseException) -> list[str]:
-    return [c.__name__ for c in type(exc).__mro__ if getattr(builtins, c.__name__, None) is c]
 
 
 class Remote:
