@@ -31,6 +31,7 @@ class Job:
     frames: bytes  # packed public job frame
     secret: bytes  # packed secret frame
     timeout: float  # seconds the runner may take
+    memory_bytes: int = 0  # the job's memory limit, for its whole process tree (0: the sandbox's as it is)
     future: asyncio.Future[RunnerReply] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
@@ -121,7 +122,7 @@ class WorkerPool:
                 if worker is None:
                     break
             try:
-                reply = await worker.run(job.frames, job.secret, job.timeout)
+                reply = await worker.run(job.frames, job.secret, job.timeout, job.memory_bytes)
             except WorkerFailure as exc:
                 self.stats.worker_failures += 1
                 log.warning("worker %d failed (attempt %d): %s", slot, attempt + 1, exc)

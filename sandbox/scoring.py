@@ -66,7 +66,12 @@ class ScoringService:
             if any(r.get("kind") == "db_error" for r in records):
                 raise SandboxFailure("the PostgreSQL server failed (not the candidate)")
             return RunnerReply({"ending": "closed", "elapsed_ms": (time.perf_counter() - started) * 1000}, records)
-        frames = Job(framing.pack(job), framing.pack(secret), timeout=task_ms / 1000 + _RUNNER_SLACK_SECONDS)
+        frames = Job(
+            framing.pack(job),
+            framing.pack(secret),
+            timeout=task_ms / 1000 + _RUNNER_SLACK_SECONDS,
+            memory_bytes=job.get("limits", {}).get("memory_bytes", 0),
+        )
         return await self.pool.run(frames)
 
     async def _run(self, task: PreparedTask, arrived: float) -> tuple[Verdict, float, float]:

@@ -69,17 +69,19 @@ class Worker:
             await self.stop()
             raise WorkerFailure(f"sandbox said {hello!r} instead of ready")
 
-    async def run(self, job: bytes, secret: bytes, timeout: float) -> RunnerReply:
-        """Run one job; `job` and `secret` are packed frames. Raises WorkerFailure."""
+    async def run(self, job: bytes, secret: bytes, timeout: float, memory_bytes: int = 0) -> RunnerReply:
+        """Run one job; `job` and `secret` are packed frames, `memory_bytes` the job's memory
+        limit (0: leave the sandbox's as it is). Raises WorkerFailure."""
         sandbox = self._sandbox
         if sandbox is None:
             raise WorkerFailure("worker is not started")
         try:
+            await sandbox.prepare(memory_bytes)
             sandbox.writer.write(job + secret)
             await sandbox.writer.drain()
             meta_bytes, body = await asyncio.wait_for(self._read_reply(sandbox), timeout + _REPLY_GRACE)
             meta = json.loads(meta_bytes)
-        except (asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError, ValueError) as exc:
+        except (asyncio.TimeoutError, asyncio.IncompleteReadError, OSError, ValueError) as exc:
             await self.stop()
             raise WorkerFailure(f"sandbox worker failed during a job: {exc!r}") from None
         self.jobs_done += 1

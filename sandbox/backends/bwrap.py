@@ -11,11 +11,18 @@ and to kill that uid's processes; so a job can neither signal the runner nor tou
 another worker's jobs. As an ordinary user, bwrap adds a user namespace and jobs share
 the runner's uid: still isolated from the host, but a job that kills its runner costs
 a worker restart (and a retry) instead of nothing.
+
+Each sandbox runs in a cgroup of its own (`sandbox.backends.cgroups`): the memory limit
+of the job it runs holds for the job's whole process tree, with a pids limit and about
+one CPU; the runner reads the kernel's OOM-kill counter through a read-only bind of one
+file. Without a usable cgroup the backend warns and keeps the per-process rlimits. A
+seccomp filter (`sandbox.backends.seccomp`) denies the keyring calls.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import shutil
@@ -23,16 +30,26 @@ import site
 import subprocess
 import sys
 import sysconfig
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sandbox.backends import cgroups
 from sandbox.backends.base import RUNNER_DIR, RUNNER_FLAGS, BackendUnavailable
+from sandbox.backends.seccomp import keyring_filter
 
 log = logging.getLogger(__name__)
 
 RUNNER_MOUNT = "/opt/rft-runner"
 _CAPS = ("CAP_SETUID", "CAP_SETGID", "CAP_KILL", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_CHOWN")
 _STREAM_LIMIT = 64 << 20
+_REMOVE_SECONDS = 2.0  # after a worker stops, how long its cgroup may take to empty
+
+# The first process joins the cgroups (v1: one per hierarchy), then becomes bwrap: so
+# every process of the sandbox is inside before the runner exists. A shell rather than
+# preexec_fn, which is unsafe in this multithreaded service.
+_JOIN_CGROUPS = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 111; shift; done; shift; exec "$@"'
 
 
 @dataclass
@@ -41,6 +58,21 @@ class BwrapProcess:
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
     _stderr_task: asyncio.Task[None] | None = None
+    cgroup: cgroups.WorkerCgroup | None = None
+    tree: cgroups.CgroupTree | None = None
+    tmp_bytes: int = 0
+    baseline: int | None = None  # what the idle worker holds, measured before its first job
+
+    async def prepare(self, memory_bytes: int) -> None:
+        """Before a job: the cgroup's limit for a job allowed `memory_bytes` (a write only when
+        it differs from the last job's). Raises OSError when the kernel refuses it."""
+        if self.cgroup is None or not memory_bytes:
+            return
+        if self.baseline is None:
+            self.baseline = self.cgroup.memory_in_use()
+        limit = cgroups.tree_limit(memory_bytes, self.baseline, self.tmp_bytes)
+        if limit != self.cgroup.memory_bytes:
+            self.cgroup.set_memory(limit)
 
     async def kill(self) -> None:
         if self.process.returncode is None:
@@ -51,6 +83,21 @@ class BwrapProcess:
         await self.process.wait()
         if self._stderr_task is not None:
             self._stderr_task.cancel()
+        await self._remove_cgroup()
+
+    async def _remove_cgroup(self) -> None:
+        """The sandbox's processes die with bwrap, a moment later: then the cgroup goes (one
+        still busy after that is removed by the backend's cleanup)."""
+        group, self.cgroup = self.cgroup, None
+        if group is None or self.tree is None:
+            return
+        give_up = time.monotonic() + _REMOVE_SECONDS
+        while not group.remove():
+            if time.monotonic() > give_up:
+                log.warning("cgroup %s still busy after its worker stopped", group.paths)
+                return
+            await asyncio.sleep(0.01)
+        self.tree.forget(group)
 
 
 async def _log_stderr(stream: asyncio.StreamReader, slot: int) -> None:
@@ -76,16 +123,57 @@ class BwrapBackend:
     site_packages: bool = False
     mounts: list[tuple[str, str]] = field(default_factory=list)  # (host, sandbox) read-only binds
     runner_args: tuple[str, ...] = ()  # extra runner options (e.g. --triton cpu)
+    pids_limit: int = 256  # processes and threads of one sandbox, all uids together
+    cpus: float = 1.0  # CPU time of one sandbox, as a number of CPUs
+    cgroup_root: str = "/sys/fs/cgroup"
     name: str = "bwrap"
+    # Shared by copies of this backend (dataclasses.replace, as the Triton lane makes them):
+    # one cgroup tree per service, found once.
+    cgroups: cgroups.CgroupTree | None = None
+    containment: str = ""  # what bounds a job's process tree here (set by `check`)
 
     def check(self) -> None:
         if shutil.which("bwrap") is None:
             raise BackendUnavailable("bubblewrap (bwrap) is not installed: apt-get install bubblewrap")
         if not os.access(self.python, os.X_OK):
             raise BackendUnavailable(f"the sandbox interpreter {self.python} is not an executable")
-        probe = subprocess.run([*self.sandbox_argv(0), "/bin/true"], capture_output=True, timeout=20)
+        with self._seccomp() as seccomp_fd:
+            probe = subprocess.run(
+                [*self.sandbox_argv(0, seccomp_fd=seccomp_fd), "/bin/true"],
+                capture_output=True,
+                timeout=20,
+                pass_fds=() if seccomp_fd is None else (seccomp_fd,),
+            )
         if probe.returncode != 0:
             raise BackendUnavailable(f"bwrap cannot create a sandbox here: {probe.stderr.decode()[:300]}")
+        self._find_cgroups()
+
+    def _find_cgroups(self) -> None:
+        if self.containment:
+            return
+        self.cgroups, self.containment = cgroups.detect(self.cgroup_root)
+        if self.cgroups is None:
+            log.warning(
+                "no cgroup for the sandboxes: a job's memory limit binds each process, not the job: %s",
+                self.containment,
+            )
+        else:
+            log.info("sandbox containment", extra={"fields": {"containment": self.containment}})
+
+    @contextlib.contextmanager
+    def _seccomp(self) -> Iterator[int | None]:
+        """A pipe holding the compiled filter, for bwrap to read (None on a machine without one)."""
+        program = keyring_filter()
+        if program is None:
+            yield None
+            return
+        read_end, write_end = os.pipe()
+        try:
+            os.write(write_end, program)  # a few hundred bytes: never blocks
+            os.close(write_end)
+            yield read_end
+        finally:
+            os.close(read_end)
 
     def _system_mounts(self) -> list[str]:
         args = ["--ro-bind", "/usr", "/usr"]
@@ -110,7 +198,9 @@ class BwrapBackend:
                 args += ["--tmpfs", path, "--remount-ro", path]
         return args
 
-    def sandbox_argv(self, slot: int) -> list[str]:
+    def sandbox_argv(
+        self, slot: int, *, seccomp_fd: int | None = None, oom_events: tuple[str, str] | None = None
+    ) -> list[str]:
         """bwrap and its options, up to (not including) the command to run inside."""
         args = [
             "bwrap",
@@ -132,6 +222,7 @@ class BwrapBackend:
             str(RUNNER_DIR),
             RUNNER_MOUNT,
             *self._extra_mounts(),
+            *(["--ro-bind", *oom_events] if oom_events else []),
             "--proc",
             "/proc",
             "--dev",
@@ -161,6 +252,8 @@ class BwrapBackend:
                 args += ["--cap-add", cap]
         else:
             args += ["--unshare-user"]
+        if seccomp_fd is not None:
+            args += ["--seccomp", str(seccomp_fd)]
         return args
 
     def _extra_mounts(self) -> list[str]:
@@ -183,18 +276,35 @@ class BwrapBackend:
         return [*runner, *self.runner_args]
 
     async def cleanup(self) -> None:
-        """Nothing outlives us: bwrap dies with its parent and takes its PID namespace along."""
+        """bwrap dies with its parent and takes its PID namespace along; what can outlive a
+        service is its cgroups: empty ones of a dead service, and ours, are removed."""
+        self._find_cgroups()
+        if self.cgroups is not None:
+            removed = self.cgroups.remove_leftovers()
+            if removed:
+                log.info("removed %d leftover sandbox cgroups", removed)
 
     async def start(self, slot: int) -> BwrapProcess:
-        process = await asyncio.create_subprocess_exec(
-            *self.sandbox_argv(slot),
-            *self.runner_argv(slot),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            limit=_STREAM_LIMIT,
-            start_new_session=True,
-        )
+        self._find_cgroups()
+        group = self.cgroups.create(self.pids_limit, self.cpus) if self.cgroups is not None else None
+        join = [] if group is None else ["/bin/sh", "-c", _JOIN_CGROUPS, "sh", *group.procs_files, "--"]
+        try:
+            with self._seccomp() as seccomp_fd:
+                process = await asyncio.create_subprocess_exec(
+                    *join,
+                    *self.sandbox_argv(slot, seccomp_fd=seccomp_fd, oom_events=group and group.oom_events),
+                    *self.runner_argv(slot),
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE,
+                    limit=_STREAM_LIMIT,
+                    start_new_session=True,
+                    pass_fds=() if seccomp_fd is None else (seccomp_fd,),
+                )
+        except BaseException:
+            if group is not None and self.cgroups is not None and group.remove():
+                self.cgroups.forget(group)
+            raise
         assert process.stdout is not None and process.stdin is not None and process.stderr is not None
         task = asyncio.get_running_loop().create_task(_log_stderr(process.stderr, slot))
-        return BwrapProcess(process, process.stdout, process.stdin, task)
+        return BwrapProcess(process, process.stdout, process.stdin, task, group, self.cgroups, self.tmp_bytes)

@@ -259,7 +259,8 @@ class CgroupV2(CgroupTree):
             _write(control, enable)
         except OSError as exc:
             if exc.errno != errno.EBUSY:
-                raise CgroupUnavailable(f"cgroup v2 at {self.parent}: cannot enable controllers: {exc.strerror}") from None
+                why = f"cgroup v2 at {self.parent}: cannot enable controllers: {exc.strerror}"
+                raise CgroupUnavailable(why) from None
             leaf = os.path.join(self.parent, _SERVICE_LEAF)
             try:
                 os.makedirs(leaf, exist_ok=True)
@@ -344,7 +345,7 @@ def _inside(mount_root: str, point: str, path: str) -> str | None:
     """Where the cgroup `path` is under a mount of its hierarchy; None if out of its view."""
     if path != mount_root and not path.startswith(mount_root.rstrip("/") + "/"):
         return None
-    return os.path.join(point, path[len(mount_root) :].lstrip("/"))
+    return os.path.normpath(os.path.join(point, path[len(mount_root) :].lstrip("/")))
 
 
 def _v2(mounts: list[tuple[str, str, str, set[str]]], own: dict[str, str]) -> CgroupV2:
