@@ -65,6 +65,9 @@ class Worker:
         except (asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError) as exc:
             await self.stop()
             raise WorkerFailure(f"sandbox did not start: {exc!r}") from None
+        except asyncio.CancelledError:  # the pool is closing: the half-started sandbox goes too
+            await self.stop()
+            raise
         if not hello.get("ready"):
             await self.stop()
             raise WorkerFailure(f"sandbox said {hello!r} instead of ready")

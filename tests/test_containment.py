@@ -14,16 +14,21 @@ import os
 import re
 import subprocess
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from rewards.model import Status
+from rewards.python import score_python
 from sandbox.backends import cgroups
 from sandbox.backends.bwrap import BwrapBackend
 from sandbox.config import ServiceConfig
 from sandbox.embedded import EmbeddedServer
+from sandbox.runner.codec import encode
 from tests.conftest import start_server
-from tests.helpers import MiB, call_task, healthy_task, limits, status_name
+from tests.helpers import MiB, assert_task, call_task, healthy_task, limits, status_name
 from trainer_plugin.client import SandboxClient
 
 ROOMY = limits(test_ms=20_000, task_ms=30_000, memory=512 * MiB)
@@ -73,8 +78,6 @@ def test_children_share_the_jobs_memory_limit(client, intact, mode):
     if mode == "calls":
         task = call_task("forked-hoard", FORKED_HOARD, "f", [([], 8)], ROOMY)
     else:
-        from tests.helpers import assert_task
-
         test = "def check(candidate):\n    def expected():\n        return 8\n    assert candidate() == expected()\n"
         task = assert_task("forked-hoard-whole", FORKED_HOARD, "f", test, ROOMY)
     result = client.score(task)
@@ -128,6 +131,40 @@ def test_job_gets_the_memory_it_asked_for(client, intact):
     # and the next job, at the default limit, is held to it again
     result = client.score(call_task("forked-hoard-after", FORKED_HOARD, "f", [([], 8)], ROOMY))
     assert status_name(result) == "MEMORY_LIMIT", describe(result)
+    intact()
+
+
+FILES_THEN_MEMORY = """
+import os, time
+
+def f():
+    chunk = b"x" * (1 << 20)
+    for i in range(15):  # 240 MiB of files in the sandbox's tmpfs: memory the job keeps
+        try:
+            with open(f"fill-{i}", "wb") as handle:
+                for _ in range(16):
+                    handle.write(chunk)
+        except OSError:
+            break
+    children = []
+    for _ in range(4):
+        pid = os.fork()
+        if pid == 0:
+            hoard = b"y" * (50 << 20)  # within the per-process limit; not with the files
+            time.sleep(2)
+            os._exit(0 if hoard else 1)
+        children.append(pid)
+    return [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in children]
+"""
+
+
+def test_files_count_against_the_job_not_the_runner(client, intact):
+    """Files in the sandbox's tmpfs are memory too: 240 MiB of them and four children of 50 MiB
+    under a 128 MiB limit. The job's processes are killed, never the runner (whose death would
+    be a SANDBOX_ERROR), though the files stay until the runner wipes them."""
+    lim = limits(test_ms=15_000, task_ms=20_000, memory=128 * MiB)
+    result = client.score(call_task("files-then-memory", FILES_THEN_MEMORY, "f", [([], [0, 0, 0, 0])], lim))
+    assert status_name(result) == "MEMORY_LIMIT" and result.score == 0.0, describe(result)
     intact()
 
 
@@ -384,7 +421,7 @@ def test_nothing_a_job_leaves_reaches_the_next_job(solo, channel):
 
 
 def test_sysv_ipc_is_removed_after_every_job(solo):
-    """Ten jobs each leave a segment; none is there at the start of the next."""
+    """Round after round, what one job leaves is gone before the next: not only once per worker."""
     plant, seek = PLANT_SEEK["sysv-ipc"]
     lim = limits(test_ms=8000, task_ms=10_000)
     for round_ in range(3):
@@ -488,3 +525,41 @@ def test_cgroup_v2_without_the_memory_controller_is_unusable(tmp_path):
     _fake_v2(tmp_path, "/user.slice", controllers="cpu pids")
     with pytest.raises(cgroups.CgroupUnavailable, match="memory"):
         cgroups.CgroupV2(str(tmp_path), "/user.slice").prepare()
+
+
+# --------------------------------------------------------------------------- the verdict
+
+
+@dataclass
+class _Expect:
+    name: str
+    op: str = "eq"
+    expected: Any = 1
+    tolerance: float = 0.0
+
+
+def _score(meta: dict[str, Any], records: list[dict[str, Any]]):
+    return score_python([_Expect(f"t{i}") for i in range(3)], records, meta, [], 1e-9, 0.0, whole=False)
+
+
+KILLED_RECORDS = [
+    {"t": "test", "i": 0, "kind": "value", "value": encode(1)},
+    {"t": "test", "i": 1, "kind": "crash", "signal": 9},
+    {"t": "test", "i": 2, "kind": "value", "value": encode(2)},
+    {"t": "done"},
+]
+
+
+def test_kernel_oom_kills_make_a_failing_result_memory_limit():
+    verdict = _score({"ending": "closed", "oom_kills": 2}, KILLED_RECORDS)
+    assert verdict.status is Status.MEMORY_LIMIT and verdict.score == pytest.approx(1 / 3)
+    assert [t.status for t in verdict.tests] == [Status.PASSED, Status.MEMORY_LIMIT, Status.FAILED]
+    assert "memory limit" in verdict.message
+    # without the kernel's count, the same records are a crash
+    plain = _score({"ending": "closed", "oom_kills": 0}, KILLED_RECORDS)
+    assert plain.status is Status.RUNTIME_ERROR and plain.tests[1].status is Status.RUNTIME_ERROR
+
+
+def test_a_job_that_passed_despite_an_oom_kill_still_passed():
+    records = [{"t": "test", "i": i, "kind": "value", "value": encode(1)} for i in range(3)] + [{"t": "done"}]
+    assert _score({"ending": "closed", "oom_kills": 1}, records).status is Status.PASSED

@@ -46,11 +46,6 @@ _CAPS = ("CAP_SETUID", "CAP_SETGID", "CAP_KILL", "CAP_DAC_OVERRIDE", "CAP_FOWNER
 _STREAM_LIMIT = 64 << 20
 _REMOVE_SECONDS = 2.0  # after a worker stops, how long its cgroup may take to empty
 
-# The first process joins the cgroups (v1: one per hierarchy), then becomes bwrap: so
-# every process of the sandbox is inside before the runner exists. A shell rather than
-# preexec_fn, which is unsafe in this multithreaded service.
-_JOIN_CGROUPS = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 111; shift; done; shift; exec "$@"'
-
 
 @dataclass
 class BwrapProcess:
@@ -81,6 +76,7 @@ class BwrapProcess:
             except ProcessLookupError:
                 pass
         await self.process.wait()
+        self.writer.close()  # else the transport outlives its loop, and complains when collected
         if self._stderr_task is not None:
             self._stderr_task.cancel()
         await self._remove_cgroup()
@@ -287,7 +283,7 @@ class BwrapBackend:
     async def start(self, slot: int) -> BwrapProcess:
         self._find_cgroups()
         group = self.cgroups.create(self.pids_limit, self.cpus) if self.cgroups is not None else None
-        join = [] if group is None else ["/bin/sh", "-c", _JOIN_CGROUPS, "sh", *group.procs_files, "--"]
+        join = [] if group is None else group.join_argv()
         try:
             with self._seccomp() as seccomp_fd:
                 process = await asyncio.create_subprocess_exec(

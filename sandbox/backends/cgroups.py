@@ -27,6 +27,8 @@ import errno
 import itertools
 import os
 import re
+import subprocess
+import time
 from dataclasses import dataclass, field
 
 PREFIX = "rft-sandbox-"
@@ -34,6 +36,10 @@ _WORKER_NAME = re.compile(r"rft-sandbox-(\d+)-\d+")
 _SERVICE_LEAF = "rft-sandbox-service"
 _CONTROLLERS = ("memory", "pids", "cpu")
 _PERIOD_US = 100_000
+# The first process joins the cgroup (v1: one per hierarchy), then execs the command: so
+# every process of a sandbox is inside before any of them exists. A shell rather than
+# preexec_fn, which is unsafe in a multithreaded service.
+_JOIN = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 111; shift; done; shift; exec "$@"'
 _names = itertools.count()
 
 # What a job's tree may use beyond its own limit: the runner's growth after the baseline
@@ -98,6 +104,10 @@ class WorkerCgroup:
     def procs_files(self) -> list[str]:
         """Where the sandbox's first process writes its pid before it starts anything."""
         return [os.path.join(path, "cgroup.procs") for path in self.paths]
+
+    def join_argv(self) -> list[str]:
+        """The prefix that runs a command inside this cgroup."""
+        return ["/bin/sh", "-c", _JOIN, "sh", *self.procs_files, "--"]
 
     @property
     def oom_events(self) -> tuple[str, str]:
@@ -224,11 +234,20 @@ class CgroupTree:
         return removed
 
     def probe(self) -> None:
-        """Create and remove one cgroup: proves the hierarchy is ours to write."""
+        """Create a cgroup, set its limits, run a process in it, remove it: the hierarchy is
+        ours to use."""
         group = self.create(pids=64, cpus=1.0)
-        group.set_memory(256 << 20)
-        group.remove()
-        self.forget(group)
+        try:
+            group.set_memory(256 << 20)
+            joined = subprocess.run([*group.join_argv(), "/bin/true"], capture_output=True, timeout=20)
+            if joined.returncode != 0:
+                raise CgroupUnavailable(f"cannot move a process into {group.paths}: {joined.stderr.decode()[:200]}")
+        finally:
+            for _ in range(100):  # the process is gone; the kernel may take a moment to say so
+                if group.remove():
+                    break
+                time.sleep(0.01)
+            self.forget(group)
 
 
 class CgroupV2(CgroupTree):

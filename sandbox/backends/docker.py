@@ -169,7 +169,11 @@ class DockerBackend:
     def remove_leftovers(self) -> int:
         """Remove this instance's containers (a crashed service's leftovers, or ours at shutdown)."""
         removed = 0
-        for container in self.docker.containers.list(all=True, filters={"label": f"{LABEL}={self.instance}"}):
+        for container in self.docker.containers.list(
+            all=True,
+            filters={"label": f"{LABEL}={self.instance}"},
+            ignore_removed=True,  # one may go meanwhile
+        ):
             with contextlib.suppress(Exception):
                 container.remove(force=True)
                 removed += 1
