@@ -436,13 +436,13 @@ def test_sysv_ipc_is_removed_after_every_job(solo):
 def test_bwrap_workers_run_in_cgroups_that_are_removed_at_stop():
     backend = BwrapBackend()
     backend.check()
-    if backend.cgroups is None:
+    if backend.cgroup_tree is None:
         pytest.skip(f"no usable cgroup here: {backend.containment}")
     embedded = EmbeddedServer(ServiceConfig(host="127.0.0.1", port=0, workers=2, audit_log=None), backend).start()
     try:
         client = SandboxClient(embedded.target, timeout=60)
         assert status_name(client.score(healthy_task())) == "PASSED"
-        groups = backend.cgroups.live
+        groups = backend.cgroup_tree.live
         assert len(groups) == 2, groups
         for group in groups.values():
             limits_seen = group.describe()
@@ -460,9 +460,9 @@ def test_bwrap_workers_run_in_cgroups_that_are_removed_at_stop():
 def test_bwrap_removes_a_crashed_services_cgroups_at_start():
     backend = BwrapBackend()
     backend.check()
-    if backend.cgroups is None:
+    if backend.cgroup_tree is None:
         pytest.skip(f"no usable cgroup here: {backend.containment}")
-    stray = [os.path.join(parent, f"{cgroups.PREFIX}{_dead_pid()}-0") for parent in backend.cgroups.parents()]
+    stray = [os.path.join(parent, f"{cgroups.PREFIX}{_dead_pid()}-0") for parent in backend.cgroup_tree.parents()]
     for path in stray:
         os.mkdir(path)
     embedded = EmbeddedServer(ServiceConfig(host="127.0.0.1", port=0, workers=1, audit_log=None), backend).start()
@@ -481,7 +481,7 @@ def test_bwrap_without_a_usable_cgroup_degrades_to_rlimits(tmp_path, caplog):
     """No cgroup to be had: a warning, the containment says so, and jobs still run."""
     backend = BwrapBackend(cgroup_root=str(tmp_path / "no-cgroups"))
     backend.check()
-    assert backend.cgroups is None and backend.containment.startswith("rlimits"), backend.containment
+    assert backend.cgroup_tree is None and backend.containment.startswith("rlimits"), backend.containment
     assert any("cgroup" in record.getMessage() for record in caplog.records)
     embedded = EmbeddedServer(ServiceConfig(host="127.0.0.1", port=0, workers=1, audit_log=None), backend).start()
     try:

@@ -125,7 +125,7 @@ class BwrapBackend:
     name: str = "bwrap"
     # Shared by copies of this backend (dataclasses.replace, as the Triton lane makes them):
     # one cgroup tree per service, found once.
-    cgroups: cgroups.CgroupTree | None = None
+    cgroup_tree: cgroups.CgroupTree | None = None
     containment: str = ""  # what bounds a job's process tree here (set by `check`)
 
     def check(self) -> None:
@@ -147,8 +147,8 @@ class BwrapBackend:
     def _find_cgroups(self) -> None:
         if self.containment:
             return
-        self.cgroups, self.containment = cgroups.detect(self.cgroup_root)
-        if self.cgroups is None:
+        self.cgroup_tree, self.containment = cgroups.detect(self.cgroup_root)
+        if self.cgroup_tree is None:
             log.warning(
                 "no cgroup for the sandboxes: a job's memory limit binds each process, not the job: %s",
                 self.containment,
@@ -275,20 +275,20 @@ class BwrapBackend:
         """bwrap dies with its parent and takes its PID namespace along; what can outlive a
         service is its cgroups: empty ones of a dead service, and ours, are removed."""
         self._find_cgroups()
-        if self.cgroups is not None:
-            removed = self.cgroups.remove_leftovers()
+        if self.cgroup_tree is not None:
+            removed = self.cgroup_tree.remove_leftovers()
             if removed:
                 log.info("removed %d leftover sandbox cgroups", removed)
 
     async def start(self, slot: int) -> BwrapProcess:
         self._find_cgroups()
-        group = self.cgroups.create(self.pids_limit, self.cpus) if self.cgroups is not None else None
+        group = self.cgroup_tree.create(self.pids_limit, self.cpus) if self.cgroup_tree is not None else None
         join = [] if group is None else group.join_argv()
         try:
             with self._seccomp() as seccomp_fd:
                 process = await asyncio.create_subprocess_exec(
                     *join,
-                    *self.sandbox_argv(slot, seccomp_fd=seccomp_fd, oom_events=group and group.oom_events),
+                    *self.sandbox_argv(slot, seccomp_fd=seccomp_fd, oom_events=group.oom_events if group else None),
                     *self.runner_argv(slot),
                     stdin=asyncio.subprocess.PIPE,
                     stdout=asyncio.subprocess.PIPE,
@@ -298,9 +298,9 @@ class BwrapBackend:
                     pass_fds=() if seccomp_fd is None else (seccomp_fd,),
                 )
         except BaseException:
-            if group is not None and self.cgroups is not None and group.remove():
-                self.cgroups.forget(group)
+            if group is not None and self.cgroup_tree is not None and group.remove():
+                self.cgroup_tree.forget(group)
             raise
         assert process.stdout is not None and process.stdin is not None and process.stderr is not None
         task = asyncio.get_running_loop().create_task(_log_stderr(process.stderr, slot))
-        return BwrapProcess(process, process.stdout, process.stdin, task, group, self.cgroups, self.tmp_bytes)
+        return BwrapProcess(process, process.stdout, process.stdin, task, group, self.cgroup_tree, self.tmp_bytes)
