@@ -309,6 +309,15 @@ def score_python(
         findings.append(_harness_killed())
     if runner.get("ending") == "overflow":
         tests = [t if t.passed else TestResult(t.index, False, Status.OUTPUT_LIMIT, t.name, t.message) for t in tests]
+    oom_kills = runner.get("oom_kills")  # counted by the kernel in the sandbox's cgroup, not reported by the job
+    out_of_memory = type(oom_kills) is int and oom_kills > 0
+    if out_of_memory:  # a test that ended by a kill or a crash ran out of the job's memory
+        tests = [
+            TestResult(t.index, False, Status.MEMORY_LIMIT, t.name, t.message)
+            if not t.passed and t.status is Status.RUNTIME_ERROR
+            else t
+            for t in tests
+        ]
     leftovers = runner.get("leftover_processes")
     if isinstance(leftovers, int) and leftovers > 0:
         findings.append(
@@ -342,9 +351,13 @@ def score_python(
         return Verdict(Status.PASSED, 1.0, tests, components, findings, "", stdout, stderr)
     statuses = {t.status for t in tests if not t.passed}
     status = next((s for s in _STATUS_PRIORITY if s in statuses), Status.FAILED)
+    if out_of_memory:
+        status = Status.MEMORY_LIMIT
     if load is not None and load.get("type") in ("SyntaxError", "IndentationError"):
         status = Status.SYNTAX_ERROR
     if not message:
         failing = next((t for t in tests if not t.passed), None)
         message = f"{passed}/{len(tests)} tests passed" + (f"; first failure: {failing.message}" if failing else "")
+    if out_of_memory:
+        message = f"the job's processes exceeded its memory limit ({oom_kills} killed by the kernel); {message}"
     return Verdict(status, fraction, tests, components, findings, message[:1000], stdout, stderr)

@@ -68,6 +68,7 @@ class Job:
     secret: bytes  # packed secret frame
     timeout: float  # seconds the runner may take
     caller: str = ""  # whose line of the fair queue it waits in
+    memory_bytes: int = 0  # the job's memory limit, for its whole process tree (0: the sandbox's as it is)
     future: asyncio.Future[RunnerReply] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
@@ -193,7 +194,7 @@ class WorkerPool:
                     return self._fail(job, "could not start a sandbox (infrastructure error)")
             started = time.perf_counter()
             try:
-                reply = await worker.run(job.frames, job.secret, job.timeout)
+                reply = await worker.run(job.frames, job.secret, job.timeout, job.memory_bytes)
             except WorkerFailure as failure:
                 self._lost(slot, failure)
                 worker = None

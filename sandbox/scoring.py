@@ -68,7 +68,8 @@ class ScoringService:
                 raise SandboxFailure("the PostgreSQL server failed (not the candidate)")
             return RunnerReply({"ending": "closed", "elapsed_ms": (time.perf_counter() - started) * 1000}, records)
         timeout = task_ms / 1000 + _RUNNER_SLACK_SECONDS
-        return await self.pool.run(Job(framing.pack(job), framing.pack(secret), timeout, caller))
+        memory = job.get("limits", {}).get("memory_bytes", 0)  # for the job's whole process tree
+        return await self.pool.run(Job(framing.pack(job), framing.pack(secret), timeout, caller, memory))
 
     async def _run(self, task: PreparedTask, arrived: float, caller: str) -> tuple[Verdict, float, float]:
         if task.triton is not None:

@@ -87,17 +87,22 @@ class Worker:
         except (asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError, WorkerFailure) as exc:
             await self.stop()
             raise WorkerFailure(f"sandbox did not start: {exc!r}") from None
+        except asyncio.CancelledError:  # the pool is closing: the half-started sandbox goes too
+            await self.stop()
+            raise
         if not hello.get("ready"):
             await self.stop()
             raise WorkerFailure(f"sandbox said {hello!r} instead of ready")
 
-    async def run(self, job: bytes, secret: bytes, timeout: float) -> RunnerReply:
-        """Run one job; `job` and `secret` are packed frames. Raises WorkerFailure."""
+    async def run(self, job: bytes, secret: bytes, timeout: float, memory_bytes: int = 0) -> RunnerReply:
+        """Run one job; `job` and `secret` are packed frames, `memory_bytes` the job's memory
+        limit (0: leave the sandbox's as it is). Raises WorkerFailure."""
         sandbox = self._sandbox
         if sandbox is None:
             raise WorkerFailure("worker is not started")
         progress = _Progress()
         try:
+            await sandbox.prepare(memory_bytes)
             sandbox.writer.write(job + secret)
             await sandbox.writer.drain()
             meta_bytes, body = await asyncio.wait_for(self._read_reply(sandbox, progress), timeout + _REPLY_GRACE)
@@ -105,7 +110,7 @@ class Worker:
         except WorkerFailure as exc:
             await self.stop()
             raise WorkerFailure(str(exc), exc.kind, progress.delivered) from None
-        except (asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError, ValueError) as exc:
+        except (asyncio.TimeoutError, asyncio.IncompleteReadError, OSError, ValueError) as exc:
             await self.stop()
             failure = WorkerFailure(f"sandbox worker failed during a job: {exc!r}", _kind(exc), progress.delivered)
             raise failure from None

@@ -30,6 +30,10 @@ class SandboxProcess(Protocol):
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
 
+    async def prepare(self, memory_bytes: int) -> None:
+        """Before a job: bound the sandbox's whole process tree by the job's memory limit
+        (cheap when it is the last job's). Raises OSError if that cannot be done."""
+
     async def kill(self) -> None: ...
 
 

@@ -16,6 +16,11 @@ Every process inside, bwrap's init included, runs under the job syscall filter
 (`sandbox.backends.seccomp`), compiled here on the trusted side and handed to bwrap as
 `--seccomp FD` once per worker: no namespaces, mounts, ptrace, keyrings, bpf... Without
 libseccomp there is no filter, so the backend is unavailable rather than weaker.
+
+Each sandbox runs in a cgroup of its own (`sandbox.backends.cgroups`): the memory limit
+of the job it runs holds for the job's whole process tree, with a pids limit and about
+one CPU; the runner reads the kernel's OOM-kill counter through a read-only bind of one
+file. Without a usable cgroup the backend warns and keeps the per-process rlimits.
 """
 
 from __future__ import annotations
@@ -28,10 +33,11 @@ import site
 import subprocess
 import sys
 import sysconfig
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sandbox.backends import seccomp
+from sandbox.backends import cgroups, seccomp
 from sandbox.backends.base import RUNNER_DIR, RUNNER_FLAGS, BackendUnavailable
 
 log = logging.getLogger(__name__)
@@ -39,6 +45,7 @@ log = logging.getLogger(__name__)
 RUNNER_MOUNT = "/opt/rft-runner"
 _CAPS = ("CAP_SETUID", "CAP_SETGID", "CAP_KILL", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_CHOWN")
 _STREAM_LIMIT = 64 << 20
+_REMOVE_SECONDS = 2.0  # after a worker stops, how long its cgroup may take to empty
 
 
 @dataclass
@@ -47,6 +54,21 @@ class BwrapProcess:
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
     _stderr_task: asyncio.Task[None] | None = None
+    cgroup: cgroups.WorkerCgroup | None = None
+    tree: cgroups.CgroupTree | None = None
+    tmp_bytes: int = 0
+    baseline: int | None = None  # what the idle worker holds, measured before its first job
+
+    async def prepare(self, memory_bytes: int) -> None:
+        """Before a job: the cgroup's limit for a job allowed `memory_bytes` (a write only when
+        it differs from the last job's). Raises OSError when the kernel refuses it."""
+        if self.cgroup is None or not memory_bytes:
+            return
+        if self.baseline is None:
+            self.baseline = self.cgroup.memory_in_use()
+        limit = cgroups.tree_limit(memory_bytes, self.baseline, self.tmp_bytes)
+        if limit != self.cgroup.memory_bytes:
+            self.cgroup.set_memory(limit)
 
     async def kill(self) -> None:
         if self.process.returncode is None:
@@ -55,8 +77,24 @@ class BwrapProcess:
             except ProcessLookupError:
                 pass
         await self.process.wait()
+        self.writer.close()  # else the transport outlives its loop, and complains when collected
         if self._stderr_task is not None:
             self._stderr_task.cancel()
+        await self._remove_cgroup()
+
+    async def _remove_cgroup(self) -> None:
+        """The sandbox's processes die with bwrap, a moment later: then the cgroup goes (one
+        still busy after that is removed by the backend's cleanup)."""
+        group, self.cgroup = self.cgroup, None
+        if group is None or self.tree is None:
+            return
+        give_up = time.monotonic() + _REMOVE_SECONDS
+        while not group.remove():
+            if time.monotonic() > give_up:
+                log.warning("cgroup %s still busy after its worker stopped", group.paths)
+                return
+            await asyncio.sleep(0.01)
+        self.tree.forget(group)
 
 
 async def _log_stderr(stream: asyncio.StreamReader, slot: int) -> None:
@@ -82,7 +120,14 @@ class BwrapBackend:
     site_packages: bool = False
     mounts: list[tuple[str, str]] = field(default_factory=list)  # (host, sandbox) read-only binds
     runner_args: tuple[str, ...] = ()  # extra runner options (e.g. --triton cpu)
+    pids_limit: int = 256  # processes and threads of one sandbox, all uids together
+    cpus: float = 1.0  # CPU time of one sandbox, as a number of CPUs
+    cgroup_root: str = "/sys/fs/cgroup"
     name: str = "bwrap"
+    # Shared by copies of this backend (dataclasses.replace, as the Triton lane makes them):
+    # one cgroup tree per service, found once.
+    cgroup_tree: cgroups.CgroupTree | None = None
+    containment: str = ""  # what bounds a job's process tree here (set by `check`)
 
     def check(self) -> None:
         if shutil.which("bwrap") is None:
@@ -98,6 +143,19 @@ class BwrapBackend:
             )
         if probe.returncode != 0:
             raise BackendUnavailable(f"bwrap cannot create a sandbox here: {probe.stderr.decode()[:300]}")
+        self._find_cgroups()
+
+    def _find_cgroups(self) -> None:
+        if self.containment:
+            return
+        self.cgroup_tree, self.containment = cgroups.detect(self.cgroup_root)
+        if self.cgroup_tree is None:
+            log.warning(
+                "no cgroup for the sandboxes: a job's memory limit binds each process, not the job: %s",
+                self.containment,
+            )
+        else:
+            log.info("sandbox containment", extra={"fields": {"containment": self.containment}})
 
     def _system_mounts(self) -> list[str]:
         args = ["--ro-bind", "/usr", "/usr"]
@@ -122,15 +180,13 @@ class BwrapBackend:
                 args += ["--tmpfs", path, "--remount-ro", path]
         return args
 
-    def sandbox_argv(self, slot: int, *, seccomp_fd: int) -> list[str]:
+    def sandbox_argv(self, slot: int, *, seccomp_fd: int, oom_events: tuple[str, str] | None = None) -> list[str]:
         """bwrap and its options, up to (not including) the command to run inside.
 
         `seccomp_fd` holds the compiled syscall filter (`seccomp.program_fd`) and must be
-        passed to bwrap (pass_fds)."""
+        passed to bwrap (pass_fds); `oom_events` binds the cgroup's OOM counter read-only."""
         args = [
             "bwrap",
-            "--seccomp",
-            str(seccomp_fd),
             "--die-with-parent",
             "--new-session",
             "--unshare-pid",
@@ -149,6 +205,7 @@ class BwrapBackend:
             str(RUNNER_DIR),
             RUNNER_MOUNT,
             *self._extra_mounts(),
+            *(["--ro-bind", *oom_events] if oom_events else []),
             "--proc",
             "/proc",
             "--dev",
@@ -178,7 +235,7 @@ class BwrapBackend:
                 args += ["--cap-add", cap]
         else:
             args += ["--unshare-user"]
-        return args
+        return [*args, "--seccomp", str(seccomp_fd)]
 
     def _extra_mounts(self) -> list[str]:
         """Read-only binds of databases and engine packages; their parent directories are made
@@ -200,20 +257,35 @@ class BwrapBackend:
         return [*runner, *self.runner_args]
 
     async def cleanup(self) -> None:
-        """Nothing outlives us: bwrap dies with its parent and takes its PID namespace along."""
+        """bwrap dies with its parent and takes its PID namespace along; what can outlive a
+        service is its cgroups: empty ones of a dead service, and ours, are removed."""
+        self._find_cgroups()
+        if self.cgroup_tree is not None:
+            removed = self.cgroup_tree.remove_leftovers()
+            if removed:
+                log.info("removed %d leftover sandbox cgroups", removed)
 
     async def start(self, slot: int) -> BwrapProcess:
-        with seccomp.program_fd() as seccomp_fd:
-            process = await asyncio.create_subprocess_exec(
-                *self.sandbox_argv(slot, seccomp_fd=seccomp_fd),
-                *self.runner_argv(slot),
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                limit=_STREAM_LIMIT,
-                start_new_session=True,
-                pass_fds=(seccomp_fd,),
-            )
+        self._find_cgroups()
+        group = self.cgroup_tree.create(self.pids_limit, self.cpus) if self.cgroup_tree is not None else None
+        join = [] if group is None else group.join_argv()
+        try:
+            with seccomp.program_fd() as seccomp_fd:
+                process = await asyncio.create_subprocess_exec(
+                    *join,
+                    *self.sandbox_argv(slot, seccomp_fd=seccomp_fd, oom_events=group.oom_events if group else None),
+                    *self.runner_argv(slot),
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE,
+                    limit=_STREAM_LIMIT,
+                    start_new_session=True,
+                    pass_fds=(seccomp_fd,),
+                )
+        except BaseException:
+            if group is not None and self.cgroup_tree is not None and group.remove():
+                self.cgroup_tree.forget(group)
+            raise
         assert process.stdout is not None and process.stdin is not None and process.stderr is not None
         task = asyncio.get_running_loop().create_task(_log_stderr(process.stderr, slot))
-        return BwrapProcess(process, process.stdout, process.stdin, task)
+        return BwrapProcess(process, process.stdout, process.stdin, task, group, self.cgroup_tree, self.tmp_bytes)

@@ -10,6 +10,14 @@ an unprivileged uid and to kill it, no-new-privileges, the job syscall filter
 limits, no host mount but the read-only runner, no Docker socket inside. Candidate
 code runs as uid 61000+slot with no capabilities.
 
+A container's memory limit follows the job it runs (`sandbox.backends.cgroups.tree_limit`:
+what the idle runner holds, plus the job's limit, plus a margin), so the limit holds for
+the job's whole process tree; it is changed (`docker update`, ~15 ms) only when a job's
+limit differs from the last one's. Candidates carry oom_score_adj 1000, so the kernel's
+OOM killer takes them, not the runner, which reads the kill count from the container's
+own cgroup (read-only under /sys/fs/cgroup). An engine that cannot update a running
+container keeps the limit it was created with, and the per-process rlimits.
+
 Containers carry labels so that leftovers of a crashed service are removed on
 start-up; they are removed on shutdown too. `runtime` (e.g. "runsc" for gVisor) is
 passed through to the engine.
@@ -28,6 +36,7 @@ from typing import Any
 
 from sandbox.backends import seccomp
 from sandbox.backends.base import RUNNER_DIR, RUNNER_FLAGS, BackendUnavailable
+from sandbox.backends.cgroups import tree_limit
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +45,7 @@ RUNNER_MOUNT = "/opt/rft-runner"
 _CAPS = ["SETUID", "SETGID", "KILL", "DAC_OVERRIDE", "FOWNER", "CHOWN"]
 _STREAM_LIMIT = 64 << 20
 _FRAME = struct.Struct(">BxxxI")  # Docker's multiplexed stream: type, 3 pad bytes, length
+_FALLBACK_BASELINE = 64 << 20  # an idle runner's memory, where the engine reports none
 
 
 def _client() -> Any:
@@ -53,6 +63,47 @@ class DockerProcess:
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
     _pump: asyncio.Task[None] | None = None
+    memory_limit: int = 0  # the container's memory limit now
+    tmp_bytes: int = 0
+    baseline: int | None = None  # what the idle container holds, measured before its first job
+    follows_jobs: bool = True  # False once the engine refused an update: the limit stays
+
+    async def prepare(self, memory_bytes: int) -> None:
+        """Before a job: the container's memory limit for a job allowed `memory_bytes`; an
+        engine call only when it differs from the last job's."""
+        if not memory_bytes or not self.follows_jobs:
+            return
+        if self.baseline is None:
+            self.baseline = await asyncio.to_thread(self._memory_in_use)
+        limit = tree_limit(memory_bytes, self.baseline, self.tmp_bytes)
+        if limit == self.memory_limit:
+            return
+        try:
+            await asyncio.to_thread(self.container.update, mem_limit=limit, memswap_limit=limit)
+        except Exception as exc:  # noqa: BLE001 - whatever the engine says, the job still runs
+            self.follows_jobs = False
+            log.warning(
+                "container %s keeps its memory limit of %d bytes: the engine refused an update: %s",
+                self.container.short_id,
+                self.memory_limit,
+                str(exc)[:300],
+            )
+            return
+        self.memory_limit = limit
+
+    def _memory_in_use(self) -> int:
+        """The container's memory that reclaim cannot take back (file cache aside)."""
+        try:
+            stats = self.container.stats(stream=False, one_shot=True)["memory_stats"]
+            detail = stats.get("stats", {})
+            if "total_active_file" in detail:  # cgroup v1
+                cache = detail["total_active_file"] + detail.get("total_inactive_file", 0)
+            else:
+                cache = detail.get("file", 0)
+            return int(stats["usage"]) - int(cache)
+        except Exception as exc:  # noqa: BLE001 - an engine without stats: assume a lean runner
+            log.warning("no memory figures for container %s: %s", self.container.short_id, str(exc)[:300])
+            return _FALLBACK_BASELINE
 
     async def kill(self) -> None:
         if self._pump is not None:
@@ -85,7 +136,7 @@ class DockerBackend:
     image: str = "rft-sandbox:latest"
     runtime: str | None = None
     instance: str = "default"  # label value: which service owns the containers
-    memory_bytes: int = 2 << 30  # whole container (runner + one job's processes)
+    memory_bytes: int = 2 << 30  # whole container until its first job (then it follows the jobs' limits)
     nano_cpus: int = 1_000_000_000  # one CPU per container
     pids_limit: int = 256
     tmp_bytes: int = 256 << 20
@@ -120,7 +171,11 @@ class DockerBackend:
     def remove_leftovers(self) -> int:
         """Remove this instance's containers (a crashed service's leftovers, or ours at shutdown)."""
         removed = 0
-        for container in self.docker.containers.list(all=True, filters={"label": f"{LABEL}={self.instance}"}):
+        for container in self.docker.containers.list(
+            all=True,
+            filters={"label": f"{LABEL}={self.instance}"},
+            ignore_removed=True,  # one may go meanwhile
+        ):
             with contextlib.suppress(Exception):
                 container.remove(force=True)
                 removed += 1
@@ -182,4 +237,4 @@ class DockerBackend:
         source, writer = await asyncio.open_connection(sock=raw, limit=_STREAM_LIMIT)
         stdout = asyncio.StreamReader(limit=_STREAM_LIMIT)
         pump = asyncio.get_running_loop().create_task(_demultiplex(source, stdout, container.short_id))
-        return DockerProcess(container, raw, stdout, writer, pump)
+        return DockerProcess(container, raw, stdout, writer, pump, self.memory_bytes, self.tmp_bytes)

@@ -80,6 +80,11 @@ def _enter_job(settings: Settings, limits: dict[str, Any], jobdir: str, keep: se
         os.closerange(low, fd)
         low = fd + 1
     os.closerange(low, 1 << 16)
+    # The job's processes, not the runner, are the kernel's choice when the sandbox's
+    # cgroup runs out of memory (raising one's own score needs no privilege).
+    adjust = os.open("/proc/self/oom_score_adj", os.O_WRONLY)
+    os.write(adjust, b"1000")
+    os.close(adjust)
     if settings.job_uid is not None:
         os.setgroups([])
         os.setresgid(settings.job_uid, settings.job_uid, settings.job_uid)
@@ -94,6 +99,7 @@ def _enter_job(settings: Settings, limits: dict[str, Any], jobdir: str, keep: se
         (resource.RLIMIT_NOFILE, limits["max_open_files"]),
         (resource.RLIMIT_FSIZE, limits["max_file_bytes"]),
         (resource.RLIMIT_CORE, 0),
+        (resource.RLIMIT_MSGQUEUE, 0),  # POSIX message queues would outlive the job: none at all
     ):
         resource.setrlimit(name, (value, value))
     os.chdir(jobdir)
@@ -133,6 +139,92 @@ def _kill_everything_else(expected: set[int]) -> int:
             time.sleep(0.0005)
     _reap_all()
     return leftovers
+
+
+class OomCounter:
+    """The kernel's count of OOM kills in this sandbox's cgroup, read after every job.
+
+    Both cgroup versions keep an `oom_kill` line: v2 in memory.events, v1 in
+    memory.oom_control. A container sees its own cgroup read-only under /sys/fs/cgroup;
+    bwrap binds that one file read-only at the same place. The count comes from the
+    kernel, never from a job. No file (a sandbox without a cgroup of its own): None.
+    """
+
+    _FILES = ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control")
+
+    def __init__(self) -> None:
+        self.fd: int | None = None
+        for path in self._FILES:
+            try:
+                self.fd = os.open(path, os.O_RDONLY)
+                break
+            except OSError:
+                continue
+        self.seen = self._count()
+
+    def _count(self) -> int:
+        if self.fd is None:
+            return 0
+        for line in os.pread(self.fd, 4096, 0).splitlines():  # pread at 0: a fresh reading
+            name, _, value = line.partition(b" ")
+            if name == b"oom_kill":
+                return int(value)
+        return 0
+
+    def since_last(self) -> int | None:
+        if self.fd is None:
+            return None
+        count = self._count()
+        kills, self.seen = count - self.seen, count
+        return kills
+
+
+class SysvIpc:
+    """System V shared memory, message queues and semaphores a job left behind.
+
+    They belong to the IPC namespace, which is the worker's (bwrap --unshare-ipc, Docker
+    ipc_mode none), not the job's: without this, a later job could read them. Checking
+    is a read of three /proc files per job; removing them (rare) takes a short child of
+    the job's uid, since IPC_RMID needs the creator's uid (or a capability the runner
+    does not have), and every object a job made has the job's uid as its creator.
+    """
+
+    _KINDS = ("shm", "msg", "sem")
+
+    def __init__(self) -> None:
+        self.fds = [os.open(f"/proc/sysvipc/{kind}", os.O_RDONLY) for kind in self._KINDS]
+
+    def objects(self) -> list[tuple[str, int]]:
+        found = []
+        for kind, fd in zip(self._KINDS, self.fds, strict=True):
+            if os.pread(fd, 4096, 0).count(b"\n") > 1:  # more than the header line
+                with open(f"/proc/sysvipc/{kind}", "rb") as handle:  # the whole list
+                    found += [(kind, int(line.split()[1])) for line in handle.read().splitlines()[1:] if line.strip()]
+        return found
+
+    def remove_all(self, settings: Settings) -> None:
+        found = self.objects()
+        if not found:
+            return
+        pid = os.fork()
+        if pid == 0:
+            try:
+                if settings.job_uid is not None:
+                    os.setgroups([])
+                    os.setresgid(settings.job_uid, settings.job_uid, settings.job_uid)
+                    os.setresuid(settings.job_uid, settings.job_uid, settings.job_uid)
+                import ctypes  # only in this child: the runner's heap stays small
+
+                libc = ctypes.CDLL(None, use_errno=True)
+                remove = {"shm": libc.shmctl, "msg": libc.msgctl, "sem": libc.semctl}
+                for kind, ident in found:
+                    remove[kind](ident, 0, 0)  # IPC_RMID (semctl's semnum is ignored)
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
+        left = self.objects()
+        if left:  # not a job's doing: their creator is always the job uid. A fresh worker.
+            raise RuntimeError(f"could not remove System V IPC objects: {left}")
 
 
 def _reap_all() -> None:
@@ -425,7 +517,14 @@ def _judge_isolated(
     return ending, report.contents(), {zygote_pid, judge_pid}
 
 
-def run_job(settings: Settings, job: dict[str, Any], secret: Buffer, report: Buffer) -> tuple[dict[str, Any], Any]:
+def run_job(
+    settings: Settings,
+    job: dict[str, Any],
+    secret: Buffer,
+    report: Buffer,
+    oom: OomCounter | None = None,
+    ipc: SysvIpc | None = None,
+) -> tuple[dict[str, Any], Any]:
     started = time.monotonic()
     jobdir = os.path.join(settings.workdir, "job")
     os.mkdir(jobdir, 0o700)
@@ -458,11 +557,16 @@ def run_job(settings: Settings, job: dict[str, Any], secret: Buffer, report: Buf
         helpers = set()
     leftovers = _kill_everything_else(helpers)
     _wipe(settings.workdir)
-    meta = {
+    if ipc is not None:
+        ipc.remove_all(settings)
+    meta: dict[str, Any] = {
         "ending": ending,
         "leftover_processes": leftovers,
         "elapsed_ms": round((time.monotonic() - started) * 1000, 3),
     }
+    kills = oom.since_last() if oom is not None else None
+    if kills is not None:
+        meta["oom_kills"] = kills
     return meta, body
 
 
@@ -517,6 +621,7 @@ def main() -> None:
     protocol_out = os.dup(1)
     os.dup2(2, 1)  # a stray print must never corrupt the protocol stream
     secret, report = Buffer(_MAX_JOB), Buffer(_MAX_REPORT)
+    oom, ipc = OomCounter(), SysvIpc()
     framing.write(
         protocol_out, {"ready": True, "pid": os.getpid(), "python": sys.version.split()[0], "job_uid": settings.job_uid}
     )
@@ -526,7 +631,7 @@ def main() -> None:
         except framing.FrameError:
             return  # the service hung up
         os.write(protocol_out, _ACK)  # before any of the job runs: a failure after it may be the job's
-        meta, body = run_job(settings, job, secret, report)
+        meta, body = run_job(settings, job, secret, report, oom, ipc)
         framing.write(protocol_out, meta)
         os.write(protocol_out, framing.HEADER.pack(len(body)))
         while body:

@@ -91,7 +91,9 @@ class TritonLane:
         await self._start()
         pool = self.compiler if compile else self.pool
         assert pool is not None
-        return await pool.run(Job(framing.pack(job), _EMPTY_SECRET, task_ms / 1000 + _RUNNER_SLACK_SECONDS, caller))
+        timeout = task_ms / 1000 + _RUNNER_SLACK_SECONDS
+        memory = job.get("limits", {}).get("memory_bytes", 0)
+        return await pool.run(Job(framing.pack(job), _EMPTY_SECRET, timeout, caller, memory))
 
     async def run_candidate(self, plan: TritonPlan, reference: Reference, caller: str = "") -> RunnerReply:
         """The candidate's run; on the CPU, then the ahead-of-time compile of the kernels it
