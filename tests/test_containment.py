@@ -515,10 +515,10 @@ def test_cgroup_v2_worker_gets_memory_pids_and_cpu(tmp_path):
     assert path.parent == own
     assert (path / "pids.max").read_text() == "128"
     assert (path / "cpu.max").read_text() == "50000 100000"
-    group.set_memory(700 * MiB)
+    group.set_memory(700 * MiB, 600 * MiB)
     assert (path / "memory.max").read_text() == str(700 * MiB)
     assert group.procs_files == [str(path / "cgroup.procs")]
-    assert group.oom_events == (str(path / "memory.events"), "/sys/fs/cgroup/memory.events")
+    assert group.sandbox_binds() == ["--ro-bind", str(path / "memory.events"), "/sys/fs/cgroup/memory.events"]
 
 
 def test_cgroup_v2_without_the_memory_controller_is_unusable(tmp_path):

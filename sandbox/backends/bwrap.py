@@ -67,8 +67,9 @@ class BwrapProcess:
         if self.baseline is None:
             self.baseline = self.cgroup.memory_in_use()
         limit = cgroups.tree_limit(memory_bytes, self.baseline, self.tmp_bytes)
-        if limit != self.cgroup.memory_bytes:
-            self.cgroup.set_memory(limit)
+        job_limit = memory_bytes + cgroups.JOB_MARGIN_BYTES
+        if limit != self.cgroup.memory_bytes or job_limit != self.cgroup.job_bytes:
+            self.cgroup.set_memory(limit, job_limit)
 
     async def kill(self) -> None:
         if self.process.returncode is None:
@@ -180,11 +181,11 @@ class BwrapBackend:
                 args += ["--tmpfs", path, "--remount-ro", path]
         return args
 
-    def sandbox_argv(self, slot: int, *, seccomp_fd: int, oom_events: tuple[str, str] | None = None) -> list[str]:
+    def sandbox_argv(self, slot: int, *, seccomp_fd: int, cgroup_binds: tuple[str, ...] = ()) -> list[str]:
         """bwrap and its options, up to (not including) the command to run inside.
 
         `seccomp_fd` holds the compiled syscall filter (`seccomp.program_fd`) and must be
-        passed to bwrap (pass_fds); `oom_events` binds the cgroup's OOM counter read-only."""
+        passed to bwrap (pass_fds); `cgroup_binds` show the runner its cgroup files."""
         args = [
             "bwrap",
             "--die-with-parent",
@@ -205,7 +206,7 @@ class BwrapBackend:
             str(RUNNER_DIR),
             RUNNER_MOUNT,
             *self._extra_mounts(),
-            *(["--ro-bind", *oom_events] if oom_events else []),
+            *cgroup_binds,
             "--proc",
             "/proc",
             "--dev",
@@ -271,9 +272,10 @@ class BwrapBackend:
         join = [] if group is None else group.join_argv()
         try:
             with seccomp.program_fd() as seccomp_fd:
+                binds = tuple(group.sandbox_binds()) if group is not None else ()
                 process = await asyncio.create_subprocess_exec(
                     *join,
-                    *self.sandbox_argv(slot, seccomp_fd=seccomp_fd, oom_events=group.oom_events if group else None),
+                    *self.sandbox_argv(slot, seccomp_fd=seccomp_fd, cgroup_binds=binds),
                     *self.runner_argv(slot),
                     stdin=asyncio.subprocess.PIPE,
                     stdout=asyncio.subprocess.PIPE,

@@ -23,6 +23,7 @@ longer exists are a crashed service's leftovers, removed at start-up.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import itertools
 import os
@@ -59,6 +60,17 @@ def tree_limit(job_bytes: int, baseline: int, tmp_bytes: int) -> int:
     return baseline + max(job_bytes, tmp_bytes) + MARGIN_BYTES
 
 
+def _set_v1_limit(directory: str, limit: int, previous: int) -> None:
+    """v1 wants memory <= memory+swap at every step, so the order depends on the direction."""
+    files = [os.path.join(directory, "memory.limit_in_bytes")]
+    combined = os.path.join(directory, "memory.memsw.limit_in_bytes")
+    if os.path.exists(combined):
+        lowering = not previous or limit < previous
+        files = [files[0], combined] if lowering else [combined, files[0]]
+    for path in files:
+        _write(path, str(limit))
+
+
 class CgroupUnavailable(Exception):
     """No usable cgroup here (the reason says why)."""
 
@@ -88,13 +100,29 @@ def _alive(pid: int) -> bool:
     return True
 
 
+# Inside a bwrap sandbox: the job's own cgroups (one directory per v1 controller below it),
+# bound read-write for the runner, which moves each job process in (sandbox/runner/agent.py)
+# before dropping to the job uid.
+JOB_CGROUP = "/run/rft-job-cgroup"
+_JOB_CONTROLLERS = ("memory", "cpu")
+JOB_MARGIN_BYTES = 16 << 20  # the kernel's memory for the job's processes (page tables, pipes)
+
+
 @dataclass
 class WorkerCgroup:
-    """One worker's cgroup: a directory per hierarchy (v1) or one directory (v2)."""
+    """One worker's cgroup: a directory per hierarchy (v1) or one directory (v2).
+
+    On v1 its memory and cpu directories have a child, `job`, holding only the job's
+    processes, under the job's memory limit and CPU quota: a job at its limit is throttled
+    and reclaimed alone, never the runner (with one shared cgroup a memory fork bomb's 64
+    processes starved the runner of the quota and it missed its deadlines by seconds). On
+    v2 (no processes in a cgroup with children) the worker's cgroup holds both."""
 
     version: int
     dirs: dict[str, str]  # controller -> directory
     memory_bytes: int = 0  # the limit now in force (0: none yet)
+    jobs: dict[str, str] = field(default_factory=dict)  # v1: controller -> the job's cgroup
+    job_bytes: int = 0  # the job cgroup's memory limit now in force
 
     @property
     def paths(self) -> list[str]:
@@ -109,33 +137,34 @@ class WorkerCgroup:
         """The prefix that runs a command inside this cgroup."""
         return ["/bin/sh", "-c", _JOIN, "sh", *self.procs_files, "--"]
 
-    @property
-    def oom_events(self) -> tuple[str, str]:
-        """The kernel's OOM-kill counter: this host file, and where the runner looks for it
-        (the place Docker shows a container's own cgroup)."""
+    def sandbox_binds(self) -> list[str]:
+        """bwrap options that show the runner its cgroup files: the job's cgroup read-write
+        (v1), or the worker's OOM-kill counter read-only at the place Docker shows a
+        container's own (v2). The runner reads the counter; job processes never can write
+        (root-owned files, and they run as the job uid without capabilities)."""
         memory = self.dirs["memory"]
+        if self.jobs:
+            return [a for c, path in sorted(self.jobs.items()) for a in ("--bind", path, f"{JOB_CGROUP}/{c}")]
         if self.version == 2:
-            return os.path.join(memory, "memory.events"), "/sys/fs/cgroup/memory.events"
-        return os.path.join(memory, "memory.oom_control"), "/sys/fs/cgroup/memory/memory.oom_control"
+            return ["--ro-bind", os.path.join(memory, "memory.events"), "/sys/fs/cgroup/memory.events"]
+        return ["--ro-bind", os.path.join(memory, "memory.oom_control"), "/sys/fs/cgroup/memory/memory.oom_control"]
 
     def _memory_file(self, name: str) -> str:
         return os.path.join(self.dirs["memory"], name)
 
-    def set_memory(self, limit: int) -> None:
-        """Apply a memory limit, with no swap on top. v1 wants memory <= memory+swap at every
-        step, so the order depends on the direction. Raises OSError (EBUSY: the worker holds
-        more than the new limit and nothing could be reclaimed)."""
+    def set_memory(self, limit: int, job_limit: int) -> None:
+        """Apply the worker's limit and (v1) the job's, with no swap on top. Raises OSError
+        (EBUSY: more is held than the new limit and nothing could be reclaimed)."""
         if self.version == 2:
             _write(self._memory_file("memory.max"), str(limit))
-        else:
-            files = [self._memory_file("memory.limit_in_bytes")]
-            combined = self._memory_file("memory.memsw.limit_in_bytes")
-            if os.path.exists(combined):
-                lowering = not self.memory_bytes or limit < self.memory_bytes
-                files = [files[0], combined] if lowering else [combined, files[0]]
-            for path in files:
-                _write(path, str(limit))
-        self.memory_bytes = limit
+            self.memory_bytes = limit
+            return
+        if "memory" in self.jobs and job_limit != self.job_bytes:
+            _set_v1_limit(self.jobs["memory"], job_limit, self.job_bytes)
+            self.job_bytes = job_limit
+        if limit != self.memory_bytes:
+            _set_v1_limit(self.dirs["memory"], limit, self.memory_bytes)
+            self.memory_bytes = limit
 
     def memory_in_use(self) -> int:
         """Memory charged to the cgroup that reclaim cannot take back (file cache aside)."""
@@ -163,14 +192,25 @@ class WorkerCgroup:
         if "pids" in self.dirs:
             seen["pids"] = float(_read(os.path.join(self.dirs["pids"], "pids.max")).strip().replace("max", "inf"))
         if "cpu" in self.dirs:
-            quota = int(_read(os.path.join(self.dirs["cpu"], "cpu.cfs_quota_us")))
-            period = int(_read(os.path.join(self.dirs["cpu"], "cpu.cfs_period_us")))
+            cpu = self.jobs.get("cpu", self.dirs["cpu"])
+            quota = int(_read(os.path.join(cpu, "cpu.cfs_quota_us")))
+            period = int(_read(os.path.join(cpu, "cpu.cfs_period_us")))
             seen["cpus"] = float("inf") if quota < 0 else quota / period
         return seen
 
     def remove(self) -> bool:
         """Remove the directories; False while processes are still inside (EBUSY)."""
         gone = True
+        for controller, path in list(self.jobs.items()):
+            try:
+                os.rmdir(path)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                if exc.errno != errno.EBUSY:
+                    raise
+                return False
+            del self.jobs[controller]
         for path in self.paths:
             try:
                 os.rmdir(path)
@@ -226,6 +266,8 @@ class CgroupTree:
                 pid = int(match.group(1))
                 if (pid == os.getpid() and name in self.live) or (pid != os.getpid() and not _alive(pid)):
                     try:
+                        with contextlib.suppress(FileNotFoundError):
+                            os.rmdir(os.path.join(parent, name, "job"))  # v1: the job's cgroup first
                         os.rmdir(os.path.join(parent, name))
                         removed += 1
                     except OSError:
@@ -238,7 +280,7 @@ class CgroupTree:
         ours to use."""
         group = self.create(pids=64, cpus=1.0)
         try:
-            group.set_memory(256 << 20)
+            group.set_memory(256 << 20, 128 << 20)
             joined = subprocess.run([*group.join_argv(), "/bin/true"], capture_output=True, timeout=20)
             if joined.returncode != 0:
                 raise CgroupUnavailable(f"cannot move a process into {group.paths}: {joined.stderr.decode()[:200]}")
@@ -326,11 +368,15 @@ class CgroupV1(CgroupTree):
                 path = os.path.join(parent, name)
                 os.mkdir(path)
                 group.dirs[controller] = path
+            for controller in _JOB_CONTROLLERS:
+                if controller in group.dirs:
+                    group.jobs[controller] = os.path.join(group.dirs[controller], "job")
+                    os.mkdir(group.jobs[controller])
             if "pids" in group.dirs:
                 _write(os.path.join(group.dirs["pids"], "pids.max"), str(pids))
-            if "cpu" in group.dirs:
-                _write(os.path.join(group.dirs["cpu"], "cpu.cfs_period_us"), str(_PERIOD_US))
-                _write(os.path.join(group.dirs["cpu"], "cpu.cfs_quota_us"), str(round(cpus * _PERIOD_US)))
+            if "cpu" in group.jobs:  # the job's quota; the runner, outside it, is never throttled by it
+                _write(os.path.join(group.jobs["cpu"], "cpu.cfs_period_us"), str(_PERIOD_US))
+                _write(os.path.join(group.jobs["cpu"], "cpu.cfs_quota_us"), str(round(cpus * _PERIOD_US)))
         except OSError:
             group.remove()
             raise

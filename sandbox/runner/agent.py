@@ -13,6 +13,7 @@ Stdlib only: it must run on whatever Python the sandbox image has.
 from __future__ import annotations
 
 import gc
+import glob
 import json
 import mmap
 import os
@@ -33,6 +34,8 @@ import judge
 import zygote
 
 _PR_SET_DUMPABLE = 4
+JOB_CGROUP = "/run/rft-job-cgroup"  # sandbox.backends.cgroups.JOB_CGROUP: the job's cgroups, if any
+_JOB_CGROUP_PROCS = sorted(glob.glob(f"{JOB_CGROUP}/*/cgroup.procs"))
 _MAX_JOB = 64 << 20
 _MAX_REPORT = 48 << 20
 _GRACE_SECONDS = 1.0
@@ -81,10 +84,15 @@ def _enter_job(settings: Settings, limits: dict[str, Any], jobdir: str, keep: se
         low = fd + 1
     os.closerange(low, 1 << 16)
     # The job's processes, not the runner, are the kernel's choice when the sandbox's
-    # cgroup runs out of memory (raising one's own score needs no privilege).
+    # cgroup runs out of memory (raising one's own score needs no privilege); where the job
+    # has a memory cgroup of its own (bwrap on cgroup v1), they go into it, still as root.
     adjust = os.open("/proc/self/oom_score_adj", os.O_WRONLY)
     os.write(adjust, b"1000")
     os.close(adjust)
+    for path in _JOB_CGROUP_PROCS:
+        procs = os.open(path, os.O_WRONLY)
+        os.write(procs, b"0")
+        os.close(procs)
     if settings.job_uid is not None:
         os.setgroups([])
         os.setresgid(settings.job_uid, settings.job_uid, settings.job_uid)
@@ -150,7 +158,11 @@ class OomCounter:
     kernel, never from a job. No file (a sandbox without a cgroup of its own): None.
     """
 
-    _FILES = ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control")
+    _FILES = (
+        f"{JOB_CGROUP}/memory/memory.oom_control",  # bwrap on cgroup v1: the job's own cgroup
+        "/sys/fs/cgroup/memory.events",
+        "/sys/fs/cgroup/memory/memory.oom_control",
+    )
 
     def __init__(self) -> None:
         self.fd: int | None = None
