@@ -143,11 +143,11 @@ class WorkerCgroup:
         container's own (v2). The runner reads the counter; job processes never can write
         (root-owned files, and they run as the job uid without capabilities)."""
         memory = self.dirs["memory"]
-        if self.jobs:
-            return [a for c, path in sorted(self.jobs.items()) for a in ("--bind", path, f"{JOB_CGROUP}/{c}")]
+        binds = [a for c, path in sorted(self.jobs.items()) for a in ("--bind", path, f"{JOB_CGROUP}/{c}")]
         if self.version == 2:
-            return ["--ro-bind", os.path.join(memory, "memory.events"), "/sys/fs/cgroup/memory.events"]
-        return ["--ro-bind", os.path.join(memory, "memory.oom_control"), "/sys/fs/cgroup/memory/memory.oom_control"]
+            return [*binds, "--ro-bind", os.path.join(memory, "memory.events"), "/sys/fs/cgroup/memory.events"]
+        counter = os.path.join(self.jobs.get("memory", memory), "memory.oom_control")
+        return [*binds, "--ro-bind", counter, "/sys/fs/cgroup/memory/memory.oom_control"]
 
     def _memory_file(self, name: str) -> str:
         return os.path.join(self.dirs["memory"], name)

@@ -67,7 +67,9 @@ def _prctl(option: int, value: int) -> None:
         raise OSError(ctypes.get_errno(), "prctl failed")
 
 
-def _enter_job(settings: Settings, limits: dict[str, Any], jobdir: str, keep: set[int], quiet: bool = True) -> None:
+def _enter_job(
+    settings: Settings, limits: dict[str, Any], jobdir: str, keep: set[int], quiet: bool = True, contain: bool = True
+) -> None:
     """In a freshly forked child: drop to the job's uid, set rlimits, close inherited fds.
 
     Keeps 0-2 and the fds in `keep`; `quiet` points stdio at /dev/null.
@@ -89,7 +91,7 @@ def _enter_job(settings: Settings, limits: dict[str, Any], jobdir: str, keep: se
     adjust = os.open("/proc/self/oom_score_adj", os.O_WRONLY)
     os.write(adjust, b"1000")
     os.close(adjust)
-    for path in _JOB_CGROUP_PROCS:
+    for path in _JOB_CGROUP_PROCS if contain else ():
         procs = os.open(path, os.O_WRONLY)
         os.write(procs, b"0")
         os.close(procs)
@@ -114,11 +116,13 @@ def _enter_job(settings: Settings, limits: dict[str, Any], jobdir: str, keep: se
     os.umask(0o077)
 
 
-def _fork_into(settings: Settings, limits: dict[str, Any], jobdir: str, keep: set[int]) -> int:
+def _fork_into(settings: Settings, limits: dict[str, Any], jobdir: str, keep: set[int], contain: bool = True) -> int:
+    """A job process; `contain`: in the job's cgroup (all but the judge, which runs only the
+    task's code and must keep the job's deadlines while the job's tree is at its limits)."""
     pid = os.fork()
     if pid == 0:
         try:
-            _enter_job(settings, limits, jobdir, keep)
+            _enter_job(settings, limits, jobdir, keep, contain=contain)
         except BaseException:  # noqa: BLE001 - never fall through into the runner's loop
             os._exit(70)
     return pid
@@ -158,11 +162,7 @@ class OomCounter:
     kernel, never from a job. No file (a sandbox without a cgroup of its own): None.
     """
 
-    _FILES = (
-        f"{JOB_CGROUP}/memory/memory.oom_control",  # bwrap on cgroup v1: the job's own cgroup
-        "/sys/fs/cgroup/memory.events",
-        "/sys/fs/cgroup/memory/memory.oom_control",
-    )
+    _FILES = ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control")
 
     def __init__(self) -> None:
         self.fd: int | None = None
@@ -500,7 +500,7 @@ def _judge_isolated(
     secret.read_frame(0)  # only now, and the zygote could not inherit it anyway
     report_r, report_w = os.pipe()
     secret_r, secret_w = os.pipe()
-    judge_pid = _fork_into(settings, limits, jobdir, {judge_end.fileno(), report_w, secret_r})
+    judge_pid = _fork_into(settings, limits, jobdir, {judge_end.fileno(), report_w, secret_r}, contain=False)
     if judge_pid == 0:
         try:
             # the candidate runs with the judge's uid and may signal it: SIGINT must not
