@@ -106,7 +106,13 @@ def slot(index: int) -> ast.Name:
 
 
 def has_slot(node: ast.AST) -> bool:
-    return any(is_slot(n) for n in ast.walk(node))
+    """Whether the candidate produced (part of) this expression's value; computed once per
+    node (plans are cached and judged over and over)."""
+    known = getattr(node, "_rft_observed", None)
+    if known is None:
+        known = any(is_slot(n) for n in ast.walk(node))
+        node._rft_observed = known  # type: ignore[attr-defined]
+    return bool(known)
 
 
 def supported(node: ast.AST, names: Mapping[str, Any]) -> bool:
