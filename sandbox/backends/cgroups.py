@@ -199,28 +199,25 @@ class WorkerCgroup:
         return seen
 
     def remove(self) -> bool:
-        """Remove the directories; False while processes are still inside (EBUSY)."""
-        gone = True
+        """Remove the directories, the job's first; False while processes are still inside."""
         for controller, path in list(self.jobs.items()):
-            try:
-                os.rmdir(path)
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                if exc.errno != errno.EBUSY:
-                    raise
+            if not _rmdir(path):
                 return False
             del self.jobs[controller]
-        for path in self.paths:
-            try:
-                os.rmdir(path)
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                if exc.errno != errno.EBUSY:
-                    raise
-                gone = False
-        return gone
+        return all([_rmdir(path) for path in self.paths])  # a list: try every one
+
+
+def _rmdir(path: str) -> bool:
+    """Remove a cgroup directory; False while processes are still inside (EBUSY)."""
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        if exc.errno != errno.EBUSY:
+            raise
+        return False
+    return True
 
 
 @dataclass
