@@ -29,6 +29,7 @@ from sandbox.embedded import EmbeddedServer
 from sandbox.runner.codec import encode
 from tests.conftest import start_server
 from tests.helpers import MiB, assert_task, call_task, healthy_task, limits, status_name
+from tests.test_hostile import FORK_BOMB
 from trainer_plugin.client import SandboxClient
 
 ROOMY = limits(test_ms=20_000, task_ms=30_000, memory=512 * MiB)
@@ -188,18 +189,6 @@ def test_memory_fork_bomb_is_memory_limit(client, intact):
     result = client.score(call_task("memory-fork-bomb", MEMORY_FORK_BOMB, "f", [([], None)], lim))
     assert status_name(result) == "MEMORY_LIMIT" and result.score == 0.0, describe(result)
     intact()
-
-
-FORK_BOMB = """
-import os
-
-def f():
-    while True:
-        try:
-            os.fork()
-        except OSError:
-            pass
-"""
 
 
 def test_fork_bomb_is_contained(client, intact):

@@ -21,7 +21,7 @@ from sandbox.config import ServiceConfig
 from sandbox.embedded import EmbeddedServer
 from sandbox.fairqueue import FairQueue, Overloaded
 from tests.conftest import make_backend, start_server
-from tests.helpers import call_task, free_port, healthy_task, status_name
+from tests.helpers import call_task, free_port, healthy_task, status_name, wait_for
 from trainer_plugin.client import SandboxClient
 
 # ---------------------------------------------------------------- the queue
@@ -140,15 +140,6 @@ def sleepy_task(task_id: str, seconds: float, x: int = 1):
 
 def slow_task(task_id: str, x: int = 1):
     return sleepy_task(task_id, 0.5, x)
-
-
-def wait_for(predicate, timeout: float, interval: float = 0.02) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
 
 
 def connect(target: str, timeout: float, token: str | None = None) -> SandboxClient:

@@ -28,7 +28,7 @@ from sandbox.backends.bwrap import BwrapBackend
 from sandbox.config import ServiceConfig
 from sandbox.embedded import EmbeddedServer
 from tests.conftest import start_server
-from tests.helpers import call_task, healthy_task, status_name
+from tests.helpers import call_task, healthy_task, status_name, wait_for
 from trainer_plugin.client import SandboxClient
 
 REPO = Path(__file__).resolve().parent.parent
@@ -37,15 +37,6 @@ SLEEPY = "import time\n\ndef f(x, seconds):\n    time.sleep(seconds)\n    return
 
 def sleepy_task(task_id: str, seconds: float, x: int = 1) -> object:
     return call_task(task_id, SLEEPY, "f", [([x, seconds], x + 1)])
-
-
-def wait_for(predicate, timeout: float, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
 
 
 def wait_idle(client: SandboxClient, timeout: float = 10.0) -> None:
