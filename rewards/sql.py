@@ -820,11 +820,15 @@ def score_sql(
     abs_tol: float,
     weights: SqlWeights,
     findings: list[Finding],
+    reads_no_table: bool = False,
 ) -> Verdict:
     """Score one query run on every database variant (``candidate[i]`` ran on the database
     whose gold answer is ``gold[i]``; #0 is the base).
 
     * a CRITICAL finding, or a rejected run on any database: REJECTED, ``violation``;
+    * ``reads_no_table`` (the candidate reads no table, the gold does: a literal answer):
+      REJECTED with a CRITICAL ``no_table_reference`` unless it is right on every database
+      and some database's gold answer differs from the base's (else nothing proved it);
     * no complete result on the reference database: that run's status, 0
       (a truncated one, which hit the row or byte cap: OUTPUT_LIMIT, 0 like a timeout);
     * wrong on the reference: FAILED, ``wrong_floor + wrong_span * mean(row_f1, col_f1)``;
@@ -884,6 +888,15 @@ def score_sql(
     def verdict(status: Status, score: float, message: str) -> Verdict:
         return Verdict(status, _clamp(score), tests, components, dedupe(findings), message[:1000])
 
+    if reads_no_table and not (all(matched) and any(_align(g, golds[0], order_matters, tol) is None for g in golds[1:])):
+        findings.append(
+            Finding(
+                "no_table_reference",
+                Severity.CRITICAL,
+                "the query reads no table while the gold does: a literal answer that no database "
+                "with a different gold answer proved right",
+            )
+        )
     critical = [f.code for f in findings if f.severity is Severity.CRITICAL]
     rejected = [i for i, e in enumerate(candidate) if e.kind == "rejected"]
     if critical or rejected:

@@ -72,8 +72,9 @@ def _sql_context(args: argparse.Namespace) -> Any:
     from sandbox.sql.plan import SqlContext
     from sandbox.sql.registry import Registry, RegistryError
 
+    cache = Path(args.variants_cache).expanduser() if args.variants_cache else None
     try:
-        return SqlContext(registry=Registry.from_specs(args.database))
+        return SqlContext(registry=Registry.from_specs(args.database, cache_dir=cache))
     except RegistryError as exc:
         raise SystemExit(f"--database: {exc}") from None
 
@@ -292,7 +293,16 @@ def build_parser() -> argparse.ArgumentParser:
             action="append",
             default=[],
             metavar="NAME=PATH",
-            help="register a SQLite database (a .sqlite file, or a directory: base + variants)",
+            help="register a database: a .sqlite/.duckdb file (automatic variants are built for it; "
+            "PATH?variants=none for none, ?count=8&seed=0&keep=4&max_mb=128&budget_s=120 to tune them), "
+            "a directory (base + variants), or a postgresql:// DSN (?schemas=base,variant1)",
+        )
+        p.add_argument(
+            "--variants-cache",
+            default=None,
+            metavar="DIR",
+            help="where automatic database variants are cached "
+            "(default: $RFT_SANDBOX_CACHE or ~/.cache/rft-sandbox, then sql-variants/)",
         )
         p.add_argument("--host", default="127.0.0.1")
         p.add_argument("--port", type=int, default=50051)

@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from rewards.model import Finding, NeedsJudge, Severity, Status, Verdict
+from rewards.sql import ResultSet
 from rewards.triton import score_triton
 from sandbox.api import pb
 from sandbox.audit import AuditLog
@@ -159,7 +160,9 @@ async def ensure_gold(
     """Compute the reference results the tasks need and do not have yet, concurrently.
 
     A gold query that does not run cleanly on every file of its database makes its task
-    invalid (`InvalidTask` naming `tasks[i].sql.gold_sql`), before any candidate runs.
+    invalid (`InvalidTask` naming `tasks[i].sql.gold_sql`), before any candidate runs;
+    on an automatic variant (past `request.required`) it only leaves that variant unused.
+    Then each request's `settle` picks the task's databases from the results.
     """
     pending: dict[GoldKey, tuple[int, GoldRequest]] = {}
     for index, task in enumerate(tasks):
@@ -178,17 +181,26 @@ async def ensure_gold(
         observed = executions(reply.records, files)
         if observed is None:
             raise SandboxFailure("the sandbox did not report the reference query on every database file")
+        results: list[ResultSet | None] = []
         for number, execution in enumerate(observed):
             if execution.result is None or execution.result.truncated:
+                if request.required and number >= request.required:
+                    results.append(None)
+                    continue
                 why = execution.error or ("result too large" if execution.result else execution.kind)
                 raise InvalidTask(
                     f"tasks[{index}].sql.gold_sql",
                     f"the gold query fails on database {request.key.database!r} "
                     f"(file #{number}): {execution.kind}: {why}",
                 )
-        context.gold[request.key] = [e.result for e in observed if e.result is not None]
+            results.append(execution.result)
+        context.gold[request.key] = results
 
     await asyncio.gather(*(compute(i, r) for i, r in pending.values()))
+    for task in tasks:
+        for request in task.gold:
+            if request.settle is not None:
+                request.settle()
 
 
 async def ensure_references(scoring: ScoringService, tasks: list[PreparedTask], caller: str = "") -> None:

@@ -30,6 +30,7 @@ from sqlglot.dialects.dialect import Dialect
 from sqlglot.tokens import Token, TokenType
 
 from rewards.model import Finding, Severity
+from sandbox.sql.tables import reads_tables
 
 DIALECTS = ("sqlite", "postgres", "duckdb")
 MAX_SQL_CHARS = 100_000
@@ -374,6 +375,7 @@ class GateResult:
     findings: tuple[Finding, ...]  # CRITICAL ones mean ok=False
     error: str = ""  # why the SQL did not parse (ok=False with no CRITICAL finding)
     projection: str = ""  # projection_kind of the statement when ok (parsed once, here)
+    reads_tables: bool = False  # sandbox.sql.tables.reads_tables of the statement when ok
 
 
 class _Unparseable(ValueError):
@@ -540,7 +542,8 @@ def check_query(sql: str, dialect: str) -> GateResult:
     statement = _text(sql, chunks[0]) if len(chunks) == 1 else ""
     ok = not error and not any(f.severity is Severity.CRITICAL for f in findings)
     projection = _projection_of(trees[0]) if ok else ""
-    return GateResult(ok, statement, tuple(findings), error, projection)
+    reads = ok and reads_tables(trees[0], dialect)
+    return GateResult(ok, statement, tuple(findings), error, projection, reads)
 
 
 def _error_text(exc: BaseException) -> str:

@@ -5,6 +5,14 @@ run the static gate (anything but one read-only query is REJECTED before it runs
 name the reference results it needs (`GoldRequest`: the gold query on each database
 file, computed once per service and cached); then the sandbox runs the candidate on
 the base database and its variants and `rewards.sql` compares on the trusted side.
+
+On a database with automatic variants (`sandbox.sql.variants`) the gold runs on all of
+them once, and each task keeps at most `keep` of those on which the gold's answer differs
+from the base's (distillation: a variant where the gold's answer is the base's proves
+nothing for that task, and running the candidate on it only costs). The candidate's job
+names its databases once those gold results are known (`GoldRequest.settle`). A task
+whose gold changes on no variant runs on the base alone, with a
+`no_distinguishing_variant` finding: its reward cannot tell a literal from a query.
 """
 
 from __future__ import annotations
@@ -13,12 +21,14 @@ import base64
 import functools
 import hashlib
 import json
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from rewards.compare import DEFAULT_ABS_TOL, DEFAULT_REL_TOL
 from rewards.model import Finding, Severity, Status, Verdict
-from rewards.sql import Execution, ResultSet, SqlWeights, score_sql
+from rewards.sql import Execution, ResultSet, SqlWeights, results_match, score_sql
 from sandbox.api import pb
 from sandbox.python.plan import InvalidTask
 from sandbox.runner import codec
@@ -28,6 +38,8 @@ from sandbox.sql.gate import check_query, gold_orders_rows
 if TYPE_CHECKING:
     from sandbox.sql.registry import Registry
     from sandbox.tasks import PreparedTask
+
+log = logging.getLogger(__name__)
 
 ENGINES = ("sqlite", "postgres", "duckdb")
 MAX_INLINE_BYTES = 1 << 20
@@ -45,11 +57,17 @@ class GoldKey:
 
 @dataclass(frozen=True)
 class GoldRequest:
-    """Reference results a task needs; `job` computes them if the cache does not have them."""
+    """Reference results a task needs; `job` computes them if the cache does not have them.
+
+    The gold must run cleanly on the first `required` files (0: all); on the others
+    (automatic variants) a failure only means that variant is not used (None in the
+    cache). `settle`, when set, is called once they are cached, before the task runs."""
 
     key: GoldKey
     job: dict[str, Any]
     task_ms: int
+    required: int = 0
+    settle: Callable[[], None] | None = None
 
 
 @dataclass
@@ -57,8 +75,33 @@ class SqlContext:
     """What SQL tasks share across a service: registered databases, reference results, weights."""
 
     registry: Registry = field(default_factory=lambda: _registry())
-    gold: dict[GoldKey, list[ResultSet]] = field(default_factory=dict)
+    gold: dict[GoldKey, list[ResultSet | None]] = field(default_factory=dict)
     weights: SqlWeights = field(default_factory=SqlWeights)
+    kept: dict[tuple[GoldKey, bool, float, float, int], tuple[int, ...]] = field(default_factory=dict)
+
+    def distinguishing(
+        self, key: GoldKey, order: bool, rel_tol: float, abs_tol: float, keep: int
+    ) -> tuple[int, ...]:
+        """The first `keep` variants (indices into `gold[key]`) on which the gold's answer
+        differs from the base's, computed once per gold and comparison."""
+        memo = (key, order, rel_tol, abs_tol, keep)
+        if memo not in self.kept:
+            results = self.gold[key]
+            base, picked = results[0], []
+            for index, result in enumerate(results[1:], 1):
+                if len(picked) == keep:
+                    break
+                if result is None or base is None:
+                    continue
+                if not results_match(result, base, order_matters=order, rel_tol=rel_tol, abs_tol=abs_tol):
+                    picked.append(index)
+            self.kept[memo] = tuple(picked)
+            if not picked:
+                log.warning(
+                    "sql_gold_unchanged_on_variants",
+                    extra={"fields": {"database": key.database, "gold": key.query[:200], "variants": len(results) - 1}},
+                )
+        return self.kept[memo]
 
 
 def _registry() -> Registry:
@@ -122,8 +165,9 @@ def _expected_rows(spec: Any) -> ResultSet:
     return ResultSet(tuple(f"column{i + 1}" for i in range(width)), tuple(tuple(r) for r in rows))
 
 
-def _databases(spec: Any, registry: Registry, engine: str) -> tuple[str, list[str], dict[str, Any]]:
-    """(gold cache name, one entry per base/variant, engine-specific job fields)."""
+def _databases(spec: Any, registry: Registry, engine: str) -> tuple[str, list[str], dict[str, Any], int, int]:
+    """(gold cache name, one entry per base/variant, engine-specific job fields,
+    how many of the entries are automatic variants (the last ones), how many a task keeps)."""
     if spec.inline_sqlite and engine != "sqlite":
         raise InvalidTask("sql.inline_sqlite", f"is for the sqlite engine, not {engine}")
     if spec.inline_sqlite:
@@ -134,7 +178,7 @@ def _databases(spec: Any, registry: Registry, engine: str) -> tuple[str, list[st
         if not spec.inline_sqlite.startswith(_SQLITE_MAGIC):
             raise InvalidTask("sql.inline_sqlite", "is not a SQLite database file")
         digest = hashlib.sha256(spec.inline_sqlite).hexdigest()
-        return f"inline:{digest}", ["inline"], {"inline": base64.b64encode(spec.inline_sqlite).decode()}
+        return f"inline:{digest}", ["inline"], {"inline": base64.b64encode(spec.inline_sqlite).decode()}, 0, 0
     if not spec.database:
         raise InvalidTask("sql.database", "is required (or inline_sqlite)")
     database = registry.databases.get(spec.database)
@@ -144,8 +188,8 @@ def _databases(spec: Any, registry: Registry, engine: str) -> tuple[str, list[st
     if database.engine != engine:
         raise InvalidTask("sql.engine", f"database {database.name!r} is a {database.engine} database, not {engine}")
     if engine == "postgres":
-        return database.name, list(database.schemas), {"dsn": database.dsn}
-    return database.name, database.sandbox_paths(), {"inline": None}
+        return database.name, list(database.schemas), {"dsn": database.dsn}, 0, 0
+    return database.name, database.sandbox_paths(), {"inline": None}, database.auto, database.keep
 
 
 @dataclass(frozen=True)
@@ -153,6 +197,7 @@ class _GoldFacts:
     error: str  # "" if the gold is a single read-only query
     orders_rows: bool  # has a top-level ORDER BY
     projection: str
+    reads_tables: bool = False
 
 
 @functools.lru_cache(maxsize=4096)
@@ -161,7 +206,7 @@ def _gold_facts(gold_sql: str, dialect: str) -> _GoldFacts:
     gate = check_query(gold_sql, dialect)
     if not gate.ok:
         return _GoldFacts(gate.error or "; ".join(f.code for f in gate.findings), False, "")
-    return _GoldFacts("", gold_orders_rows(gold_sql, dialect), gate.projection)
+    return _GoldFacts("", gold_orders_rows(gold_sql, dialect), gate.projection, gate.reads_tables)
 
 
 def _static_findings(query: str, kind: str, gold: _GoldFacts | None) -> list[Finding]:
@@ -203,10 +248,11 @@ def prepare_sql(task: Any, context: SqlContext, limits: dict[str, int]) -> Prepa
     gold_facts = _gold_facts(gold_sql, engine) if gold_sql else None
     if gold_facts is not None and gold_facts.error:
         raise InvalidTask("sql.gold_sql", f"is not a single read-only query: {gold_facts.error}")
-    name, every_file, extra = _databases(spec, context.registry, engine)
+    name, every_file, extra, auto, keep = _databases(spec, context.registry, engine)
     expected = _expected_rows(spec) if not gold_sql else None
-    # expected rows describe the base database only; base_only skips the variants
-    paths = every_file[:1] if expected is not None or spec.base_only else every_file
+    # expected rows describe the base database only; base_only skips the variants; automatic
+    # variants are added once the gold's answers on them are known (settle, below)
+    paths = every_file[:1] if expected is not None or spec.base_only or auto else every_file
     order = {pb.SqlSpec.ORDER_MATTERS: True, pb.SqlSpec.ORDER_IGNORED: False}.get(
         spec.order, gold_facts is not None and gold_facts.orders_rows
     )
@@ -240,15 +286,43 @@ def prepare_sql(task: Any, context: SqlContext, limits: dict[str, int]) -> Prepa
     key = GoldKey(name, gold_sql) if gold_sql else None
     gold_job = {**job, "query": gold_sql, where: every_file}  # cached for every file at once
     cache = context.gold
+    chosen = list(range(len(paths)))  # which gold results the job's databases have
+    literal = gold_facts is not None and gold_facts.reads_tables and not gate.reads_tables
+
+    def settle() -> None:
+        picked = context.distinguishing(key, order, rel_tol, abs_tol, keep)  # type: ignore[arg-type]
+        chosen[:] = [0, *picked]
+        job[where] = [every_file[i] for i in chosen]
+        if not picked:
+            findings.append(
+                Finding(
+                    "no_distinguishing_variant",
+                    Severity.INFO,
+                    "the gold's answer is the same on every automatic variant: this task's reward "
+                    "cannot tell an answer that is right by coincidence from a right query",
+                )
+            )
 
     def judge(records: list[Any], meta: dict[str, Any]) -> Verdict:
-        observed = executions(records, len(paths))
+        observed = executions(records, len(chosen))
         if observed is None:
             return Verdict(Status.SANDBOX_ERROR, 0.0, message="the sandbox did not report every database")
-        gold = [expected] if expected is not None else cache[key][: len(paths)]  # type: ignore[index]
+        gold = [expected] if expected is not None else [cache[key][i] for i in chosen]  # type: ignore[index]
+        if any(g is None for g in gold):
+            return Verdict(Status.SANDBOX_ERROR, 0.0, message="a reference result is missing")
         return score_sql(
-            observed, gold, order_matters=order, rel_tol=rel_tol, abs_tol=abs_tol, weights=weights, findings=findings
+            observed,
+            gold,  # type: ignore[arg-type]
+            order_matters=order,
+            rel_tol=rel_tol,
+            abs_tol=abs_tol,
+            weights=weights,
+            findings=findings,
+            reads_no_table=literal,
         )
 
-    requests = (GoldRequest(key, gold_job, sql_limits["task_ms"]),) if key is not None else ()
+    requests = ()
+    if key is not None:
+        hook = settle if auto and not spec.base_only else None
+        requests = (GoldRequest(key, gold_job, sql_limits["task_ms"], len(every_file) - auto, hook),)
     return PreparedTask(task.id, "sql", task.code, sql_limits, job, {}, judge, gold=requests)

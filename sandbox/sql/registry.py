@@ -13,6 +13,12 @@ load it, so Python jobs never pay for it).
 `NAME=postgresql://ROLE@HOST:PORT/DB?schemas=base,variant1,...` registers a PostgreSQL
 database: each schema is one variant (the first is the base; default `public`). ROLE
 should be a login role with SELECT only: queries also run in read-only transactions.
+
+A SQLite or DuckDB database registered without variants gets automatic ones
+(`sandbox.sql.variants`), built here and mounted like registered ones; options after the
+path tune them: `NAME=PATH?variants=auto&count=8&seed=0&keep=4&max_mb=128&budget_s=120`,
+or `?variants=none` for none. PostgreSQL databases get none (the service never writes to
+a user's server): their variants are the schemas registered.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from sandbox.sql.variants import OPTIONS, VariantSettings, build_variants, default_cache_dir, parse_settings
 
 MOUNT = "/db"
 PACKAGES = "/opt/rft-packages"  # the runner looks here for engine packages (sqlrun.PACKAGES)
@@ -46,6 +54,8 @@ class Database:
     checksums: tuple[str, ...] = field(default=(), compare=False)
     dsn: str = field(default="", repr=False)  # postgres: connection string (may hold a password)
     schemas: tuple[str, ...] = ()  # postgres: base schema first, then variants
+    auto: int = 0  # the last `auto` files are automatic variants (none registered)
+    keep: int = 0  # automatic variants a task keeps at most (those where its gold's answer changes)
 
     def sandbox_paths(self) -> list[str]:
         return [f"{MOUNT}/{self.name}/{path.name}" for path in self.files]
@@ -98,9 +108,22 @@ def _database_files(path: Path) -> tuple[Path, ...]:
     return tuple(base + [p for p in files if p not in base])
 
 
+def _options(query: str, where: str) -> dict[str, str]:
+    options: dict[str, str] = {}
+    for part in (p for p in query.split("&") if p):
+        key, sep, value = part.partition("=")
+        if not sep or not key:
+            raise RegistryError(f"{where}: option {part!r}: expected KEY=VALUE")
+        if key in options:
+            raise RegistryError(f"{where}: option {key!r} given twice")
+        options[key] = value
+    return options
+
+
 @dataclass
 class Registry:
     databases: dict[str, Database] = field(default_factory=dict)
+    cache_dir: Path | None = None  # automatic variants (default: sandbox.sql.variants.default_cache_dir)
 
     def register(self, name: str, location: str) -> Database:
         if not name or not set(name) <= _NAME_CHARS:
@@ -109,22 +132,60 @@ class Registry:
             raise RegistryError(f"database {name!r} is registered twice")
         if location.startswith(("postgresql://", "postgres://")):
             return self._register_postgres(name, location)
+        where = f"database {name!r}"
+        location, _, query = location.partition("?")  # a path with '?' in it cannot be registered
+        options = _options(query, where)
+        try:
+            settings = parse_settings(options, where)
+        except ValueError as exc:
+            raise RegistryError(str(exc)) from None
         path = Path(location).expanduser().resolve()
         if not path.exists():
-            raise RegistryError(f"database {name!r}: {location} does not exist")
+            raise RegistryError(f"{where}: {location} does not exist")
         files = _database_files(path)
         if len({p.name for p in files}) != len(files):
-            raise RegistryError(f"database {name!r}: file names must differ")
+            raise RegistryError(f"{where}: file names must differ")
         engines = {_SUFFIXES.get(p.suffix, "sqlite") for p in files}
         if len(engines) != 1:
-            raise RegistryError(f"database {name!r}: mixes SQLite and DuckDB files")
-        database = Database(name, engines.pop(), files, tuple(_checksum(p) for p in files))
+            raise RegistryError(f"{where}: mixes SQLite and DuckDB files")
+        engine = engines.pop()
+        if len(files) > 1 and options and options != {"variants": "none"}:
+            raise RegistryError(
+                f"{where}: has {len(files) - 1} registered variant(s); automatic variants ({', '.join(options)}) "
+                "are for a database without"
+            )
+        checksums = tuple(_checksum(p) for p in files)
+        database = Database(name, engine, files, checksums)
+        if len(files) == 1 and settings.mode == "auto":
+            database = self._with_variants(database, settings)
         self.databases[name] = database
         return database
+
+    def _with_variants(self, database: Database, settings: VariantSettings) -> Database:
+        cache = self.cache_dir or default_cache_dir()
+        base, checksum = database.files[0], database.checksums[0]
+        built = build_variants(database.name, base, database.engine, checksum, settings, cache)
+        if not built.files:
+            return database
+        return Database(
+            database.name,
+            database.engine,
+            (base, *built.files),
+            (checksum, *built.checksums),
+            auto=len(built.files),
+            keep=settings.keep,
+        )
 
     def _register_postgres(self, name: str, dsn: str) -> Database:
         base, _, query = dsn.partition("?")
         params = [p for p in query.split("&") if p]
+        builder = sorted({p.partition("=")[0] for p in params} & set(OPTIONS))
+        if builder and params != ["variants=none"]:
+            raise RegistryError(
+                f"database {name!r}: {builder[0]}=: PostgreSQL databases get no automatic variants (the "
+                "service never writes to your server); register variant schemas with schemas=base,variant1,..."
+            )
+        params = [p for p in params if p != "variants=none"]
         schemas = next((p.split("=", 1)[1] for p in params if p.startswith("schemas=")), "public")
         rest = "&".join(p for p in params if not p.startswith("schemas="))
         names = tuple(s for s in schemas.split(",") if s)
@@ -140,12 +201,12 @@ class Registry:
         return database
 
     @classmethod
-    def from_specs(cls, specs: list[str]) -> Registry:
-        registry = cls()
+    def from_specs(cls, specs: list[str], cache_dir: Path | None = None) -> Registry:
+        registry = cls(cache_dir=cache_dir)
         for spec in specs:
             name, sep, location = spec.partition("=")
             if not sep:
-                raise RegistryError(f"--database {spec!r}: expected NAME=PATH")
+                raise RegistryError(f"--database {spec!r}: expected NAME=PATH[?OPTIONS]")
             registry.register(name.strip(), location.strip())
         return registry
 
