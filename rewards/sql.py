@@ -826,9 +826,10 @@ def score_sql(
     whose gold answer is ``gold[i]``; #0 is the base).
 
     * a CRITICAL finding, or a rejected run on any database: REJECTED, ``violation``;
-    * ``reads_no_table`` (the candidate reads no table, the gold does: a literal answer):
-      REJECTED with a CRITICAL ``no_table_reference`` unless it is right on every database
-      and some database's gold answer differs from the base's (else nothing proved it);
+    * ``reads_no_table`` (the candidate reads no table, the gold does: a literal answer)
+      and a complete result on the reference: REJECTED with a CRITICAL
+      ``no_table_reference`` unless it is right on every database and some database's gold
+      answer differs from the base's (else nothing proved it);
     * no complete result on the reference database: that run's status, 0
       (a truncated one, which hit the row or byte cap: OUTPUT_LIMIT, 0 like a timeout);
     * wrong on the reference: FAILED, ``wrong_floor + wrong_span * mean(row_f1, col_f1)``;
@@ -888,7 +889,8 @@ def score_sql(
     def verdict(status: Status, score: float, message: str) -> Verdict:
         return Verdict(status, _clamp(score), tests, components, dedupe(findings), message[:1000])
 
-    if reads_no_table and not (all(matched) and any(_align(g, golds[0], order_matters, tol) is None for g in golds[1:])):
+    proved = all(matched) and any(_align(g, golds[0], order_matters, tol) is None for g in golds[1:])
+    if reads_no_table and outcomes[ref].ran and not proved:  # a literal that did not run keeps its status
         findings.append(
             Finding(
                 "no_table_reference",
