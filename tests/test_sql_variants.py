@@ -540,3 +540,66 @@ def test_the_cli_passes_the_cache_directory(staff, tmp_path):
     assert context.registry.cache_dir == tmp_path / "c" and context.registry.databases["s"].auto == 8
     with pytest.raises(SystemExit, match="--database: database 's': unknown option 'x'"):
         _sql_context(build_parser().parse_args(["serve", "--database", f"s={staff}?x=1"]))
+
+
+# ---------------------------------------------------------------- DuckDB
+
+
+@pytest.fixture(scope="module")
+def duck_staff(staff: Path, tmp_path_factory) -> Path:
+    """The staff database as a DuckDB file (same rows; DuckDB checks the foreign keys)."""
+    duckdb = pytest.importorskip("duckdb")
+    path = tmp_path_factory.mktemp("duck-staff") / "staff.duckdb"
+    conn = duckdb.connect(str(path))
+    conn.execute("CREATE TABLE departments (id INTEGER PRIMARY KEY, name VARCHAR NOT NULL UNIQUE, budget DOUBLE)")
+    conn.execute(
+        "CREATE TABLE employees (id INTEGER PRIMARY KEY, first_name VARCHAR NOT NULL, "
+        "dept_id INTEGER NOT NULL REFERENCES departments(id), salary DOUBLE CHECK (salary > 0), hired DATE, "
+        "manager_id INTEGER)"
+    )
+    source = sqlite3.connect(staff)
+    for table in ("departments", "employees"):
+        rows = source.execute(f"SELECT * FROM {table}").fetchall()
+        conn.executemany(f"INSERT INTO {table} VALUES ({', '.join('?' * len(rows[0]))})", rows)
+    source.close()
+    conn.execute("CHECKPOINT")
+    conn.close()
+    return path
+
+
+@pytest.fixture(scope="module")
+def duck_client(backend_name: str, duck_staff: Path, tmp_path_factory) -> Iterator[SandboxClient]:
+    registry = Registry.from_specs([f"staff={duck_staff}?count=6"], cache_dir=tmp_path_factory.mktemp("duck-cache"))
+    assert registry.databases["staff"].auto == 6
+    config = ServiceConfig(host="127.0.0.1", port=0, workers=2, audit_log=None)
+    embedded = EmbeddedServer(config, make_backend(backend_name), SqlContext(registry=registry)).start()
+    client = SandboxClient(embedded.target, timeout=120)
+    yield client
+    client.close()
+    embedded.stop()
+
+
+def test_duckdb_databases_get_automatic_variants_too(duck_client):
+    def duck(task_id: str, completion: str, gold: str) -> pb.Result:
+        return duck_client.score(
+            pb.Task(
+                id=task_id,
+                language=pb.SQL,
+                code=completion,
+                sql=pb.SqlSpec(database="staff", gold_sql=gold, engine="duckdb"),
+            )
+        )
+
+    literal = duck("duck-literal", "SELECT 40", COUNT)
+    assert (status_name(literal), literal.score) == ("REJECTED", 0.0), literal.message
+    coincidence = duck("duck-max-id", "SELECT MAX(id) FROM employees", COUNT)
+    assert status_name(coincidence) != "PASSED" and coincidence.score <= 0.5, coincidence.message
+    gold = "SELECT d.name, COUNT(*), MIN(e.hired) FROM employees e JOIN departments d ON d.id = e.dept_id GROUP BY 1"
+    honest = duck(
+        "duck-honest",
+        "SELECT (SELECT name FROM departments WHERE id = dept_id), COUNT(id), MIN(hired) "
+        "FROM employees GROUP BY dept_id",
+        gold,
+    )
+    assert (status_name(honest), honest.score) == ("PASSED", 1.0), honest.message
+    assert len(honest.tests) > 1

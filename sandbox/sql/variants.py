@@ -423,7 +423,7 @@ class _Duckdb:
         try:
             listed = conn.execute(
                 "SELECT schema_name, table_name FROM duckdb_tables() "
-                "WHERE database_name = current_database() AND NOT temporary ORDER BY oid"
+                "WHERE database_name = current_database() AND NOT temporary AND NOT internal ORDER BY table_oid"
             ).fetchall()
             tables = {}
             for schema, table in listed:
