@@ -22,24 +22,30 @@ child values are perturbed only to other existing parent keys. Undeclared refere
 are inferred conservatively (a column named `...id` whose values all are keys of one
 other table's single-column key) and handled the same way.
 
-Reproducible: every random choice comes from `random.Random` seeded with the seed, the
-variant's index and the table's name (string seeds hash the same in every process).
+Reproducible: every random choice comes from a numpy `Generator` seeded with a hash of
+the seed, the variant's index and the table's name (the same in every process, for one
+numpy version: the cache key names it). Draws are made a column at a time, and only the
+cells that change are touched, so a variant costs about its changes, not every cell.
 """
 
 from __future__ import annotations
 
 import datetime
 import decimal
+import hashlib
 import math
-import random
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 _CATEGORICAL_MAX = 12  # at most this many distinct values (and at most a third of the rows)
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?")
 _MAX_DECIMALS = 6
+_INT64_SAFE = 2**62  # integer columns within this range are redrawn with numpy; others only shifted
+_LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
 
 @dataclass(frozen=True)
@@ -87,13 +93,17 @@ class Perturber:
         out: dict[str, list[list[Any]]] = {}
         for name, table in self.tables.items():
             check()
-            rng = random.Random(f"rft-variant:{seed}:{index}:{name}")  # noqa: S311 - reproducible, not secret
-            out[name] = _table_rows(table, self.profiles[name], rng, index)
+            out[name] = _table_rows(table, self.profiles[name], _rng("rows", seed, index, name), index)
         for name in self.order:
             check()
-            rng = random.Random(f"rft-variant-fk:{seed}:{index}:{name}")  # noqa: S311
+            rng = _rng("references", seed, index, name)
             out[name] = _resolve(self.tables[name], self.foreign[name], self.tables, out, rng)
         return {name: [tuple(row) for row in rows] for name, rows in out.items()}
+
+
+def _rng(*parts: Any) -> np.random.Generator:
+    digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:16], "little"))
 
 
 # ---------------------------------------------------------------- columns
@@ -129,7 +139,7 @@ def _profile(cells: list[Any]) -> _Column:
         column.kind, column.low, column.high = "int", min(present), max(present)
     elif types <= {int, float} and all(math.isfinite(c) for c in present):
         column.kind, column.low, column.high = "real", min(present), max(present)
-        column.decimals = max(_decimals(c) for c in present)
+        column.decimals = max(_decimals(c) for c in present[:2000])  # a sample says how they are rounded
     elif types == {str}:
         column.kind = "date" if all(_DATE.fullmatch(c) for c in present) else "text"
     elif types <= {datetime.date, datetime.datetime}:
@@ -148,33 +158,40 @@ def _decimals(value: float | int) -> int:
     return min(len(text.partition(".")[2].rstrip("0")), _MAX_DECIMALS)
 
 
-def _changed(column: _Column, value: Any, rng: random.Random) -> Any:
-    """Another value of the column's type (maybe equal by chance: that is only a lost change)."""
-    if column.categorical or column.kind == "ordinal":
-        others = [v for v in column.values if v != value]
-        return rng.choice(others) if others else value
+def _changed(column: _Column, values: list[Any], rng: np.random.Generator) -> list[Any]:
+    """Other values of the column's type for `values` (None for a NULL; a value may come
+    back equal by chance: that is only a lost change)."""
+    count = len(values)
+    if column.categorical or (column.kind in ("ordinal", "text") and len(column.values) > 1):
+        draws = rng.integers(0, len(column.values), count).tolist()
+        return [None if v is None else column.values[j] for v, j in zip(values, draws, strict=True)]
+    if column.kind == "ordinal":
+        return values
     if column.kind == "bool":
-        return not value
-    if column.kind == "int":
-        if rng.random() < 0.5 and column.high > column.low:
-            return rng.randint(column.low, column.high)
-        return value + rng.choice((-1, 1)) * rng.randint(1, 3)
-    if column.kind == "real":
-        drawn = rng.uniform(column.low, column.high) if rng.random() < 0.5 else value * rng.uniform(0.9, 1.1)
-        return float(round(drawn, column.decimals))
-    if column.kind == "date":
-        return _shift_date(value, rng.choice((-1, 1)) * rng.randint(1, 400))
-    if column.kind == "day":
-        try:
-            return value + datetime.timedelta(days=rng.choice((-1, 1)) * rng.randint(1, 400))
-        except OverflowError:
-            return value
+        return [None if v is None else not v for v in values]
     if column.kind == "text":
-        others = [v for v in column.values if v != value]
-        if others:
-            return rng.choice(others)
-        return _mutated(value, rng)
-    return value
+        return [None if v is None else _mutated(v, rng) for v in values]
+    days = (rng.choice((-1, 1), count) * rng.integers(1, 401, count)).tolist()
+    if column.kind == "date":
+        return [None if v is None else _shift_date(v, d) for v, d in zip(values, days, strict=True)]
+    if column.kind == "day":
+        return [None if v is None else _shift_day(v, d) for v, d in zip(values, days, strict=True)]
+    redraw = (rng.random(count) < 0.5).tolist() if column.high > column.low else [False] * count
+    if column.kind == "int":
+        steps = (rng.choice((-1, 1), count) * rng.integers(1, 4, count)).tolist()
+        if -_INT64_SAFE < column.low and column.high < _INT64_SAFE:
+            drawn = rng.integers(column.low, column.high + 1, count).tolist()
+        else:
+            redraw, drawn = [False] * count, [0] * count
+        return [
+            None if v is None else d if r else v + s for v, r, d, s in zip(values, redraw, drawn, steps, strict=True)
+        ]
+    if column.kind == "real":
+        drawn = rng.uniform(column.low, column.high, count)
+        scaled = np.array([0.0 if v is None else float(v) for v in values]) * rng.uniform(0.9, 1.1, count)
+        chosen = np.round(np.where(redraw, drawn, scaled), column.decimals).tolist()
+        return [None if v is None else c for v, c in zip(values, chosen, strict=True)]
+    return values
 
 
 def _shift_date(text: str, days: int) -> str:
@@ -185,61 +202,72 @@ def _shift_date(text: str, days: int) -> str:
     return day.isoformat() + text[10:]
 
 
-def _mutated(text: str, rng: random.Random) -> str:
-    letter = rng.choice("abcdefghijklmnopqrstuvwxyz")
+def _shift_day(value: datetime.date, days: int) -> datetime.date:
+    try:
+        return value + datetime.timedelta(days=days)
+    except OverflowError:
+        return value
+
+
+def _mutated(text: str, rng: np.random.Generator) -> str:
+    letter = _LETTERS[int(rng.integers(len(_LETTERS)))]
     if not text:
         return letter
-    position = rng.randrange(len(text))
+    position = int(rng.integers(len(text)))
     return text[:position] + (letter if text[position] != letter else "z") + text[position + 1 :]
 
 
 # ---------------------------------------------------------------- rows of one table
 
 
-def _table_rows(table: TableData, columns: list[_Column], rng: random.Random, index: int) -> list[list[Any]]:
-    rows = [list(row) for row in table.rows]
-    if len(rows) >= 2:
-        drop = rng.uniform(0.05, 0.35)
-        kept = [row for row in rows if rng.random() >= drop]
-        if len(kept) == len(rows):
-            kept.pop(rng.randrange(len(kept)))
-        rows = kept or [rows[rng.randrange(len(rows))]]
+def _some(rng: np.random.Generator, count: int, share: float) -> list[int]:
+    """Each of the positions 0..count-1 with probability `share`, drawn at once."""
+    return np.flatnonzero(rng.random(count) < share).tolist() if count else []
+
+
+def _table_rows(table: TableData, columns: list[_Column], rng: np.random.Generator, index: int) -> list[list[Any]]:
+    base = table.rows
+    gone: set[int] = set()
+    if len(base) >= 2:
+        gone = set(_some(rng, len(base), rng.uniform(0.05, 0.35))) or {int(rng.integers(len(base)))}
+    rows = [list(row) for i, row in enumerate(base) if i not in gone]
+    if base and not rows:
+        rows = [list(base[int(rng.integers(len(base)))])]
     change = rng.uniform(0.1, 0.35)
-    blank = 0.06 if index % 2 else 0.0  # every other variant gets a few NULLs where allowed
-    mutable = [p for p, c in enumerate(columns) if c.kind not in ("key", "fixed")]
-    nullable = [p for p, c in enumerate(columns) if c.kind != "key" and table.nullable[p]]
-    for row in rows:
-        for p in mutable:
-            if row[p] is not None and rng.random() < change:
-                row[p] = _changed(columns[p], row[p], rng)
-        for p in nullable:
-            if blank and rng.random() < blank:
-                row[p] = None
+    for p, column in enumerate(columns):
+        if column.kind in ("key", "fixed"):
+            continue
+        chosen = _some(rng, len(rows), change)
+        for i, value in zip(chosen, _changed(column, [rows[i][p] for i in chosen], rng), strict=True):
+            rows[i][p] = value
+    if index % 2:  # every other variant gets a few NULLs where the column allows them
+        for p, column in enumerate(columns):
+            if column.kind != "key" and table.nullable[p]:
+                for i in _some(rng, len(rows), 0.06):
+                    rows[i][p] = None
     return rows + _duplicates(table, rows, rng)
 
 
-def _duplicates(table: TableData, rows: list[list[Any]], rng: random.Random) -> list[list[Any]]:
+def _duplicates(table: TableData, rows: list[list[Any]], rng: np.random.Generator) -> list[list[Any]]:
     if not rows or not table.may_duplicate:
         return []
     fresh = _fresh_positions(table)
     if fresh is None:
         return []
-    chance = rng.uniform(0.05, 0.25)
-    chosen = [row for row in rows if rng.random() < chance] or [rng.choice(rows)]
-    taken = {p: {row[p] for row in rows} for p in fresh}
-    numeric = {p: all(type(v) is int for v in taken[p] if v is not None) for p in fresh}
-    counters = {p: max((v for v in taken[p] if type(v) is int), default=0) for p in fresh}
-    copies = []
-    for row in chosen:
-        copy = list(row)
-        for p in fresh:
-            if numeric[p]:
-                counters[p] += rng.randint(2, 9)  # gaps: MAX(id) no longer equals COUNT(*)
-                copy[p] = counters[p]
-            else:
-                copy[p] = _fresh_text(str(row[p]), taken[p])
-            taken[p].add(copy[p])
-        copies.append(copy)
+    chosen = _some(rng, len(rows), rng.uniform(0.05, 0.25)) or [int(rng.integers(len(rows)))]
+    copies = [list(rows[i]) for i in chosen]
+    for p in fresh:
+        taken = {row[p] for row in rows}
+        if all(type(v) is int for v in taken if v is not None):
+            top = max((v for v in taken if v is not None), default=0)
+            gaps = rng.integers(2, 10, len(copies)).tolist()  # gaps: MAX(id) no longer equals COUNT(*)
+            for copy, gap in zip(copies, gaps, strict=True):
+                top += gap
+                copy[p] = top
+        else:
+            for copy in copies:
+                copy[p] = _fresh_text(str(copy[p]), taken)
+                taken.add(copy[p])
     return copies
 
 
@@ -320,7 +348,7 @@ def _resolve(
     foreign: list[ForeignKey],
     tables: dict[str, TableData],
     out: dict[str, list[list[Any]]],
-    rng: random.Random,
+    rng: np.random.Generator,
 ) -> list[list[Any]]:
     rows = out[table.name]
     keyed = {p for unique in table.unique for p in unique}
@@ -333,28 +361,65 @@ def _resolve(
         if not names or any(n not in parent.columns for n in names) or len(names) != len(fk.columns):
             continue
         positions = [parent.columns.index(n) for n in names]
-        keys = list(dict.fromkeys(tuple(row[p] for p in positions) for row in out[fk.parent]))
-        keys = [k for k in keys if None not in k]
-        movable = not keyed & set(fk.columns)
-        nullable = all(table.nullable[p] for p in fk.columns)
-        present = set(keys)
-        survivors = []
-        for row in rows:
-            value = tuple(row[p] for p in fk.columns)
-            if None in value:
-                survivors.append(row)
-                continue
-            if value not in present or (movable and keys and rng.random() < change):
-                if keys:
-                    value = rng.choice(keys)
-                elif nullable:
-                    value = (None,) * len(value)
-                else:
-                    continue  # nothing to point at: the row goes
-                for p, v in zip(fk.columns, value, strict=True):
-                    row[p] = v
-            survivors.append(row)
-        rows = survivors
+        child = fk.columns
+        movable = not keyed & set(child)  # values of a key column stay (no duplicate keys)
+        if len(child) == 1:
+            rows = _resolve_one(
+                rows, child[0], [row[positions[0]] for row in out[fk.parent]], table, movable, change, rng
+            )
+        else:
+            rows = _resolve_many(rows, child, positions, out[fk.parent], table, movable, change, rng)
         if fk.parent == table.name:
             out[table.name] = rows
+    return rows
+
+
+def _resolve_one(
+    rows: list[list[Any]],
+    column: int,
+    parent_values: list[Any],
+    table: TableData,
+    movable: bool,
+    change: float,
+    rng: np.random.Generator,
+) -> list[list[Any]]:
+    """A one-column reference: orphans re-pointed, some values moved to other parent keys."""
+    keys = [k for k in dict.fromkeys(parent_values) if k is not None]
+    present = set(keys)
+    moved = {i for i, row in enumerate(rows) if row[column] is not None and row[column] not in present}
+    if keys and movable:
+        moved.update(i for i in _some(rng, len(rows), change) if rows[i][column] is not None)
+    if not keys and not table.nullable[column]:
+        return [row for i, row in enumerate(rows) if i not in moved]  # nothing to point at: they go
+    picks = rng.integers(0, len(keys), len(moved)).tolist() if keys else [None] * len(moved)
+    for i, pick in zip(sorted(moved), picks, strict=True):
+        rows[i][column] = keys[pick] if pick is not None else None
+    return rows
+
+
+def _resolve_many(
+    rows: list[list[Any]],
+    child: tuple[int, ...],
+    positions: list[int],
+    parent_rows: list[list[Any]],
+    table: TableData,
+    movable: bool,
+    change: float,
+    rng: np.random.Generator,
+) -> list[list[Any]]:
+    """A composite reference: the same, a tuple of values at a time."""
+    keys = [k for k in dict.fromkeys(tuple(row[p] for p in positions) for row in parent_rows) if None not in k]
+    present = set(keys)
+    moved = {
+        i for i, row in enumerate(rows) if None not in (value := tuple(row[p] for p in child)) and value not in present
+    }
+    if keys and movable:
+        moved.update(i for i in _some(rng, len(rows), change) if all(rows[i][p] is not None for p in child))
+    if not keys and not all(table.nullable[p] for p in child):
+        return [row for i, row in enumerate(rows) if i not in moved]
+    picks = rng.integers(0, len(keys), len(moved)).tolist() if keys else [None] * len(moved)
+    for i, pick in zip(sorted(moved), picks, strict=True):
+        value = keys[pick] if pick is not None else (None,) * len(child)
+        for p, v in zip(child, value, strict=True):
+            rows[i][p] = v
     return rows

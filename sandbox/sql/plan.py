@@ -79,9 +79,7 @@ class SqlContext:
     weights: SqlWeights = field(default_factory=SqlWeights)
     kept: dict[tuple[GoldKey, bool, float, float, int], tuple[int, ...]] = field(default_factory=dict)
 
-    def distinguishing(
-        self, key: GoldKey, order: bool, rel_tol: float, abs_tol: float, keep: int
-    ) -> tuple[int, ...]:
+    def distinguishing(self, key: GoldKey, order: bool, rel_tol: float, abs_tol: float, keep: int) -> tuple[int, ...]:
         """The first `keep` variants (indices into `gold[key]`) on which the gold's answer
         differs from the base's, computed once per gold and comparison."""
         memo = (key, order, rel_tol, abs_tol, keep)

@@ -79,7 +79,10 @@ class VariantSettings:
 
     def content_key(self, engine: str, checksum: str) -> str:
         """What the files depend on (not `keep` or the budget, which only decide how many are used)."""
-        shape = {"v": BUILDER_VERSION, "engine": engine, "base": checksum, "count": self.count, "seed": self.seed}
+        import numpy
+
+        shape = {"v": BUILDER_VERSION, "numpy": numpy.__version__, "engine": engine, "base": checksum}
+        shape |= {"count": self.count, "seed": self.seed}
         return hashlib.sha256(json.dumps({**shape, "max_mb": self.max_mb}, sort_keys=True).encode()).hexdigest()[:20]
 
 
