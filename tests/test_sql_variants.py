@@ -612,6 +612,8 @@ def test_empty_and_one_row_tables_and_odd_values_build(tmp_path):
             "CREATE TABLE empty (id INTEGER PRIMARY KEY, x TEXT);"
             "CREATE TABLE one (k TEXT PRIMARY KEY, v REAL) WITHOUT ROWID;"
             "CREATE TABLE mixed (a, b BLOB, c INTEGER);"
+            "CREATE TABLE huge (id INTEGER PRIMARY KEY, n INTEGER);"
+            "INSERT INTO huge VALUES (9223372036854775807, 1), (1, 2);"
             "INSERT INTO one VALUES ('only', 1.5);"
         )
         conn.executemany(

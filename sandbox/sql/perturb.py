@@ -45,6 +45,7 @@ _CATEGORICAL_MAX = 12  # at most this many distinct values (and at most a third 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?")
 _MAX_DECIMALS = 6
 _INT64_SAFE = 2**62  # integer columns within this range are redrawn with numpy; others only shifted
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1  # what SQLite and DuckDB store
 _LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
 
@@ -184,7 +185,8 @@ def _changed(column: _Column, values: list[Any], rng: np.random.Generator) -> li
         else:
             redraw, drawn = [False] * count, [0] * count
         return [
-            None if v is None else d if r else v + s for v, r, d, s in zip(values, redraw, drawn, steps, strict=True)
+            None if v is None else d if r else min(max(v + s, _INT64_MIN), _INT64_MAX)
+            for v, r, d, s in zip(values, redraw, drawn, steps, strict=True)
         ]
     if column.kind == "real":
         drawn = rng.uniform(column.low, column.high, count)
@@ -260,6 +262,8 @@ def _duplicates(table: TableData, rows: list[list[Any]], rng: np.random.Generato
         taken = {row[p] for row in rows}
         if all(type(v) is int for v in taken if v is not None):
             top = max((v for v in taken if v is not None), default=0)
+            if top > _INT64_MAX - 10 * len(copies):
+                return []  # no room for fresh keys above the largest
             gaps = rng.integers(2, 10, len(copies)).tolist()  # gaps: MAX(id) no longer equals COUNT(*)
             for copy, gap in zip(copies, gaps, strict=True):
                 top += gap
