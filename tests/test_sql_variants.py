@@ -629,3 +629,36 @@ def test_empty_and_one_row_tables_and_odd_values_build(tmp_path):
         assert conn.execute("SELECT COUNT(*) >= 1 FROM one").fetchone() == (1,)
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
         conn.close()
+
+
+def test_a_cancelled_build_leaves_nothing_half_made(staff, tmp_path, monkeypatch):
+    from sandbox.sql.perturb import Perturber
+
+    real = Perturber.variant
+
+    def interrupted(self, seed, index, check):
+        if index == 2:
+            raise KeyboardInterrupt  # the service is being stopped while it builds
+        return real(self, seed, index, check)
+
+    monkeypatch.setattr(Perturber, "variant", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _build(staff, tmp_path, count=3)
+    assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == []
+    monkeypatch.setattr(Perturber, "variant", real)
+    rebuilt = _build(staff, tmp_path, count=3)
+    assert len(rebuilt.files) == 3 and not rebuilt.cached
+
+
+def test_waiting_for_another_build_is_bounded_by_the_budget(staff, tmp_path, caplog):
+    import fcntl
+
+    first = _build(staff, tmp_path, count=2)
+    lock = first.files[0].parent.with_name(first.files[0].parent.name + ".lock")
+    with open(lock, "a") as holder:
+        fcntl.flock(holder, fcntl.LOCK_EX)  # another process is building this entry
+        with caplog.at_level(logging.WARNING, logger="sandbox.sql.variants"):
+            waited = _build(staff, tmp_path, count=2, budget_s=0.3)
+    assert waited.files == () and "another build" in waited.note
+    record = next(r for r in caplog.records if r.getMessage() == "sql_variants_unavailable")
+    assert "lock" in record.fields["reason"]
