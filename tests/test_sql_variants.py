@@ -3,18 +3,26 @@ without variants, end to end (real gRPC, real sandboxes, real SQLite files built
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import random
 import sqlite3
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from rewards.model import Severity, Status
+from rewards.sql import Execution, ResultSet, SqlWeights, score_sql
 from sandbox.api import pb
 from sandbox.config import ServiceConfig
 from sandbox.embedded import EmbeddedServer
+from sandbox.sql import variants as variants_module
+from sandbox.sql.gate import check_query
 from sandbox.sql.plan import SqlContext
-from sandbox.sql.registry import Registry
+from sandbox.sql.registry import Registry, RegistryError
+from sandbox.sql.variants import VariantSettings, build_variants
 from tests.conftest import make_backend
 from tests.helpers import finding_codes, status_name
 from trainer_plugin.client import SandboxClient
@@ -206,10 +214,6 @@ def test_a_gold_that_overflows_on_a_variant_only_leaves_that_variant_out(variant
 
 # ---------------------------------------------------------------- the no-table rule, pure
 
-from rewards.model import Severity, Status  # noqa: E402
-from rewards.sql import Execution, ResultSet, SqlWeights, score_sql  # noqa: E402
-from sandbox.sql.gate import check_query  # noqa: E402
-
 
 def _rows(*values: int) -> ResultSet:
     return ResultSet(("n",), tuple((v,) for v in values))
@@ -288,14 +292,6 @@ def test_reading_a_table_is_decided_on_the_syntax_tree(sql, dialect, reads):
 
 
 # ---------------------------------------------------------------- the builder
-
-import hashlib  # noqa: E402
-import logging  # noqa: E402
-import threading  # noqa: E402
-
-from sandbox.sql import variants as variants_module  # noqa: E402
-from sandbox.sql.registry import RegistryError  # noqa: E402
-from sandbox.sql.variants import VariantSettings, build_variants  # noqa: E402
 
 
 def _sha(path: Path) -> str:
