@@ -10,8 +10,11 @@ import textwrap
 import pytest
 
 from rewards.model import Finding, Severity
+from sandbox.api import pb
 from sandbox.python.extract import extract_code
 from sandbox.triton.static_checks import CandidateSyntaxError, check_triton
+from tests.helpers import finding_codes, status_name
+from trainer_plugin.client import SandboxClient
 
 
 def critical(code: str, **kwargs: str) -> list[Finding]:
@@ -946,3 +949,66 @@ def test_torch_ops_reached_indirectly_are_flagged(setup: str, use: str) -> None:
             return {use}
     """)
     assert "torch_compute_in_forward" in codes(candidate), use
+
+
+# ---- robustness: a candidate the checker cannot analyse is that candidate's REJECTED -----
+
+DEEP_FORWARD = with_kernel("""
+class ModelNew(nn.Module):
+    def forward(self, x):
+        out = torch.empty_like(x)
+        copy_kernel[(1,)](x, out, x.numel(), BLOCK=1024)
+        y = {expr}
+        return out
+""")
+
+DEEP_CANDIDATES = {
+    "sum_600_at_module_level": KERNEL + "x = " + " + ".join(["1"] * 600) + "\n",
+    "sum_600_in_forward": DEEP_FORWARD.replace("{expr}", " + ".join(["out"] * 600)),
+    "attribute_chain_600": DEEP_FORWARD.replace("{expr}", "x" + ".T" * 600),
+    "call_chain_600": DEEP_FORWARD.replace("{expr}", "x" + ".contiguous()" * 600),
+    "nested_lists_150": DEEP_FORWARD.replace("{expr}", "[" * 150 + "]" * 150),
+    "unary_chain_3000": DEEP_FORWARD.replace("{expr}", "-" * 3000 + "out"),
+}
+
+
+DEEP_REFERENCE = """
+import torch
+import torch.nn as nn
+
+
+class Model(nn.Module):
+    def forward(self, x):
+        return x
+
+
+def get_inputs():
+    return [torch.randn(8)]
+
+
+def get_init_inputs():
+    return []
+"""
+
+
+def triton_task(task_id: str, reference: str, code: str) -> pb.Task:
+    return pb.Task(id=task_id, language=pb.TRITON, code=code, triton=pb.TritonSpec(reference=reference, trials=1))
+
+
+def test_deep_candidates_are_rejected_as_unanalyzable_one_by_one(client: SandboxClient) -> None:
+    """A batch of candidates that overflow a recursive checker: each is REJECTED, the batch answers."""
+    tasks = [triton_task(name, DEEP_REFERENCE, code) for name, code in DEEP_CANDIDATES.items()]
+    tasks.append(triton_task("too_many_parentheses", DEEP_REFERENCE, DEEP_FORWARD.replace("{expr}", "(" * 300 + "x" + ")" * 300)))
+    results = {r.id: r for r in client.score_batch(tasks)}
+    for name in DEEP_CANDIDATES:
+        assert status_name(results[name]) == "REJECTED", (name, results[name].message)
+        assert "unanalyzable" in finding_codes(results[name]), name
+        assert results[name].score == 0
+    # Python itself refuses 300 nested parentheses: the candidate could not be imported either
+    assert status_name(results["too_many_parentheses"]) == "SYNTAX_ERROR"
+
+
+@pytest.mark.parametrize("name", sorted(DEEP_CANDIDATES))
+def test_deep_candidates_never_raise(name: str) -> None:
+    findings = critical(DEEP_CANDIDATES[name])
+    assert "unanalyzable" in {f.code for f in findings}, findings
