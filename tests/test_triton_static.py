@@ -660,7 +660,6 @@ def test_python_int_arithmetic_is_not_tensor_compute() -> None:
         "-out",
         "(out > 0)",
         "torch.where(out > 0, out, 0)",
-        "torch.cat([out, out])",
         "nn.ReLU()(out)",
         "sum([out, out])",
         "out.__matmul__(out)",
@@ -881,7 +880,7 @@ def test_findings_carry_evidence_and_messages() -> None:
     _, _, candidate = CHEATS["decoy_launch_then_torch_matmul"]
     (finding,) = critical(candidate)
     assert finding.code == "torch_compute_in_forward"
-    assert finding.evidence == "torch.matmul(a, b)"
+    assert finding.evidence == "line 18: torch.matmul(a, b)"
     assert "torch.matmul" in finding.message
 
 
@@ -998,7 +997,9 @@ def triton_task(task_id: str, reference: str, code: str) -> pb.Task:
 def test_deep_candidates_are_rejected_as_unanalyzable_one_by_one(client: SandboxClient) -> None:
     """A batch of candidates that overflow a recursive checker: each is REJECTED, the batch answers."""
     tasks = [triton_task(name, DEEP_REFERENCE, code) for name, code in DEEP_CANDIDATES.items()]
-    tasks.append(triton_task("too_many_parentheses", DEEP_REFERENCE, DEEP_FORWARD.replace("{expr}", "(" * 300 + "x" + ")" * 300)))
+    tasks.append(
+        triton_task("too_many_parentheses", DEEP_REFERENCE, DEEP_FORWARD.replace("{expr}", "(" * 300 + "x" + ")" * 300))
+    )
     results = {r.id: r for r in client.score_batch(tasks)}
     for name in DEEP_CANDIDATES:
         assert status_name(results[name]) == "REJECTED", (name, results[name].message)
