@@ -15,12 +15,21 @@ from sandbox.triton.allowlist import calls
 from sandbox.triton.allowlist.indexing import tensor_index
 from sandbox.triton.allowlist.report import Code
 from sandbox.triton.allowlist.tables import (
+    CONTAINER_MUTATORS,
+    CONTAINER_READERS,
+    CTX_METHODS,
     FRAME_ATTRIBUTES,
     MODULE_BUILTIN_ATTRIBUTES,
     NN_CONFIG_ATTRIBUTES,
+    NN_MODULE_API,
     NN_TENSOR_ATTRIBUTES,
     OPERATOR_DUNDERS,
+    SCALAR_ATTRIBUTES,
+    SCALAR_METHODS,
     TENSOR_ATTRIBUTES,
+    TENSOR_COMPUTE_METHODS,
+    TENSOR_METHODS,
+    VALUE_READS,
 )
 from sandbox.triton.allowlist.values import (
     REJECTED,
@@ -38,11 +47,17 @@ if TYPE_CHECKING:
     from sandbox.triton.allowlist.scope import Scope
 
 _RESULTS = {"tensor": TENSOR, "scalar": SCALAR, "shape": SHAPE, "tensors": TENSORS}
-_SCALAR_ATTRIBUTES = frozenset(
-    "type index is_floating_point is_signed itemsize bits max min eps tiny real imag".split()
-)
 _CTX_ATTRIBUTES = {"saved_tensors": TENSORS, "needs_input_grad": SHAPE}
-_METHOD_BASES = frozenset({Kind.TENSOR, Kind.SEQ, Kind.DICT, Kind.SCALAR, Kind.CTX, Kind.NN, Kind.SUPER, Kind.EXC})
+_TENSOR_CALLABLES = frozenset({*TENSOR_METHODS, *TENSOR_COMPUTE_METHODS, *VALUE_READS})
+# What may be called on each kind (judged by methods.py when called).
+_METHODS = {
+    Kind.TENSOR: _TENSOR_CALLABLES,
+    Kind.SEQ: CONTAINER_MUTATORS | CONTAINER_READERS,
+    Kind.DICT: CONTAINER_MUTATORS | CONTAINER_READERS,
+    Kind.SCALAR: SCALAR_METHODS,
+    Kind.CTX: CTX_METHODS,
+    Kind.NN: frozenset({"forward", "__call__"}),
+}
 
 
 def _dunder(name: str) -> bool:
@@ -58,10 +73,8 @@ def attribute(an: Analysis, scope: Scope, node: ast.Attribute, base: Value, name
         return _dunder_attribute(an, node, base, name)
     if base.kind is Kind.LIB:
         return Value(Kind.LIB, f"{base.name}.{name}")
-    if base.kind is Kind.TENSOR:
-        if name in TENSOR_ATTRIBUTES:
-            return with_origin(_RESULTS[TENSOR_ATTRIBUTES[name]], base.origin if name in ("T", "mT", "data") else "")
-        return Value(Kind.METHOD, name, item=base)
+    if base.kind is Kind.TENSOR and name in TENSOR_ATTRIBUTES:
+        return with_origin(_RESULTS[TENSOR_ATTRIBUTES[name]], base.origin if name in ("T", "mT", "data") else "")
     if base.kind is Kind.INSTANCE:
         return instance_attribute(an, node, base, name)
     if base.kind is Kind.CLASS:
@@ -71,16 +84,15 @@ def attribute(an: Analysis, scope: Scope, node: ast.Attribute, base: Value, name
             return Value(Kind.TENSOR, origin="self")
         if name in NN_CONFIG_ATTRIBUTES:
             return SCALAR
-        return Value(Kind.METHOD, name, item=base)
     if base.kind is Kind.PROPS:
         return SCALAR
     if base.kind is Kind.CTX and name in _CTX_ATTRIBUTES:
         return _CTX_ATTRIBUTES[name]
-    if base.kind is Kind.SCALAR and name in _SCALAR_ATTRIBUTES:
+    if base.kind is Kind.SCALAR and name in SCALAR_ATTRIBUTES:
         return SCALAR
-    if base.kind in _METHOD_BASES:
+    if base.kind is Kind.SUPER or name in _METHODS.get(base.kind, ()):
         return Value(Kind.METHOD, name, item=base)
-    return an.reject(node, f"reads .{name} of {base}")
+    return an.reject(node, f"reads .{name} of {base}, which is not on the allow-list")
 
 
 def _dunder_attribute(an: Analysis, node: ast.Attribute, base: Value, name: str) -> Value:
@@ -108,8 +120,8 @@ def instance_attribute(an: Analysis, node: ast.AST, base: Value, name: str) -> V
     for owner in an.module.lineage(cls):
         if name in owner.constants:
             return an.module.class_constants.get((owner.name, name), SCALAR)
-    if an.module.method(cls, name) is not None:
-        return Value(Kind.METHOD, name, item=base)
+    if an.module.method(cls, name) is not None or name in NN_MODULE_API:
+        return Value(Kind.METHOD, name, item=base)  # nn.Module's own methods: judged when called
     if name in MODULE_BUILTIN_ATTRIBUTES:
         return SCALAR
     return an.reject(node, f"reads self.{name}, which __init__ never sets")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from sandbox.triton.allowlist.functions import forward_args, init_args
+from sandbox.triton.allowlist.module import is_static
 from sandbox.triton.allowlist.report import Code
 from sandbox.triton.allowlist.tables import Context
 from sandbox.triton.allowlist.values import Kind, Value
@@ -38,7 +39,8 @@ def check_model(an: Analysis) -> None:
     if init is not None:
         an.run_function(init[1], init_args(), Context.SETUP, owner=init[0], bound=instance)
     owner, forward = found
-    an.run_function(forward, forward_args(forward), Context.FORWARD, owner=owner, bound=instance)
+    bound = None if is_static(forward) else instance
+    an.run_function(forward, forward_args(forward, bound is not None), Context.FORWARD, owner=owner, bound=bound)
     if module.kernels and not an.launched:
         names = ", ".join(module.kernels)
         an.reject(forward, f"ModelNew.forward never launches a kernel ({names})", Code.NOT_LAUNCHED)

@@ -97,11 +97,11 @@ def _bind(func: FuncNode, args: Args, bound: Value | None) -> dict[str, Value]:
     return env
 
 
-def forward_args(func: FuncNode) -> Args:
+def forward_args(func: FuncNode, bound: bool = True) -> Args:
     """What the harness passes forward: tensors, except parameters typed or defaulted as scalars."""
     spec = func.args
-    params = [*spec.posonlyargs, *spec.args][1:]
-    defaults = [None] * (len(params) - len(spec.defaults)) + list(spec.defaults)
+    params = [*spec.posonlyargs, *spec.args][1 if bound else 0 :]
+    defaults = ([None] * len(params) + list(spec.defaults))[-len(params) :] if params else []
     keywords = [(p.arg, _forward_kind(p, d)) for p, d in zip(params, defaults, strict=True)]
     keywords += [(p.arg, _forward_kind(p, d)) for p, d in zip(spec.kwonlyargs, spec.kw_defaults, strict=True)]
     star = Value(Kind.TENSOR) if spec.vararg is not None else None

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from sandbox.triton.allowlist.module import FuncNode, dotted
 from sandbox.triton.allowlist.report import Code
-from sandbox.triton.allowlist.tables import CACHE_DECORATORS, FRAME_ATTRIBUTES, KERNEL_BUILTINS
+from sandbox.triton.allowlist.tables import CACHE_DECORATORS, FRAME_ATTRIBUTES, KERNEL_ATTRIBUTES, KERNEL_BUILTINS
 
 if TYPE_CHECKING:
     from sandbox.triton.allowlist.analysis import Analysis
@@ -101,6 +101,8 @@ def _check_node(an: Analysis, func: FuncNode, node: ast.AST, local: set[str]) ->
     elif isinstance(node, ast.Attribute):
         if node.attr in FRAME_ATTRIBUTES or (node.attr.startswith("__") and node.attr.endswith("__")):
             an.reject(node, f"kernel {func.name} reads .{node.attr}: Python internals", Code.INTROSPECTION)
+        elif dotted(node, an.module.imports) is None and node.attr not in KERNEL_ATTRIBUTES:
+            an.reject(node, f"kernel {func.name} reads .{node.attr}, which triton.language values do not have")
     elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id not in local:
         _check_name(an, func, node)
 

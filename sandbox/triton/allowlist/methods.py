@@ -13,9 +13,14 @@ import ast
 from typing import TYPE_CHECKING
 
 from sandbox.triton.allowlist.functions import Args
+from sandbox.triton.allowlist.module import is_static
 from sandbox.triton.allowlist.report import Code
 from sandbox.triton.allowlist.tables import (
+    CONTAINER_MUTATORS,
+    CONTAINER_READERS,
+    CTX_METHODS,
     NN_MODULE_API,
+    SCALAR_METHODS,
     TENSOR_COMPUTE_METHODS,
     TENSOR_METHODS,
     VALUE_READS,
@@ -41,12 +46,6 @@ if TYPE_CHECKING:
 
 _RESULTS = {"tensor": TENSOR, "tensors": TENSORS, "scalar": SCALAR, "shape": SHAPE}
 _ALLOCATIONS = frozenset({"new_empty", "new_zeros", "new_ones", "new_full"})
-_MUTATORS = frozenset(
-    "append extend insert pop remove clear add update discard setdefault popitem sort reverse".split()
-)
-_READERS = frozenset("index count get keys values items copy".split())
-_SCALAR_METHODS = frozenset("format join upper lower strip startswith endswith replace bit_length is_integer".split())
-_CTX_METHODS = frozenset("save_for_backward mark_non_differentiable set_materialize_grads mark_dirty".split())
 _COMPUTE = "computes with torch instead of a Triton kernel"
 
 
@@ -80,8 +79,7 @@ def _instance(an: Analysis, scope: Scope, node: ast.Call, base: Value, name: str
     found = an.module.method(cls, "forward" if name == "__call__" else name)
     if found is not None:
         owner, func = found
-        static = any(isinstance(d, ast.Name) and d.id == "staticmethod" for d in func.decorator_list)
-        return an.run_function(func, args, scope.context, owner=owner, bound=None if static else base)
+        return an.run_function(func, args, scope.context, owner=owner, bound=None if is_static(func) else base)
     if name in ("register_buffer", "register_parameter") and scope.context is Context.SETUP:
         key = node.args[0] if node.args else None
         if isinstance(key, ast.Constant) and isinstance(key.value, str):
@@ -118,7 +116,7 @@ def _nn(an: Analysis, scope: Scope, node: ast.Call, base: Value, name: str, args
 
 def _container(an: Analysis, scope: Scope, node: ast.Call, base: Value, name: str, args: Args) -> Value:
     item = base.item or SCALAR
-    if name in _MUTATORS:
+    if name in CONTAINER_MUTATORS:
         if written_state(an, scope, base, node):
             return REJECTED
         if args.positional and isinstance(node.func, ast.Attribute):
@@ -127,7 +125,7 @@ def _container(an: Analysis, scope: Scope, node: ast.Call, base: Value, name: st
                 added = added.item or SCALAR if added.kind is Kind.SEQ else added
             _grow(an, scope, node.func.value, Value(base.kind, item=join(item, added), origin=base.origin))
         return item if name in ("pop", "popitem", "setdefault") else SCALAR
-    if name in _READERS:
+    if name in CONTAINER_READERS:
         if name == "items":
             return Value(Kind.SEQ, item=sequence([SCALAR, item]))
         if name == "values":
@@ -150,13 +148,13 @@ def _grow(an: Analysis, scope: Scope, receiver: ast.AST, grown: Value) -> None:
 
 
 def _scalar(an: Analysis, scope: Scope, node: ast.Call, base: Value, name: str, args: Args) -> Value:
-    if name in _SCALAR_METHODS:
+    if name in SCALAR_METHODS:
         return SCALAR
     return an.reject(node, f"calls .{name} of {base}")
 
 
 def _ctx(an: Analysis, scope: Scope, node: ast.Call, base: Value, name: str, args: Args) -> Value:
-    if name in _CTX_METHODS:
+    if name in CTX_METHODS:
         return SCALAR
     return an.reject(node, f"calls ctx.{name}")
 

@@ -33,6 +33,10 @@ def imported_names(tree: ast.Module) -> dict[str, str]:
     return names
 
 
+def is_static(func: FuncNode) -> bool:
+    return any(isinstance(d, ast.Name) and d.id == "staticmethod" for d in func.decorator_list)
+
+
 def dotted(node: ast.AST, imports: dict[str, str]) -> str | None:
     """`tl.constexpr` -> 'triton.language.constexpr' through the imports; calls name their callee."""
     if isinstance(node, ast.Call):

@@ -229,6 +229,16 @@ COMPUTED_NAME_BUILTINS = _names("getattr setattr delattr hasattr")
 FORBIDDEN_BUILTINS = _names("eval exec compile __import__")
 # In kernels: what Triton's compiler accepts besides triton.language.
 KERNEL_BUILTINS = _names("range min max len int float bool abs print isinstance tuple")
+# Attributes of triton.language tensors, dtypes and constexprs (what a kernel may read off a value).
+KERNEL_ATTRIBUTES = _names(
+    "dtype shape type numel element_ty primitive_bitwidth fp_mantissa_width int_bitwidth int_signedness value "
+    "name address_space scalar T abs advance argmax argmin associative_scan atomic_add atomic_and atomic_cas "
+    "atomic_max atomic_min atomic_or atomic_xchg atomic_xor broadcast_to cast cdiv ceil cos cumprod cumsum erf "
+    "exp exp2 expand_dims flip floor gather histogram is_bf16 is_block is_bool is_floating is_fp16 is_fp32 "
+    "is_fp64 is_fp8 is_int is_int_signed is_int_unsigned is_ptr is_standard_floating item log log2 logical_and "
+    "logical_or max min permute ravel reduce reshape rsqrt sigmoid sin softmax sort split sqrt sqrt_rn store sum "
+    "to trans view with_element_ty xor_sum"
+)
 
 # ---- frames and heap ----------------------------------------------------------------------
 
@@ -236,6 +246,13 @@ FRAME_ATTRIBUTES = _names(
     "f_back f_globals f_locals f_builtins f_code f_trace tb_frame tb_next gi_frame gi_code cr_frame cr_code "
     "ag_frame ag_code co_code co_consts co_names func_globals func_closure cell_contents"
 )
+
+# Methods of plain Python values and of an autograd context.
+CONTAINER_MUTATORS = _names("append extend insert pop remove clear add update discard setdefault popitem sort reverse")
+CONTAINER_READERS = _names("index count get keys values items copy")
+SCALAR_METHODS = _names("format join upper lower strip startswith endswith replace bit_length is_integer")
+SCALAR_ATTRIBUTES = _names("type index is_floating_point is_signed itemsize bits max min eps tiny real imag")
+CTX_METHODS = _names("save_for_backward mark_non_differentiable set_materialize_grads mark_dirty")
 
 # Tensor methods that compute (for the finding's code: anything else unknown is not_allowlisted).
 TENSOR_COMPUTE_METHODS = _names(

@@ -137,7 +137,9 @@ def signature(an: Analysis, func: FuncNode) -> None:
     """Defaults and annotations run when the function is defined, at import time."""
     spec = func.args
     for default in [*spec.defaults, *(d for d in spec.kw_defaults if d is not None)]:
-        an.constant(default)
+        value = an.constant(default)
+        if value.kind in (Kind.SEQ, Kind.DICT) and not isinstance(default, ast.Tuple):
+            an.reject(default, f"{func.name} has a mutable default, which keeps state across calls", Code.CACHE)
     params = [*spec.posonlyargs, *spec.args, *spec.kwonlyargs, spec.vararg, spec.kwarg]
     for param in params:
         if param is not None and param.annotation is not None:
