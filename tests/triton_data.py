@@ -1031,6 +1031,51 @@ class ModelNew(nn.Module):
         "not_allowlisted",
         _hostile("        return scratch.as_subclass(Lazy)\n", extra="\n\nclass Lazy(torch.Tensor):\n    pass\n"),
     ),
+    # parameters typed as Python scalars still receive the harness's tensors: abs(z) + z is relu in torch
+    "scalar_typed_arguments": (
+        "torch_compute_in_forward",
+        _hostile("        z = x + y\n        return (abs(z) + z) * 0.5\n").replace(
+            "def forward(self, x, y):", "def forward(self, x: float = 0.0, y: float = 0.0):"
+        ),
+    ),
+    # tensor values read into Python through formatting, comparisons and sorting
+    "format_reads_values": (
+        "torch_compute_in_forward",
+        _hostile('        text = "{}".format(x.view(-1))\n        return scratch\n'),
+    ),
+    "percent_format_reads_values": (
+        "torch_compute_in_forward",
+        _hostile('        text = "%s" % (x.view(-1),)\n        return scratch\n'),
+    ),
+    "list_comparison_reads_values": (
+        "torch_compute_in_forward",
+        _hostile("        if [x[0:1]] < [0.5]:\n            scratch[0:1] = 0.5\n        return scratch\n"),
+    ),
+    "size_of_values": (
+        "torch_compute_in_forward",
+        _hostile("        values = torch.Size(x.to(torch.int64))\n        return scratch\n"),
+    ),
+    "cdiv_of_a_tensor": (
+        "torch_compute_in_forward",
+        _hostile("        halves = triton.cdiv(x, 1)\n        return scratch\n"),
+    ),
+    "sorted_tensors": (
+        "torch_compute_in_forward",
+        _hostile("        ordered = sorted([x[0:1], y[0:1]])\n        return scratch\n"),
+    ),
+    # state shared by every call: a class-level dict, a list inside a module-level list
+    "class_level_cache": (
+        "module_level_cache",
+        _hostile(
+            "        if x.data_ptr() in self.cache:\n            return self.cache[x.data_ptr()]\n"
+            "        self.cache[x.data_ptr()] = scratch\n        return scratch\n",
+            methods="    cache = {}\n\n",
+        ),
+    ),
+    "shared_inner_list": (
+        "module_level_cache",
+        _hostile("        _STATE[0].append(scratch)\n        return _STATE[0][0]\n", extra="\n_STATE = [[]]\n"),
+    ),
     # the exception's traceback leads to the frames above
     "traceback_frames": (
         "introspection",
@@ -1039,4 +1084,13 @@ class ModelNew(nn.Module):
             "            raise RuntimeError(exc.__traceback__.tb_frame.f_back.f_locals) from exc\n"
         ),
     ),
+}
+
+# The allow-list rejects these dynamic cheats before they run (cheat -> the static finding's code);
+# the others still reach the sandbox and are caught by the evidence gathered while running.
+CAUGHT_STATICALLY = {
+    "torch_compute_at_runtime": "not_allowlisted",  # functools/operator: not importable
+    "fallback_output": "torch_compute_in_forward",  # .tolist() reads tensor values into Python
+    "nondeterministic_output": "module_level_cache",  # self.calls += 1 in forward
+    "output_not_plain_tensor": "not_allowlisted",  # a torch.Tensor subclass, .as_subclass
 }

@@ -39,6 +39,7 @@ from sandbox.triton.allowlist.values import (
     TENSORS,
     Kind,
     Value,
+    element,
     with_origin,
 )
 
@@ -156,7 +157,7 @@ def subscript(an: Analysis, scope: Scope, node: ast.Subscript, base: Value) -> V
         return _sequence_item(an, scope, node, base)
     if base.kind is Kind.DICT:
         an.data(scope, node.slice)
-        return base.item or SCALAR
+        return element(base, base.item)
     if base.kind is Kind.NN:
         an.data(scope, node.slice)
         return base
@@ -166,11 +167,11 @@ def subscript(an: Analysis, scope: Scope, node: ast.Subscript, base: Value) -> V
 def _sequence_item(an: Analysis, scope: Scope, node: ast.Subscript, base: Value) -> Value:
     if isinstance(node.slice, ast.Slice):
         an.evaluate(scope, node.slice)
-        return Value(Kind.SEQ, item=base.item)
+        return Value(Kind.SEQ, item=base.item)  # a copy: writing it writes nothing shared
     index = an.data(scope, node.slice)
     if index.kind is Kind.TENSOR:
         return an.reject(node, "indexes a sequence with a tensor's value", Code.TORCH_COMPUTE)
     constant = node.slice.value if isinstance(node.slice, ast.Constant) else None
     if base.items is not None and isinstance(constant, int) and -len(base.items) <= constant < len(base.items):
-        return base.items[constant]
-    return base.item or SCALAR
+        return element(base, base.items[constant])
+    return element(base, base.item)

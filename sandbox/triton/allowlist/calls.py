@@ -39,6 +39,7 @@ from sandbox.triton.allowlist.values import (
     TENSORS,
     Kind,
     Value,
+    holds_tensor,
     join,
     join_all,
     sequence,
@@ -59,6 +60,8 @@ _RESULTS = {
 }
 _COMPUTE = "computes with torch instead of a Triton kernel"
 _REFERENCE_HELPERS = frozenset({"get_inputs", "get_init_inputs"})
+# Library calls returning Python values that take a tensor for its metadata only.
+_METADATA = frozenset({"torch.is_tensor", "torch.is_floating_point", "torch.numel", "torch.cuda.device"})
 
 
 def call(an: Analysis, scope: Scope, node: ast.Call) -> Value:
@@ -148,6 +151,8 @@ def library(an: Analysis, scope: Scope, node: ast.Call, path: str, args: Args) -
         result, where = LIBRARY_CALLS[path]
         if scope.context not in where:
             return _misplaced(an, node, path, result, scope.context)
+        if result in ("scalar", "shape", "props") and path not in _METADATA and any(map(holds_tensor, args.values())):
+            return an.reject(node, f"{_COMPUTE} (reads tensor values into Python through {path})", Code.TORCH_COMPUTE)
         return _container(args) if result == "container" else _RESULTS[result]
     if path.startswith(NN_INIT_PREFIX) or (path.startswith(NN_PREFIX) and path.rsplit(".", 1)[-1][:1].isupper()):
         if scope.context is not Context.SETUP:
@@ -233,6 +238,8 @@ def _collect(name: str) -> object:
         if not args.positional:
             return Value(Kind.SEQ, item=SCALAR)
         held = args.positional[0]
+        if name == "sorted" and holds_tensor(held):
+            return an.reject(node, f"{_COMPUTE} (sorts tensors by their values)", Code.TORCH_COMPUTE)
         if held.kind is Kind.SEQ:
             return Value(Kind.SEQ, item=held.item)
         if held.kind is Kind.DICT:

@@ -21,6 +21,8 @@ from sandbox.triton.allowlist.values import (
     TENSOR,
     Kind,
     Value,
+    element,
+    holds_tensor,
     join,
     join_all,
     sequence,
@@ -152,6 +154,8 @@ def binary(an: Analysis, scope: Scope, node: ast.AST, op: ast.operator, left: Va
         seq = left if left.kind is Kind.SEQ else right
         return Value(Kind.SEQ, item=seq.item)
     if isinstance(op, ast.Mod) and left.kind is Kind.SCALAR:
+        if holds_tensor(right):
+            return an.reject(node, "formats a tensor's values on the host", Code.TORCH_COMPUTE)
         return SCALAR  # "%d x %d" % shape
     return an.reject(node, f"applies {type(op).__name__} to {left} and {right}")
 
@@ -183,7 +187,7 @@ def _compare(an: Analysis, scope: Scope, node: ast.Compare) -> Value:
     for op, (left, right) in zip(node.ops, itertools.pairwise(sides), strict=True):
         if isinstance(op, (ast.Is, ast.IsNot)):
             continue  # identity: no data read
-        if Kind.TENSOR in (left.kind, right.kind):
+        if holds_tensor(left) or holds_tensor(right):  # [t] == [u] and 1 in [t] compare values too
             return an.reject(
                 node,
                 "computes with torch instead of a Triton kernel (elementwise comparison on tensors)",
@@ -204,12 +208,12 @@ def _ifexp(an: Analysis, scope: Scope, node: ast.IfExp) -> Value:
 
 def elements(an: Analysis, scope: Scope, nodes: list[ast.expr]) -> list[Value]:
     out = []
-    for element in nodes:
-        if isinstance(element, ast.Starred):
-            inner = an.data(scope, element.value)
-            out.append(inner.item or SCALAR if inner.kind is Kind.SEQ else _not_iterable(an, element, inner))
+    for part in nodes:
+        if isinstance(part, ast.Starred):
+            inner = an.data(scope, part.value)
+            out.append(inner.item or SCALAR if inner.kind is Kind.SEQ else _not_iterable(an, part, inner))
         else:
-            out.append(an.data(scope, element))
+            out.append(an.data(scope, part))
     return out
 
 
@@ -241,7 +245,7 @@ def iterate(an: Analysis, scope: Scope, node: ast.AST) -> Value:
     """What a `for` over this expression binds at each step."""
     value = an.data(scope, node)
     if value.kind is Kind.SEQ:
-        return value.item or SCALAR
+        return element(value, value.item)
     if value.kind is Kind.DICT:
         return SCALAR  # its keys
     if value.kind is Kind.NN:
@@ -273,7 +277,7 @@ def _joined(an: Analysis, scope: Scope, node: ast.JoinedStr) -> Value:
     for part in node.values:
         if isinstance(part, ast.FormattedValue):
             value = an.data(scope, part.value)
-            if value.kind is Kind.TENSOR:
+            if holds_tensor(value):
                 an.reject(part, "formats a tensor's values on the host", Code.TORCH_COMPUTE)
             if part.format_spec is not None:
                 evaluate(an, scope, part.format_spec)

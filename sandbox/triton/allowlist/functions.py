@@ -8,7 +8,6 @@ allowed), so they may hold anything, e.g. a copy of `get_inputs`.
 
 from __future__ import annotations
 
-import ast
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -98,23 +97,20 @@ def _bind(func: FuncNode, args: Args, bound: Value | None) -> dict[str, Value]:
 
 
 def forward_args(func: FuncNode, bound: bool = True) -> Args:
-    """What the harness passes forward: tensors, except parameters typed or defaulted as scalars."""
+    """What the harness passes forward, `model(*inputs)`: anything positional may be a tensor.
+
+    A positional parameter annotated `int` or defaulted to 1.0 still receives whatever the
+    reference's get_inputs() put there, so it is judged as a tensor; only keyword-only
+    parameters, which the harness never passes, keep their (constant) defaults.
+    """
     spec = func.args
     params = [*spec.posonlyargs, *spec.args][1 if bound else 0 :]
-    defaults = ([None] * len(params) + list(spec.defaults))[-len(params) :] if params else []
-    keywords = [(p.arg, _forward_kind(p, d)) for p, d in zip(params, defaults, strict=True)]
-    keywords += [(p.arg, _forward_kind(p, d)) for p, d in zip(spec.kwonlyargs, spec.kw_defaults, strict=True)]
+    keywords = [(p.arg, Value(Kind.TENSOR)) for p in params]
+    keywords += [
+        (p.arg, SCALAR if d is not None else REJECTED) for p, d in zip(spec.kwonlyargs, spec.kw_defaults, strict=True)
+    ]
     star = Value(Kind.TENSOR) if spec.vararg is not None else None
     return Args(keywords=tuple(keywords), star=star)
-
-
-def _forward_kind(param: ast.arg, default: ast.expr | None) -> Value:
-    annotation = param.annotation
-    if isinstance(annotation, ast.Name) and annotation.id in ("int", "float", "bool", "str"):
-        return SCALAR
-    if isinstance(default, ast.Constant) and default.value is not None:
-        return SCALAR
-    return Value(Kind.TENSOR)
 
 
 def init_args() -> Args:

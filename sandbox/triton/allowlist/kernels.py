@@ -22,43 +22,56 @@ from sandbox.triton.allowlist.tables import CACHE_DECORATORS, FRAME_ATTRIBUTES, 
 if TYPE_CHECKING:
     from sandbox.triton.allowlist.analysis import Analysis
 
-_STATEMENTS = (
-    ast.Assign,
-    ast.AugAssign,
-    ast.AnnAssign,
-    ast.Expr,
-    ast.Return,
-    ast.If,
-    ast.For,
-    ast.While,
-    ast.Break,
-    ast.Continue,
-    ast.Pass,
-    ast.Assert,
+
+def _classes(*roots: type) -> frozenset[type]:
+    out: set[type] = set()
+    stack = list(roots)
+    while stack:
+        cls = stack.pop()
+        out.add(cls)
+        stack.extend(cls.__subclasses__())
+    return frozenset(out)
+
+
+_STATEMENTS = frozenset(
+    {
+        ast.Assign,
+        ast.AugAssign,
+        ast.AnnAssign,
+        ast.Expr,
+        ast.Return,
+        ast.If,
+        ast.For,
+        ast.While,
+        ast.Break,
+        ast.Continue,
+        ast.Pass,
+        ast.Assert,
+    }
 )
-_EXPRESSIONS = (
-    ast.BinOp,
-    ast.UnaryOp,
-    ast.BoolOp,
-    ast.Compare,
-    ast.IfExp,
-    ast.Call,
-    ast.Attribute,
-    ast.Subscript,
-    ast.Name,
-    ast.Constant,
-    ast.Tuple,
-    ast.List,
-    ast.Slice,
-    ast.Starred,
-    ast.keyword,
-    ast.JoinedStr,
-    ast.FormattedValue,
-    ast.expr_context,
-    ast.operator,
-    ast.unaryop,
-    ast.boolop,
-    ast.cmpop,
+# Expressions, and the operator, context and other helper nodes they are made of.
+_ALLOWED = (
+    _STATEMENTS
+    | {
+        ast.BinOp,
+        ast.UnaryOp,
+        ast.BoolOp,
+        ast.Compare,
+        ast.IfExp,
+        ast.Call,
+        ast.Attribute,
+        ast.Subscript,
+        ast.Name,
+        ast.Constant,
+        ast.Tuple,
+        ast.List,
+        ast.Slice,
+        ast.Starred,
+        ast.keyword,
+        ast.JoinedStr,
+        ast.FormattedValue,
+    }
+    | _classes(ast.operator, ast.unaryop, ast.boolop, ast.cmpop, ast.expr_context)
 )
 _AUTOTUNE_KEYWORDS = frozenset(
     "configs key reset_to_zero restore_value warmup rep cache_results use_cuda_graph".split()
@@ -81,30 +94,33 @@ def check_body(an: Analysis, func: FuncNode) -> None:
     if isinstance(func, ast.AsyncFunctionDef):
         an.reject(func, f"kernel {func.name} is async")
         return
+    nodes = [node for stmt in func.body for node in ast.walk(stmt)]
     local = {a.arg for a in (*func.args.posonlyargs, *func.args.args, *func.args.kwonlyargs)}
     local |= {a.arg for a in (func.args.vararg, func.args.kwarg) if a is not None}
-    for stmt in func.body:
-        for node in ast.walk(stmt):
-            if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
-                local.add(node.id)
-    for stmt in func.body:
-        for node in ast.walk(stmt):
-            _check_node(an, func, node, local)
+    local |= {n.id for n in nodes if type(n) is ast.Name and type(n.ctx) is not ast.Load}
+    for node in nodes:
+        kind = type(node)
+        if kind not in _ALLOWED:
+            what = "statement" if isinstance(node, ast.stmt) else "construct"
+            an.reject(node, f"kernel {func.name} uses a {kind.__name__} {what}, which Triton kernels may not")
+        elif kind is ast.Attribute:
+            _check_attribute(an, func, node)  # type: ignore[arg-type]
+        elif kind is ast.Name and node.id not in local:  # type: ignore[attr-defined]
+            _check_name(an, func, node)  # type: ignore[arg-type]
 
 
-def _check_node(an: Analysis, func: FuncNode, node: ast.AST, local: set[str]) -> None:
-    if isinstance(node, ast.stmt):
-        if not isinstance(node, _STATEMENTS):
-            an.reject(node, f"kernel {func.name} uses a {type(node).__name__} statement, which Triton kernels may not")
-    elif not isinstance(node, (*_EXPRESSIONS, ast.comprehension, ast.arguments, ast.arg)):
-        an.reject(node, f"kernel {func.name} uses {type(node).__name__}, which Triton kernels may not")
-    elif isinstance(node, ast.Attribute):
-        if node.attr in FRAME_ATTRIBUTES or (node.attr.startswith("__") and node.attr.endswith("__")):
-            an.reject(node, f"kernel {func.name} reads .{node.attr}: Python internals", Code.INTROSPECTION)
-        elif dotted(node, an.module.imports) is None and node.attr not in KERNEL_ATTRIBUTES:
-            an.reject(node, f"kernel {func.name} reads .{node.attr}, which triton.language values do not have")
-    elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id not in local:
-        _check_name(an, func, node)
+def _check_attribute(an: Analysis, func: FuncNode, node: ast.Attribute) -> None:
+    name = node.attr
+    if name in FRAME_ATTRIBUTES or (name.startswith("__") and name.endswith("__")):
+        an.reject(node, f"kernel {func.name} reads .{name}: Python internals", Code.INTROSPECTION)
+        return
+    if name in KERNEL_ATTRIBUTES:
+        return
+    root = node.value
+    while type(root) is ast.Attribute:
+        root = root.value  # type: ignore[attr-defined]
+    if not (type(root) is ast.Name and root.id in an.module.imports):  # type: ignore[attr-defined]
+        an.reject(node, f"kernel {func.name} reads .{name}, which triton.language values do not have")
 
 
 def _check_name(an: Analysis, func: FuncNode, node: ast.Name) -> None:

@@ -35,6 +35,8 @@ from sandbox.triton.allowlist.values import (
     TENSORS,
     Kind,
     Value,
+    element,
+    holds_tensor,
     join,
     sequence,
     with_origin,
@@ -114,8 +116,13 @@ def _nn(an: Analysis, scope: Scope, node: ast.Call, base: Value, name: str, args
     return an.reject(node, f"calls .{name} of a torch nn module")
 
 
+_COMPARING = frozenset({"index", "count", "remove", "sort"})  # compare elements: tensor values
+
+
 def _container(an: Analysis, scope: Scope, node: ast.Call, base: Value, name: str, args: Args) -> Value:
-    item = base.item or SCALAR
+    item = element(base, base.item)
+    if name in _COMPARING and (holds_tensor(base) or any(map(holds_tensor, args.values()))):
+        return an.reject(node, f"{_COMPUTE} (.{name} compares tensors by value)", Code.TORCH_COMPUTE)
     if name in CONTAINER_MUTATORS:
         if written_state(an, scope, base, node):
             return REJECTED
@@ -148,6 +155,8 @@ def _grow(an: Analysis, scope: Scope, receiver: ast.AST, grown: Value) -> None:
 
 
 def _scalar(an: Analysis, scope: Scope, node: ast.Call, base: Value, name: str, args: Args) -> Value:
+    if any(map(holds_tensor, args.values())):
+        return an.reject(node, f"{_COMPUTE} (formats tensor values with .{name})", Code.TORCH_COMPUTE)
     if name in SCALAR_METHODS:
         return SCALAR
     return an.reject(node, f"calls .{name} of {base}")

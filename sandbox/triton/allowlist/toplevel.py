@@ -172,6 +172,8 @@ def _class(an: Analysis, stmt: ast.ClassDef) -> None:
             _method(an, cls.kind, item)
         elif isinstance(item, ast.Assign) and all(isinstance(t, ast.Name) for t in item.targets):
             value = an.constant(item.value)
+            if value.kind in (Kind.SEQ, Kind.DICT):
+                value = with_origin(value, "module")  # shared by every instance: never written at run time
             for target in item.targets:
                 an.module.class_constants[(stmt.name, target.id)] = value  # type: ignore[attr-defined]
         elif not (isinstance(item, ast.Pass) or _docstring(item)):

@@ -81,3 +81,17 @@ def join_all(values: list[Value]) -> Value:
 
 def with_origin(value: Value, origin: str) -> Value:
     return Value(value.kind, value.name, value.item, value.items, origin) if origin else value
+
+
+def element(container: Value, item: Value | None) -> Value:
+    """An element taken out of a container: a list inside a module-level list is shared state too."""
+    item = item or SCALAR
+    return with_origin(item, container.origin) if item.kind in (Kind.TENSOR, Kind.SEQ, Kind.DICT) else item
+
+
+def holds_tensor(value: Value) -> bool:
+    """A tensor, or a container with one inside (comparing or formatting it reads tensor values)."""
+    if value.kind is Kind.TENSOR:
+        return True
+    parts = [*(value.items or ()), *([value.item] if value.item is not None else [])]
+    return value.kind in (Kind.SEQ, Kind.DICT) and any(holds_tensor(part) for part in parts)
