@@ -1305,3 +1305,32 @@ def test_mutated_candidates_never_raise() -> None:
         except CandidateSyntaxError:
             continue
         assert not any(f.code == "unanalyzable" and "failed" in f.message for f in findings), lines
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "_TABLE = _helper()",
+        "_MODEL = ModelNew()",
+        "copy_kernel[(1,)](None, None, 0, BLOCK=1)",
+        "_HOOK = lambda meta: (1,)",
+        "for _ in range(3):\n    pass",
+        "with torch.no_grad():\n    pass",
+        "del F",
+        "if True:\n    _X = 1",
+        "torch.backends.cuda.matmul.allow_tf32 = True",
+    ],
+)
+def test_nothing_of_the_candidate_runs_at_import_time(statement: str) -> None:
+    candidate = with_kernel("""
+    def _helper():
+        return [1, 2]
+
+    class ModelNew(nn.Module):
+        def forward(self, x):
+            out = torch.empty_like(x)
+            copy_kernel[(1,)](x, out, x.numel(), BLOCK=1024)
+            return out
+    """)
+    assert codes(candidate + statement + "\n") & {"not_allowlisted", "forbidden_construct"}, statement
+    assert critical(candidate) == []

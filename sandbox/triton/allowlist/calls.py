@@ -118,6 +118,8 @@ def invoke(an: Analysis, scope: Scope, node: ast.Call, callee: Value, args: Args
         return library(an, scope, node, callee.name, args)
     if kind is Kind.BUILTIN:
         return builtin(an, scope, node, callee.name, args)
+    if kind in (Kind.FUNC, Kind.CLASS, Kind.LAUNCHER) and scope.context is Context.IMPORT:
+        return an.reject(node, f"runs {callee.name or callee} at import time")
     if kind is Kind.FUNC:
         return an.run_function(an.module.functions[callee.name], args, scope.context)
     if kind is Kind.CLASS:
@@ -376,6 +378,8 @@ def _launch(an: Analysis, scope: Scope, node: ast.Call, args: Args) -> Value:
 
 def grid_lambda(an: Analysis, scope: Scope, node: ast.Lambda) -> Value:
     """`lambda meta: (triton.cdiv(n, meta["BLOCK"]),)`: Python ints from meta and the enclosing names."""
+    if scope.context is Context.IMPORT:
+        return an.reject(node, "defines a lambda at import time (a kernel grid belongs where the kernel is launched)")
     spec = node.args
     params = [*spec.posonlyargs, *spec.args]
     if len(params) != 1 or spec.vararg or spec.kwarg or spec.kwonlyargs or spec.defaults:
