@@ -2,7 +2,9 @@
 
 Each problem is a reference module (`Model`, `get_inputs`, `get_init_inputs`) and an honest
 `ModelNew` that computes with its own kernels. Shapes are small and deliberately not
-multiples of the block sizes, so masking bugs show.
+multiples of the block sizes, so masking bugs show. HONEST_SHAPES are more honest solutions
+(each checked against its reference in Triton's interpreter when written) that the static
+allow-list must accept; HOSTILE are cheats it must reject, with the finding code expected.
 """
 
 from __future__ import annotations

@@ -27,8 +27,7 @@ def check_model(an: Analysis) -> None:
         an.reject(None, f"defines no class ModelNew (classes: {names})", Code.NOT_LAUNCHED)
         return
     if cls.kind != "module":
-        if not an.report.findings:
-            an.reject(cls.node, "ModelNew does not derive from nn.Module")
+        an.reject(cls.node, "ModelNew does not derive from nn.Module (alone): the checker cannot follow it")
         return
     found = module.method(cls, "forward")
     if found is None:
