@@ -1,17 +1,24 @@
 """Static checks on Triton candidates: honest solutions stay clean, each cheat is caught by its rule.
 
-Pure AST analysis: nothing here needs torch or triton installed, and no candidate runs.
+Pure AST analysis: nothing here needs torch or triton installed, and no candidate runs. The
+tests with the `client` fixture send candidates the checks reject through real gRPC (both
+backends): nothing reaches a sandbox, but the whole request path answers for them.
 """
 
 from __future__ import annotations
 
+import random
 import textwrap
 
 import pytest
 
 from rewards.model import Finding, Severity
+from sandbox.api import pb
 from sandbox.python.extract import extract_code
 from sandbox.triton.static_checks import CandidateSyntaxError, check_triton
+from tests.helpers import finding_codes, status_name
+from tests.triton_data import DYNAMIC_CHEATS, HONEST_SHAPES, HOSTILE, PROBLEMS, STATIC_CHEATS
+from trainer_plugin.client import SandboxClient
 
 
 def critical(code: str, **kwargs: str) -> list[Finding]:
@@ -657,7 +664,6 @@ def test_python_int_arithmetic_is_not_tensor_compute() -> None:
         "-out",
         "(out > 0)",
         "torch.where(out > 0, out, 0)",
-        "torch.cat([out, out])",
         "nn.ReLU()(out)",
         "sum([out, out])",
         "out.__matmul__(out)",
@@ -878,7 +884,7 @@ def test_findings_carry_evidence_and_messages() -> None:
     _, _, candidate = CHEATS["decoy_launch_then_torch_matmul"]
     (finding,) = critical(candidate)
     assert finding.code == "torch_compute_in_forward"
-    assert finding.evidence == "torch.matmul(a, b)"
+    assert finding.evidence == "line 18: torch.matmul(a, b)"
     assert "torch.matmul" in finding.message
 
 
@@ -946,3 +952,385 @@ def test_torch_ops_reached_indirectly_are_flagged(setup: str, use: str) -> None:
             return {use}
     """)
     assert "torch_compute_in_forward" in codes(candidate), use
+
+
+# ---- robustness: a candidate the checker cannot analyse is that candidate's REJECTED -----
+
+DEEP_FORWARD = with_kernel("""
+class ModelNew(nn.Module):
+    def forward(self, x):
+        out = torch.empty_like(x)
+        copy_kernel[(1,)](x, out, x.numel(), BLOCK=1024)
+        y = {expr}
+        return out
+""")
+
+DEEP_CANDIDATES = {
+    "sum_600_at_module_level": KERNEL + "x = " + " + ".join(["1"] * 600) + "\n",
+    "sum_600_in_forward": DEEP_FORWARD.replace("{expr}", " + ".join(["out"] * 600)),
+    "attribute_chain_600": DEEP_FORWARD.replace("{expr}", "x" + ".T" * 600),
+    "call_chain_600": DEEP_FORWARD.replace("{expr}", "x" + ".contiguous()" * 600),
+    "nested_lists_150": DEEP_FORWARD.replace("{expr}", "[" * 150 + "]" * 150),
+    "unary_chain_3000": DEEP_FORWARD.replace("{expr}", "-" * 3000 + "out"),
+}
+
+
+DEEP_REFERENCE = """
+import torch
+import torch.nn as nn
+
+
+class Model(nn.Module):
+    def forward(self, x):
+        return x
+
+
+def get_inputs():
+    return [torch.randn(8)]
+
+
+def get_init_inputs():
+    return []
+"""
+
+
+def triton_task(task_id: str, reference: str, code: str) -> pb.Task:
+    return pb.Task(id=task_id, language=pb.TRITON, code=code, triton=pb.TritonSpec(reference=reference, trials=1))
+
+
+def test_deep_candidates_are_rejected_as_unanalyzable_one_by_one(client: SandboxClient) -> None:
+    """A batch of candidates that overflow a recursive checker: each is REJECTED, the batch answers."""
+    tasks = [triton_task(name, DEEP_REFERENCE, code) for name, code in DEEP_CANDIDATES.items()]
+    tasks.append(
+        triton_task("too_many_parentheses", DEEP_REFERENCE, DEEP_FORWARD.replace("{expr}", "(" * 300 + "x" + ")" * 300))
+    )
+    results = {r.id: r for r in client.score_batch(tasks)}
+    for name in DEEP_CANDIDATES:
+        assert status_name(results[name]) == "REJECTED", (name, results[name].message)
+        assert "unanalyzable" in finding_codes(results[name]), name
+        assert results[name].score == 0
+    # Python itself refuses 300 nested parentheses: the candidate could not be imported either
+    assert status_name(results["too_many_parentheses"]) == "SYNTAX_ERROR"
+
+
+@pytest.mark.parametrize("name", sorted(DEEP_CANDIDATES))
+def test_deep_candidates_never_raise(name: str) -> None:
+    findings = critical(DEEP_CANDIDATES[name])
+    assert "unanalyzable" in {f.code for f in findings}, findings
+
+
+# ---- the allow-list: more honest shapes, and what it rejects ---------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(HONEST_SHAPES))
+def test_more_honest_shapes_have_no_critical_finding(name: str) -> None:
+    assert critical(HONEST_SHAPES[name][1]) == []
+
+
+@pytest.mark.parametrize("name", sorted(PROBLEMS))
+def test_end_to_end_solutions_have_no_critical_finding(name: str) -> None:
+    assert critical(PROBLEMS[name][1]) == []
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_hostile_shapes_are_rejected_with_their_code(name: str) -> None:
+    """Each computes relu(x + y), or keeps state, where the deny-list before the allow-list never looked."""
+    code, candidate = HOSTILE[name]
+    findings = critical(candidate)
+    assert code in {f.code for f in findings}, findings
+    assert all(f.evidence.startswith("line ") for f in findings if f.code == code), findings
+
+
+def test_hostile_battery_is_rejected_before_running(client: SandboxClient) -> None:
+    tasks = [triton_task(f"hostile-{name}", DEEP_REFERENCE, code) for name, (_, code) in HOSTILE.items()]
+    results = {r.id: r for r in client.score_batch(tasks)}
+    for name, (code, _) in HOSTILE.items():
+        result = results[f"hostile-{name}"]
+        assert status_name(result) == "REJECTED", (name, result.message)
+        assert code in finding_codes(result), name
+        assert result.score == 0 and list(result.tests) == []
+
+
+def test_torch_cat_and_stack_of_kernel_outputs_are_allowed_glue() -> None:
+    """Decided for issue 11: cat and stack move data; an answer made by glue alone fails the ghost replay."""
+    for glue in ("torch.cat([out, out], dim=0)", "torch.stack((out, out))", "torch.cat([out.view(-1), x.view(-1)])"):
+        candidate = with_kernel(f"""
+        class ModelNew(nn.Module):
+            def forward(self, x):
+                out = torch.empty_like(x)
+                copy_kernel[(1,)](x, out, x.numel(), BLOCK=1024)
+                return {glue}
+        """)
+        assert critical(candidate) == [], glue
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "self.calls += 1",
+        "self.last = out",
+        "self.buffer.copy_(out)",
+        "self.buffer[0] = 1.0",
+        "self.history.append(out)",
+        "self.buffer.zero_()",
+    ],
+)
+def test_state_written_from_forward_is_a_cache(statement: str) -> None:
+    candidate = with_kernel(f"""
+    class ModelNew(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.calls = 0
+            self.last = None
+            self.history = []
+            self.register_buffer("buffer", torch.zeros(4))
+
+        def forward(self, x):
+            out = torch.empty_like(x)
+            copy_kernel[(1,)](x, out, x.numel(), BLOCK=1024)
+            {statement}
+            return out
+    """)
+    assert "module_level_cache" in codes(candidate), statement
+
+
+@pytest.mark.parametrize(
+    ("where", "statement"),
+    [
+        ("forward", "w = torch.randn(4)"),
+        ("forward", "w = nn.Linear(4, 4)"),
+        ("forward", "w = nn.Parameter(out)"),
+        ("forward", "w = out.normal_()"),
+        ("module", "W = torch.randn(4)"),
+        ("module", "W = torch.empty(4)"),
+        ("module", "torch.manual_seed(0)"),
+    ],
+)
+def test_parameters_are_built_in_init_only(where: str, statement: str) -> None:
+    forward = f"\n            {statement}" if where == "forward" else ""
+    candidate = with_kernel(f"""
+    {statement if where == "module" else ""}
+
+    class ModelNew(nn.Module):
+        def forward(self, x):
+            out = torch.empty_like(x)
+            copy_kernel[(1,)](x, out, x.numel(), BLOCK=1024){forward}
+            return out
+    """)
+    assert codes(candidate) & {"not_allowlisted", "torch_compute_in_forward"}, statement
+
+
+@pytest.mark.parametrize(
+    "expr",
+    [
+        "x.__class__",
+        "x.__dict__",
+        "self.forward.__globals__",
+        "copy_kernel.__code__",
+        "type.__subclasses__(type)",
+        "__builtins__",
+        "vars(self)",
+        "globals()",
+        "locals()",
+        "dir(torch)",
+    ],
+)
+def test_introspection_is_rejected(expr: str) -> None:
+    candidate = with_kernel(f"""
+    class ModelNew(nn.Module):
+        def forward(self, x):
+            out = torch.empty_like(x)
+            copy_kernel[(1,)](x, out, x.numel(), BLOCK=1024)
+            probe = {expr}
+            return out
+    """)
+    assert "introspection" in codes(candidate), expr
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "import numpy as np",
+        "import functools",
+        "import operator",
+        "import os",
+        "import torch.utils.data",
+        "from torch import *",
+        "from . import helpers",
+    ],
+)
+def test_imports_outside_the_allow_list_are_rejected(header: str) -> None:
+    assert "not_allowlisted" in codes(KERNEL + header + "\n")
+
+
+def test_allowed_imports_and_names_are_accepted() -> None:
+    candidate = """
+    from __future__ import annotations
+
+    import math
+    from typing import Optional
+
+    import torch
+    import torch.nn.functional as F
+    from torch import Tensor, nn
+    import triton
+    from triton import cdiv
+    import triton.language as tl
+    from triton.language.extra import libdevice
+
+
+    @triton.jit
+    def tanh_kernel(x_ptr, out_ptr, n, BLOCK: tl.constexpr):
+        offsets = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        mask = offsets < n
+        tl.store(out_ptr + offsets, libdevice.tanh(tl.load(x_ptr + offsets, mask=mask)), mask=mask)
+
+
+    class ModelNew(nn.Module):
+        def forward(self, x: Tensor, scale: Optional[float] = None) -> Tensor:
+            out = torch.empty_like(x, dtype=torch.float32)
+            block = max(128, 2 ** math.ceil(math.log2(64)))
+            tanh_kernel[(cdiv(x.numel(), block),)](x, out, x.numel(), BLOCK=block)
+            return out.to(x.dtype)
+
+
+    if __name__ == "__main__":
+        print(ModelNew()(torch.randn(8)))
+    """
+    assert critical(candidate) == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "out_ptr.copy_(x_ptr)",
+        "tl.store(out_ptr, F.relu(tl.load(x_ptr)))",
+        "tl.store(out_ptr, ModelNew)",
+        "tl.store(out_ptr, [v for v in range(4)])",
+        "tl.store(out_ptr, (lambda v: v)(x_ptr))",
+        "tl.store(out_ptr, x_ptr.__class__)",
+        "tl.store(out_ptr, open('/etc/passwd'))",
+    ],
+)
+def test_kernel_bodies_may_use_only_triton(body: str) -> None:
+    candidate = f"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def k(x_ptr, out_ptr, n, BLOCK: tl.constexpr):
+    {body}
+
+
+class ModelNew(nn.Module):
+    def forward(self, x):
+        out = torch.empty_like(x)
+        k[(1,)](x, out, x.numel(), BLOCK=16)
+        return out
+"""
+    assert codes(candidate) & {"not_allowlisted", "introspection"}, body
+
+
+@pytest.mark.parametrize(
+    "grid",
+    [
+        "x",  # a tensor
+        "lambda meta: x",
+        "lambda meta: (x.sum(),)",
+        "lambda: (1,)",
+        "lambda meta, extra=x: (1,)",
+        "(x.numel(), out)",
+    ],
+)
+def test_grids_are_tuples_of_ints_or_lambdas_over_meta(grid: str) -> None:
+    candidate = with_kernel(f"""
+    class ModelNew(nn.Module):
+        def forward(self, x):
+            out = torch.empty_like(x)
+            copy_kernel[{grid}](x, out, x.numel(), BLOCK=1024)
+            return out
+    """)
+    assert critical(candidate), grid
+
+
+def test_a_checker_failure_is_the_candidates_unanalyzable(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sandbox.triton import static_checks
+
+    def broken(code: str, reference_module: str) -> list[Finding]:
+        raise KeyError("a bug in the checker")
+
+    monkeypatch.setattr(static_checks, "analyse", broken)
+    (finding,) = check_triton(ADD_RELU)
+    assert (finding.code, finding.severity) == ("unanalyzable", Severity.CRITICAL)
+
+
+def test_call_chains_deeper_than_the_bound_are_unanalyzable() -> None:
+    helpers = "".join(f"def step{i}(v):\n    return step{i + 1}(v)\n\n" for i in range(40))
+    model = """
+    def step40(v):
+        return v
+
+    class ModelNew(nn.Module):
+        def forward(self, x):
+            out = torch.empty_like(x)
+            copy_kernel[(1,)](x, out, x.numel(), BLOCK=1024)
+            return step0(out)
+    """
+    assert "unanalyzable" in codes(KERNEL + helpers + textwrap.dedent(model))
+
+
+def test_mutated_candidates_never_raise() -> None:
+    """Lines spliced, dropped and renamed across every candidate here: findings or a syntax error, nothing else."""
+    pool = [c for _, c in HONEST_SHAPES.values()] + [c for _, c in HOSTILE.values()]
+    pool += [*HONEST.values(), *STATIC_CHEATS.values(), *DYNAMIC_CHEATS.values()]
+    rng = random.Random(11)
+    for _ in range(400):
+        lines = rng.choice(pool).splitlines()
+        other = rng.choice(pool).splitlines()
+        at = rng.randrange(len(lines))
+        choice = rng.randrange(3)
+        if choice == 0:
+            lines[at:at] = other[rng.randrange(len(other)) :][: rng.randrange(1, 6)]
+        elif choice == 1:
+            del lines[at : at + rng.randrange(1, 4)]
+        else:
+            old, new = rng.choice(["x", "out", "self", "torch", "tl"]), rng.choice(["y", "self", "torch.Tensor", "[]"])
+            lines[at] = lines[at].replace(old, new)
+        try:
+            findings = check_triton("\n".join(lines) + "\n")
+        except CandidateSyntaxError:
+            continue
+        assert not any(f.code == "unanalyzable" and "failed" in f.message for f in findings), lines
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "_TABLE = _helper()",
+        "_MODEL = ModelNew()",
+        "copy_kernel[(1,)](None, None, 0, BLOCK=1)",
+        "_HOOK = lambda meta: (1,)",
+        "for _ in range(3):\n    pass",
+        "with torch.no_grad():\n    pass",
+        "del F",
+        "if True:\n    _X = 1",
+        "torch.backends.cuda.matmul.allow_tf32 = True",
+    ],
+)
+def test_nothing_of_the_candidate_runs_at_import_time(statement: str) -> None:
+    candidate = with_kernel("""
+    def _helper():
+        return [1, 2]
+
+    class ModelNew(nn.Module):
+        def forward(self, x):
+            out = torch.empty_like(x)
+            copy_kernel[(1,)](x, out, x.numel(), BLOCK=1024)
+            return out
+    """)
+    assert codes(candidate + statement + "\n") & {"not_allowlisted", "forbidden_construct"}, statement
+    assert critical(candidate) == []
