@@ -20,6 +20,7 @@ from rewards.sql import (
     results_match,
     score_sql,
 )
+from sandbox.runner.rows import plain
 
 
 def rs(columns: str | tuple[str, ...], *rows: tuple, truncated: bool = False) -> ResultSet:
@@ -35,7 +36,7 @@ def match(cand: ResultSet, gold: ResultSet, order_matters: bool = False, **optio
     return results_match(cand, gold, order_matters=order_matters, **options)
 
 
-def score(cands, golds, *, order_matters=False, findings=(), weights=None, rel_tol=1e-6, abs_tol=1e-9):
+def score(cands, golds, *, order_matters=False, findings=(), weights=None, rel_tol=1e-6, abs_tol=1e-9, sort_keys=()):
     return score_sql(
         list(cands),
         list(golds),
@@ -44,6 +45,7 @@ def score(cands, golds, *, order_matters=False, findings=(), weights=None, rel_t
         abs_tol=abs_tol,
         weights=weights or SqlWeights(),
         findings=list(findings),
+        sort_keys=sort_keys,
     )
 
 
@@ -155,7 +157,7 @@ def test_rows_with_different_sort_keys_keep_their_order():
     ):
         assert not match(wrong, SALARIES, order_matters=True, sort_keys=SALARY_KEYS), wrong
     verdict = score(
-        [ok(SALARIES.rows[::-1] and rs("name salary", *SALARIES.rows[::-1]))],
+        [ok(rs("name salary", *SALARIES.rows[::-1]))],
         [SALARIES],
         order_matters=True,
         sort_keys=[SALARY_KEYS],
@@ -271,6 +273,9 @@ def test_an_integral_average_compares_with_tolerance_on_every_engine():
     for gold in (rs("avg", (2.0,)), rs("avg", (Decimal("2.0000000000000000"),))):
         assert match(computed, gold), gold
     assert not match(computed, rs("avg", (2,)))  # an integer gold (e.g. integer division) is exact
+    # what the engines' rows become before they reach the scorer keeps that distinction
+    assert type(plain(Decimal("2.0000000000000000"))) is float and plain(Decimal("15")) == 15
+    assert type(plain(Decimal("15"))) is int
 
 
 def test_integer_exactness_decides_by_the_gold_column_not_the_candidate():
