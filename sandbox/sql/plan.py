@@ -24,6 +24,7 @@ from sandbox.python.plan import InvalidTask
 from sandbox.runner import codec
 from sandbox.sql.extract import extract_sql
 from sandbox.sql.gate import check_query, gold_orders_rows
+from sandbox.sql.order import plan_order, sort_keys
 
 if TYPE_CHECKING:
     from sandbox.sql.registry import Registry
@@ -50,6 +51,7 @@ class GoldRequest:
     key: GoldKey
     job: dict[str, Any]
     task_ms: int
+    optional: bool = False  # the gold's sort keys: a failure leaves the order strict, not the task invalid
 
 
 @dataclass
@@ -58,6 +60,7 @@ class SqlContext:
 
     registry: Registry = field(default_factory=lambda: _registry())
     gold: dict[GoldKey, list[ResultSet]] = field(default_factory=dict)
+    sort_keys: dict[GoldKey, list[ResultSet | None]] = field(default_factory=dict)  # optional requests' results
     weights: SqlWeights = field(default_factory=SqlWeights)
 
 
@@ -240,15 +243,30 @@ def prepare_sql(task: Any, context: SqlContext, limits: dict[str, int]) -> Prepa
     key = GoldKey(name, gold_sql) if gold_sql else None
     gold_job = {**job, "query": gold_sql, where: every_file}  # cached for every file at once
     cache = context.gold
+    sorting = plan_order(gold_sql, engine) if order and gold_facts is not None and gold_facts.orders_rows else None
+    keyed = GoldKey(name, sorting.query) if sorting is not None and sorting.query is not None else None
 
     def judge(records: list[Any], meta: dict[str, Any]) -> Verdict:
         observed = executions(records, len(paths))
         if observed is None:
             return Verdict(Status.SANDBOX_ERROR, 0.0, message="the sandbox did not report every database")
         gold = [expected] if expected is not None else cache[key][: len(paths)]  # type: ignore[index]
+        ties = []
+        if sorting is not None:
+            found = context.sort_keys.get(keyed, []) if keyed is not None else []
+            ties = [sort_keys(sorting, g, found[i] if i < len(found) else None) for i, g in enumerate(gold)]
         return score_sql(
-            observed, gold, order_matters=order, rel_tol=rel_tol, abs_tol=abs_tol, weights=weights, findings=findings
+            observed,
+            gold,
+            order_matters=order,
+            rel_tol=rel_tol,
+            abs_tol=abs_tol,
+            weights=weights,
+            findings=findings,
+            sort_keys=ties,
         )
 
     requests = (GoldRequest(key, gold_job, sql_limits["task_ms"]),) if key is not None else ()
+    if keyed is not None and sorting is not None:
+        requests += (GoldRequest(keyed, {**gold_job, "query": sorting.query}, sql_limits["task_ms"], optional=True),)
     return PreparedTask(task.id, "sql", task.code, sql_limits, job, {}, judge, gold=requests)
