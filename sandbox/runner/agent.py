@@ -371,22 +371,22 @@ def _judge_here(settings: Settings, job: dict[str, Any], jobdir: str) -> tuple[s
     return "closed", b"".join(records)
 
 
-def _run_sql(settings: Settings, job: dict[str, Any], jobdir: str) -> bytes:
-    """SQL jobs run in this process: the query is data for SQLite, walled in by SQLite itself."""
+def _run_sql(settings: Settings, job: dict[str, Any], jobdir: str) -> tuple[bytes, bool]:
+    """SQL jobs run in this process: the query is data for SQLite, walled in by SQLite itself.
+    Returns the report and whether the engine stalled (this process then takes no other job)."""
     import sqlrun  # only workers that see SQL pay for the module
 
     if job.get("engine") == "duckdb":
-        return _run_duckdb(settings, job, jobdir)
-    try:
-        records = sqlrun.run(job, jobdir)
-    except Exception:  # noqa: BLE001 - a runner bug is reported, and scored as ours
-        records = [{"t": "judge_error", "error": traceback.format_exc()[-2000:]}]
-    return b"".join(framing.pack(r) for r in records)
+        return _run_duckdb(settings, job, jobdir), False
+    records, stalled = sqlrun.watched(job, jobdir)
+    return b"".join(framing.pack(r) for r in records), stalled
 
 
 def _run_duckdb(settings: Settings, job: dict[str, Any], jobdir: str) -> bytes:
     """DuckDB is a large native library: it runs in a forked child (job uid, rlimits), never
-    in the runner, whose small heap keeps every fork cheap."""
+    in the runner, whose small heap keeps every fork cheap. The runner keeps each database's
+    deadline: a child still busy past it (plus grace) is killed, and the databases it did
+    not answer are timeouts; one that died without answering failed them (its query did)."""
     import sqlrun
 
     report_r, report_w = os.pipe()
@@ -402,8 +402,44 @@ def _run_duckdb(settings: Settings, job: dict[str, Any], jobdir: str) -> bytes:
         finally:
             os._exit(0)
     os.close(report_w)
-    _, body = _collect(report_r, time.monotonic() + job["limits"]["task_ms"] / 1000 + _GRACE_SECONDS)
-    return body
+    started = time.monotonic()
+    task_deadline = started + job["limits"]["task_ms"] / 1000
+    test_seconds = job["limits"]["test_ms"] / 1000
+    frames = framing.FrameBuffer(_MAX_REPORT)
+    records: list[dict[str, Any]] = []
+    ending = "stalled"
+    while True:
+        deadline = min(task_deadline, started + test_seconds) + sqlrun.STALL_GRACE
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not select.select([report_r], [], [], remaining)[0]:
+            break
+        data = os.read(report_r, 1 << 16)
+        if not data:
+            ending = "closed"
+            break
+        try:
+            arrived = frames.feed(data)
+        except framing.FrameError:
+            ending = "garbled"
+            break
+        records.extend(r for r in arrived if isinstance(r, dict))
+        if any(r.get("t") == "sql" for r in arrived):
+            started = time.monotonic()  # the next database starts now
+    os.close(report_r)
+    finished = any(r.get("t") in ("done", "judge_error") for r in records)
+    if ending == "stalled" and not finished:
+        os.kill(pid, signal.SIGKILL)
+        why = f"the engine ran {sqlrun.STALL_GRACE:g} s past the deadline: stopped from outside it"
+        records += [*sqlrun.unanswered(records, len(job["databases"]), why), {"t": "done"}]
+    elif ending == "closed" and not finished:
+        code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+        kind = "memory" if code == -signal.SIGKILL else "error"  # SIGKILL, not ours: the memory limit
+        why = f"the engine's process ended without an answer (exit status {code})"
+        records += [{**r, "kind": kind, "msg": why} for r in sqlrun.unanswered(records, len(job["databases"]), why)]
+        records.append({"t": "done"})
+    elif ending == "garbled":
+        records.append({"t": "judge_error", "error": "the DuckDB child's report is not frames"})
+    return b"".join(framing.pack(r) for r in records)
 
 
 def _collect(fd: int, deadline: float) -> tuple[str, bytes]:
@@ -538,6 +574,7 @@ def run_job(
     ipc: SysvIpc | None = None,
 ) -> tuple[dict[str, Any], Any]:
     started = time.monotonic()
+    stalled = False  # an SQL engine still runs on an abandoned thread of this process
     jobdir = os.path.join(settings.workdir, "job")
     os.mkdir(jobdir, 0o700)
     if settings.job_uid is not None:
@@ -561,7 +598,8 @@ def run_job(
     elif job["mode"] == "sql":
         secret.read_frame(0)  # always sent; empty for SQL
         secret.wipe()
-        ending, body, helpers = "closed", _run_sql(settings, job, jobdir), set()
+        body, stalled = _run_sql(settings, job, jobdir)
+        ending, helpers = "closed", set()
     else:
         secret.read_frame(0)  # always sent; empty for these modes
         secret.wipe()
@@ -579,6 +617,8 @@ def run_job(
     kills = oom.since_last() if oom is not None else None
     if kills is not None:
         meta["oom_kills"] = kills
+    if stalled:
+        meta["recycle"] = True
     return meta, body
 
 
@@ -649,6 +689,8 @@ def main() -> None:
         while body:
             body = body[os.write(protocol_out, body) :]
         report.wipe()
+        if meta.get("recycle"):
+            os._exit(0)  # a job's engine still runs on a thread here: no other job may share it
 
 
 if __name__ == "__main__":

@@ -121,6 +121,19 @@ _ALLOWED: tuple[type[exp.Expr], ...] = (
     exp.JSONPathWildcard,
     exp.JSONPathSelector,
     exp.JSONPathUnion,
+    exp.JSONPathFilter,
+    exp.JSONPathRecursive,
+    exp.JSONPathScript,
+    # read-only JSON constructors and readers that are not Func: json_object's key-value
+    # pairs, JSON_VALUE/JSON_QUERY options, JSON_TABLE's COLUMNS, IS JSON, FORMAT JSON
+    exp.JSONKeyValue,
+    exp.JSONValue,
+    exp.JSONSchema,
+    exp.JSONColumnDef,
+    exp.JSONExtractQuote,
+    exp.JSON,
+    exp.FormatJson,
+    exp.OnCondition,
     # operator and function families (functions are further filtered by name below)
     exp.Binary,
     exp.Unary,
