@@ -15,7 +15,7 @@ from sandbox.embedded import EmbeddedServer
 from sandbox.sql.plan import SqlContext
 from sandbox.sql.registry import Registry
 from tests.conftest import make_backend
-from tests.helpers import finding_codes, limits, status_name
+from tests.helpers import finding_codes, limits, status_name, wait_for
 from tests.sql_data import build_company, inline_database
 from trainer_plugin.client import SandboxClient
 
@@ -333,7 +333,7 @@ INSTR_STALL = (
 
 def test_a_stalled_engine_step_is_a_timeout_and_other_tasks_are_unaffected(sql_server, sql_client):
     stats = sql_server.server.pool.stats
-    lost = stats.jobs_lost
+    lost, failures, recycled = stats.jobs_lost, stats.worker_failures, stats.workers_recycled
     stall = sql_task("stall", INSTR_STALL)
     stall.limits.CopyFrom(limits(test_ms=1000, task_ms=6000))
     honest = [sql_task(f"honest-{i}", GOLD_BY_DEPT) for i in range(6)]
@@ -346,3 +346,7 @@ def test_a_stalled_engine_step_is_a_timeout_and_other_tasks_are_unaffected(sql_s
     assert stats.jobs_lost == lost
     after = [sql_task(f"after-{i}", GOLD_BY_DEPT) for i in range(4)]
     assert [status_name(r) for r in sql_client.score_batch(after)] == ["PASSED"] * 4
+    # the stalled worker was replaced (the pool's recycle, not a loss): both are serving again
+    pool = sql_server.server.pool
+    assert wait_for(lambda: pool.live_workers == 2 and pool.stats.busy == 0, 30)
+    assert stats.workers_recycled > recycled and stats.worker_failures == failures
