@@ -14,7 +14,9 @@ and the progress handler only runs between steps), so the query runs on a thread
 own and the runner's main thread keeps the clock (`watched`): past a database's deadline
 by `STALL_GRACE`, it answers TIMEOUT for that database and the ones not run yet, and the
 runner takes no further job (it exits after the reply; the pool starts a fresh worker).
-A thread costs ~0.1 ms a job; a forked child per query, which could be killed, ~2 ms.
+The engine thread lives as long as the runner (a hand-over costs microseconds, where a
+new thread per job cost up to 2 ms on a loaded machine, and a forked child per query,
+which could be killed instead, 2 ms).
 
 Stdlib only (part of the runner).
 """
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import os
+import queue
 import sqlite3
 import sys
 import threading
@@ -206,46 +209,66 @@ def unanswered(records: list[dict[str, Any]], count: int, why: str) -> list[dict
     return [{"t": "sql", "i": i, "kind": "timeout", "msg": why if n == 0 else later} for n, i in enumerate(missing)]
 
 
-def watched(job: dict[str, Any], jobdir: str) -> tuple[list[dict[str, Any]], bool]:
-    """The job's records, and whether its engine stalled (then the thread running it is
-    abandoned, still inside SQLite, and this process must take no further job)."""
-    lock = threading.Condition()
-    records: list[dict[str, Any]] = []
-    state = {"deadline": time.monotonic() + job["limits"]["task_ms"] / 1000, "finished": False, "abandoned": False}
+class _Watch:
+    """One job's progress, shared by the engine thread (writes) and the runner (reads)."""
 
-    def begin(deadline: float) -> None:
-        with lock:
-            state["deadline"] = deadline
-            lock.notify()
+    def __init__(self, deadline: float) -> None:
+        self.lock = threading.Lock()
+        self.records: list[dict[str, Any]] = []
+        # Deadlines only move later (each database starts after the last), so the runner
+        # is not woken for them: it re-reads this one when its wait runs out.
+        self.deadline = deadline
+        self.abandoned = False
 
-    def emit(record: dict[str, Any]) -> None:
-        with lock:
-            if not state["abandoned"]:
-                records.append(record)
-                lock.notify()
+    def begin(self, deadline: float) -> None:
+        self.deadline = deadline
 
-    def work() -> None:
+    def emit(self, record: dict[str, Any]) -> None:
+        with self.lock:
+            if not self.abandoned:
+                self.records.append(record)
+
+
+_jobs: queue.SimpleQueue[tuple[dict[str, Any], str, _Watch]] = queue.SimpleQueue()
+_done: queue.SimpleQueue[_Watch] = queue.SimpleQueue()  # C-level hand-overs: the cheapest wake-up
+_engine: list[threading.Thread] = []  # started on this runner's first SQL job
+
+
+def _serve_jobs() -> None:
+    while True:
+        job, jobdir, watch = _jobs.get()
         try:
-            run(job, jobdir, begin, emit)
+            run(job, jobdir, watch.begin, watch.emit)
         except Exception:  # noqa: BLE001 - a runner bug is reported, and scored as ours
-            emit({"t": "judge_error", "error": traceback.format_exc()[-2000:]})
+            watch.emit({"t": "judge_error", "error": traceback.format_exc()[-2000:]})
         finally:
-            with lock:
-                state["finished"] = True
-                lock.notify()
+            _done.put(watch)
 
-    thread = threading.Thread(target=work, name="sql", daemon=True)
-    thread.start()
-    with lock:
-        while not state["finished"]:
-            remaining = state["deadline"] + STALL_GRACE - time.monotonic()
-            if remaining <= 0:
-                state["abandoned"] = True
-                why = f"one engine step ran {STALL_GRACE:g} s past the deadline: stopped from outside the engine"
-                return [*records, *unanswered(records, database_count(job), why), {"t": "done"}], True
-            lock.wait(remaining)
-    thread.join()
-    return records, False
+
+def watched(job: dict[str, Any], jobdir: str) -> tuple[list[dict[str, Any]], bool]:
+    """The job's records, and whether its engine stalled (then the engine thread is left
+    inside SQLite, and this process must take no further job).
+
+    One long-lived engine thread per runner: starting a thread per job cost ~2 ms on a
+    loaded machine, a hand-over to a waiting one a few microseconds."""
+    if not _engine:
+        _engine.append(threading.Thread(target=_serve_jobs, name="sql-engine", daemon=True))
+        _engine[0].start()
+    limits = job["limits"]
+    watch = _Watch(time.monotonic() + min(limits["task_ms"], limits["test_ms"]) / 1000)  # no deadline is earlier
+    _jobs.put((job, jobdir, watch))
+    while True:
+        try:
+            _done.get(timeout=max(watch.deadline + STALL_GRACE - time.monotonic(), 0))
+            return watch.records, False
+        except queue.Empty:
+            if time.monotonic() < watch.deadline + STALL_GRACE:
+                continue  # the engine moved on to a later database: its deadline is later
+        with watch.lock:
+            watch.abandoned = True
+            records = list(watch.records)
+        why = f"one engine step ran {STALL_GRACE:g} s past the deadline: stopped from outside the engine"
+        return [*records, *unanswered(records, database_count(job), why), {"t": "done"}], True
 
 
 def run(
