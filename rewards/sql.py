@@ -240,8 +240,12 @@ class _Table:
     rows: list[Row]
     width: int
     truncated: bool
-    # per column, whether its numbers compare with the tolerance (a gold table's notion)
-    tolerant: tuple[bool, ...] = ()
+
+    @cached_property
+    def tolerant(self) -> tuple[bool, ...]:
+        """Per column, whether its numbers compare with the tolerance: it holds a float
+        (a gold table's notion; a candidate's numbers are seen the gold's way)."""
+        return tuple(float in set(map(type, column)) for column in self.columns)
 
     @cached_property
     def columns(self) -> list[Row]:
@@ -265,7 +269,7 @@ class _Table:
     def part(self, start: int, end: int) -> _Table:
         if (start, end) == (0, len(self.rows)):
             return self
-        return _Table(self.names, self.rows[start:end], self.width, self.truncated, self.tolerant)
+        return _Table(self.names, self.rows[start:end], self.width, self.truncated)
 
 
 def _exact_cell(cell: Any) -> Any:
@@ -292,8 +296,11 @@ def _gold_table(result: ResultSet) -> _Table | None:
     table = _table(result)
     if table is None:
         return None
-    tolerant = tuple(any(type(cell) is float for cell in column) for column in table.columns)
-    return _Table(table.names, _as_gold(table.rows, tolerant), table.width, table.truncated, tolerant)
+    # an exact column holds no float; only a tolerant column's integers need converting
+    pairs = zip(table.tolerant, table.columns, strict=True)
+    if any(loose and int in set(map(type, column)) for loose, column in pairs):
+        return _Table(table.names, _as_gold(table.rows, table.tolerant), table.width, table.truncated)
+    return table
 
 
 def _as_gold(rows: Iterable[Row], tolerant: tuple[bool, ...]) -> list[Row]:
@@ -344,7 +351,7 @@ def _segments(gold: _Table, sort: SortKeys, tol: _Tol) -> list[_Segment] | None:
             continue
         lo, hi = max(first, start), min(i, start + n)
         if lo < hi:
-            pool = _Table(gold.names, rows[first:i], gold.width, False, gold.tolerant)
+            pool = _Table(gold.names, rows[first:i], gold.width, False)
             segments.append(_Segment(lo - start, hi - start, pool, first >= start and i <= start + n))
         first = i
     if all(s.end - s.start == 1 and len(s.pool.rows) == 1 for s in segments):
@@ -664,16 +671,21 @@ def _align(
         return parts[key]
 
     if strict:
+        gcols, vcols = gold.columns, [view.columns for view in views]
 
         def compatible(i: int, cid: int) -> bool:
-            column = views[i].columns[reps[cid]]
-            return all(_cells_equal(c, g, tol) for c, g in zip(column, gold.columns[i], strict=True))
+            return all(_cells_equal(c, g, tol) for c, g in zip(vcols[i][reps[cid]], gcols[i], strict=True))
 
     else:
+        wanted = [group.pool.profiles for group in groups]
+        had: dict[tuple[bool, int], list[_Column]] = {}
 
         def compatible(i: int, cid: int) -> bool:
             for s, group in enumerate(groups):
-                want, have = group.pool.profiles[i], part(i, s).profiles[reps[cid]]
+                key = (gold.tolerant[i], s)
+                if key not in had:
+                    had[key] = part(i, s).profiles
+                want, have = wanted[s][i], had[key][reps[cid]]
                 if group.exact and not _same_values(want, have, tol):
                     return False
                 if not group.exact and _column_overlap(want, have, tol) != group.end - group.start:
