@@ -147,3 +147,14 @@ def test_type_exact_counts_ties_and_json_on_duckdb(duck_client):
         )
     )
     assert (status_name(json), json.score) == ("PASSED", 1.0), json.message
+
+
+def test_an_engine_step_past_its_deadline_is_a_timeout(duck_client):
+    # one regexp_replace over a 40 MB string: DuckDB sees its interrupt only seconds later
+    task = duck_task("stall", "SELECT length(regexp_replace(repeat('a', 40000000), 'a', 'bb', 'g'))")
+    task.limits.CopyFrom(limits(test_ms=1000, task_ms=3000))
+    result = duck_client.score(task)
+    assert (status_name(result), result.score) == ("TIMEOUT", 0.0), result.message
+    assert result.timings.total_ms < 3000, result.timings  # the runner's deadline, not the engine's
+    right = duck_client.score(duck_task("after", GOLD))
+    assert status_name(right) == "PASSED", right.message
