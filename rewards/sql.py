@@ -645,6 +645,13 @@ def _classes(columns: list[Row]) -> tuple[list[list[int]], list[int]]:
     return members, class_of
 
 
+def _group_holds(rows: list[Row], group: _Segment, tol: _Tol) -> bool:
+    """Whether these candidate rows (the group's positions) are rows of the group's pool."""
+    if group.exact and len(rows) == 1:
+        return all(_cells_equal(a, b, tol) for a, b in zip(rows[0], group.pool.rows[0], strict=True))
+    return _max_matching(rows, group.pool.rows, tol) == len(rows)
+
+
 def _align(
     cand: _Table, gold: _Table, order_matters: bool, tol: _Tol, segments: list[_Segment] | None = None
 ) -> tuple[int, ...] | None:
@@ -679,9 +686,18 @@ def _align(
     else:
         wanted = [group.pool.profiles for group in groups]
         had: dict[tuple[bool, int], list[_Column]] = {}
+        # with every group whole, the column's values overall must be the gold's: a cheap
+        # first test that spares most wrong pairs the walk through the groups
+        whole = len(groups) > 1 and all(group.exact for group in groups)
 
         def compatible(i: int, cid: int) -> bool:
+            if whole and not _same_values(gold.profiles[i], views[i].profiles[reps[cid]], tol):
+                return False
             for s, group in enumerate(groups):
+                if group.exact and group.end - group.start == 1:  # a row alone: compare cells
+                    if not _cells_equal(views[i].rows[group.start][reps[cid]], group.pool.rows[0][i], tol):
+                        return False
+                    continue
                 key = (gold.tolerant[i], s)
                 if key not in had:
                     had[key] = part(i, s).profiles
@@ -715,7 +731,7 @@ def _align(
     def rows_match(choice: dict[int, int]) -> bool:
         perm = permutation(choice)
         projected = [tuple(views[i].rows[r][perm[i]] for i in range(k)) for r in range(n)]
-        return all(_max_matching(projected[g.start : g.end], g.pool.rows, tol) == g.end - g.start for g in groups)
+        return all(_group_holds(projected[g.start : g.end], g, tol) for g in groups)
 
     pair_memo: dict[tuple[int, int, int, int], bool] = {}
 
@@ -723,12 +739,16 @@ def _align(
         key = (i, cid, i2, cid2)
         if key not in pair_memo:
             pair_memo[key] = all(
-                _max_matching(
+                _group_holds(
                     list(zip(part(i, s).columns[reps[cid]], part(i2, s).columns[reps[cid2]], strict=True)),
-                    list(zip(g.pool.columns[i], g.pool.columns[i2], strict=True)),
+                    _Segment(
+                        g.start,
+                        g.end,
+                        _Table(("a", "b"), list(zip(g.pool.columns[i], g.pool.columns[i2], strict=True)), 2, False),
+                        g.exact,
+                    ),
                     tol,
                 )
-                == g.end - g.start
                 for s, g in enumerate(groups)
             )
         return pair_memo[key]
