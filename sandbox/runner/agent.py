@@ -371,15 +371,26 @@ def _judge_here(settings: Settings, job: dict[str, Any], jobdir: str) -> tuple[s
     return "closed", b"".join(records)
 
 
-def _run_sql(settings: Settings, job: dict[str, Any], jobdir: str) -> tuple[bytes, bool]:
-    """SQL jobs run in this process: the query is data for SQLite, walled in by SQLite itself.
-    Returns the report and whether the engine stalled (this process then takes no other job)."""
+def _run_sql(settings: Settings, job: dict[str, Any], jobdir: str) -> bytes:
+    """SQL jobs run in this process: the query is data for SQLite, walled in by SQLite itself."""
     import sqlrun  # only workers that see SQL pay for the module
 
     if job.get("engine") == "duckdb":
-        return _run_duckdb(settings, job, jobdir), False
-    records, stalled = sqlrun.watched(job, jobdir)
-    return b"".join(framing.pack(r) for r in records), stalled
+        return _run_duckdb(settings, job, jobdir)
+    started = time.monotonic()
+
+    def answer(records: list[dict[str, Any]]) -> None:
+        """The engine stalled inside one step: the watchdog's thread replies for the job (the
+        main thread is stuck in SQLite), marked for the pool to replace this worker, and
+        ends the process, whose engine no other job may share."""
+        try:
+            elapsed = round((time.monotonic() - started) * 1000, 3)
+            meta = {"ending": "closed", "leftover_processes": 0, "elapsed_ms": elapsed, "recycle": True}
+            _send_reply(_protocol[0], meta, b"".join(framing.pack(r) for r in records))
+        finally:
+            os._exit(0)
+
+    return b"".join(framing.pack(r) for r in sqlrun.watched(job, jobdir, answer))
 
 
 def _run_duckdb(settings: Settings, job: dict[str, Any], jobdir: str) -> bytes:
@@ -440,6 +451,16 @@ def _run_duckdb(settings: Settings, job: dict[str, Any], jobdir: str) -> bytes:
     elif ending == "garbled":
         records.append({"t": "judge_error", "error": "the DuckDB child's report is not frames"})
     return b"".join(framing.pack(r) for r in records)
+
+
+_protocol: list[int] = []  # the reply stream, for the SQL watchdog's reply (main sets it)
+
+
+def _send_reply(fd: int, meta: dict[str, Any], body: bytes | memoryview) -> None:
+    framing.write(fd, meta)
+    os.write(fd, framing.HEADER.pack(len(body)))
+    while body:
+        body = body[os.write(fd, body) :]
 
 
 def _collect(fd: int, deadline: float) -> tuple[str, bytes]:
@@ -574,7 +595,6 @@ def run_job(
     ipc: SysvIpc | None = None,
 ) -> tuple[dict[str, Any], Any]:
     started = time.monotonic()
-    stalled = False  # an SQL engine still runs on an abandoned thread of this process
     jobdir = os.path.join(settings.workdir, "job")
     os.mkdir(jobdir, 0o700)
     if settings.job_uid is not None:
@@ -598,8 +618,7 @@ def run_job(
     elif job["mode"] == "sql":
         secret.read_frame(0)  # always sent; empty for SQL
         secret.wipe()
-        body, stalled = _run_sql(settings, job, jobdir)
-        ending, helpers = "closed", set()
+        ending, body, helpers = "closed", _run_sql(settings, job, jobdir), set()
     else:
         secret.read_frame(0)  # always sent; empty for these modes
         secret.wipe()
@@ -617,8 +636,6 @@ def run_job(
     kills = oom.since_last() if oom is not None else None
     if kills is not None:
         meta["oom_kills"] = kills
-    if stalled:
-        meta["recycle"] = True
     return meta, body
 
 
@@ -671,6 +688,7 @@ def main() -> None:
     if settings.triton is not None:
         _preload_triton(settings.triton, jobdir)
     protocol_out = os.dup(1)
+    _protocol.append(protocol_out)
     os.dup2(2, 1)  # a stray print must never corrupt the protocol stream
     secret, report = Buffer(_MAX_JOB), Buffer(_MAX_REPORT)
     oom, ipc = OomCounter(), SysvIpc()
@@ -684,13 +702,8 @@ def main() -> None:
             return  # the service hung up
         os.write(protocol_out, _ACK)  # before any of the job runs: a failure after it may be the job's
         meta, body = run_job(settings, job, secret, report, oom, ipc)
-        framing.write(protocol_out, meta)
-        os.write(protocol_out, framing.HEADER.pack(len(body)))
-        while body:
-            body = body[os.write(protocol_out, body) :]
+        _send_reply(protocol_out, meta, body)
         report.wipe()
-        if meta.get("recycle"):
-            os._exit(0)  # a job's engine still runs on a thread here: no other job may share it
 
 
 if __name__ == "__main__":
