@@ -12,15 +12,27 @@ every rule below closes one:
   identical columns as interchangeable so ``SELECT a, a, a`` costs nothing extra.
 * Rows are a multiset (duplicates count: a missing DISTINCT is wrong) unless the task
   says order matters, then a sequence.
-* Numbers compare with a tolerance, ``|a-b| <= max(rel_tol*max(|a|,|b|), abs_tol)``, and
-  that is folded into the multiset logic exactly: rows are bucketed by runs of mutually
+* The gold's column types decide how numbers compare. A gold column of integers
+  (integers, booleans, Decimals without a fractional scale: COUNT, SUM of integers, ids)
+  compares value-exactly: the candidate's 3 or 3.0 is 3, its 3.003 is not, whatever the
+  tolerance (``COUNT(*) + 0.003`` must not pass for a count). A gold column holding a
+  float (or a Decimal with a fractional scale: PostgreSQL's AVG and numeric(p, s)) is a
+  float column: its numbers, integers included, compare with the tolerance,
+  ``|a-b| <= max(rel_tol*max(|a|,|b|), abs_tol)``, so an average that is integral on one
+  engine and one ulp off in the candidate's arithmetic still matches. The tolerance is
+  folded into the multiset logic exactly: rows are bucketed by runs of mutually
   reachable values (so two values either side of a rounding boundary still meet) and
-  matched by maximum bipartite matching, not by sorting or rounding. Two integers
-  compare exactly (a count off by one is wrong however large the count); an integer and
-  a float (or Decimal) compare with the tolerance.
+  matched by maximum bipartite matching, not by sorting or rounding.
 * NULL equals NULL (these are results, not SQL predicates); True equals 1 (SQLite has
-  no booleans); 3 equals 3.0; '1' never equals 1 and str never equals bytes; NaN
-  equals NaN; -0.0 equals 0.0.
+  no booleans); '1' never equals 1 and str never equals bytes; NaN equals NaN; -0.0
+  equals 0.0.
+* Under the gold's ORDER BY, rows whose sort keys are equal may come in any order:
+  given the gold's sort keys (``SortKeys``, derived on the trusted side by
+  ``sandbox/sql/order.py``) the rows form tie groups, and the candidate's rows must
+  hold each group's rows at that group's positions, in any order among themselves.
+  A group cut by the gold's LIMIT (or OFFSET) may be filled with any of its rows.
+  Without sort keys, or with keys that do not describe the gold's rows, the order is
+  the gold's, strictly: never more credit than the keys prove.
 * An error is never an empty result, and a truncated result (the fetch cap was hit)
   never matches: we did not see the whole answer.
 * Empty results prove nothing: a query that always returns no rows "matches" every
@@ -48,7 +60,7 @@ from rewards.model import Finding, Severity, Status, TestResult, Verdict, dedupe
 _NAN = ("$float", "nan")
 _INF = ("$float", "inf")
 _NEG_INF = ("$float", "-inf")
-# Integral Decimals below this become ints (exact against other ints); bigger ones floats.
+# Decimals without a fractional scale below this become ints (exact); others floats.
 _DECIMAL_INT_LIMIT = 2**63
 # Linking values into buckets uses a slightly wider tolerance than the final check, so
 # float rounding in the tolerance formula can never split two values that do match.
@@ -79,6 +91,20 @@ class ResultSet:
 
 
 @dataclass(frozen=True)
+class SortKeys:
+    """The gold's rows in an order its ORDER BY allows, with each row's sort-key values.
+
+    ``rows`` has the gold's columns; the gold's own rows are ``rows[offset:offset+n]``.
+    Rows past them (a LIMIT's cut-off) and before them (an OFFSET) say which rows tie
+    with the first and last of the gold's; only rows next to a cut need to be there.
+    """
+
+    rows: tuple[tuple[Any, ...], ...]
+    keys: tuple[tuple[Any, ...], ...]
+    offset: int = 0
+
+
+@dataclass(frozen=True)
 class Execution:
     """One query on one database variant."""
 
@@ -103,8 +129,9 @@ class SqlWeights:
 def normalise_cell(value: Any, *, float_digits: int | None = None) -> Any:
     """Map a fetched cell onto the few values comparison understands.
 
-    bool becomes int; a Decimal becomes an int when integral (so it stays exact against
-    integer counts) and a float otherwise; -0.0 becomes 0.0; NaN and infinities become
+    bool becomes int; a Decimal without a fractional scale (Decimal("15"), SUM of a
+    bigint) becomes an int, one with a scale (Decimal("2.50"), AVG) a float, as its SQL
+    type says; -0.0 becomes 0.0; NaN and infinities become
     tokens that equal only themselves; bytes-likes become bytes. A type outside the
     contract (a list, an undecodable value) fails closed: it equals nothing, not itself.
     ``float_digits`` rounds finite floats to that many significant digits: a coarse key
@@ -123,7 +150,8 @@ def normalise_cell(value: Any, *, float_digits: int | None = None) -> Any:
             return _NAN
         if value.is_infinite():
             return _NEG_INF if value.is_signed() else _INF
-        if value == value.to_integral_value() and value.copy_abs() < _DECIMAL_INT_LIMIT:
+        exponent = value.as_tuple().exponent
+        if isinstance(exponent, int) and exponent >= 0 and value.copy_abs() < _DECIMAL_INT_LIMIT:
             return int(value)
         return _normalise_float(float(value), float_digits)
     if kind is bytes or kind is bytearray or kind is memoryview:
@@ -214,12 +242,42 @@ class _Table:
     truncated: bool
 
     @cached_property
+    def tolerant(self) -> tuple[bool, ...]:
+        """Per column, whether its numbers compare with the tolerance: it holds a float
+        (a gold table's notion; a candidate's numbers are seen the gold's way)."""
+        return tuple(float in set(map(type, column)) for column in self.columns)
+
+    @cached_property
     def columns(self) -> list[Row]:
         return [tuple(row[i] for row in self.rows) for i in range(self.width)]
 
     @cached_property
     def profiles(self) -> list[_Column]:
         return [_Column(column) for column in self.columns]
+
+    @cached_property
+    def _exact_view(self) -> _Table:
+        if not any(type(cell) is float for row in self.rows for cell in row):
+            return self
+        rows = [tuple(map(_exact_cell, row)) for row in self.rows]
+        return _Table(self.names, rows, self.width, self.truncated)
+
+    def view(self, tolerant: bool) -> _Table:
+        """This (candidate) table as a gold column of that kind sees it."""
+        return self if tolerant else self._exact_view
+
+    def part(self, start: int, end: int) -> _Table:
+        if (start, end) == (0, len(self.rows)):
+            return self
+        return _Table(self.names, self.rows[start:end], self.width, self.truncated)
+
+
+def _exact_cell(cell: Any) -> Any:
+    """A candidate cell against a gold integer column: an integral float is that integer,
+    any other float a token equal to no integer (3.0 is 3; 3.003 is nothing there)."""
+    if type(cell) is float:
+        return int(cell) if cell.is_integer() else ("$inexact", cell)
+    return cell
 
 
 def _table(result: ResultSet) -> _Table | None:
@@ -231,6 +289,76 @@ def _table(result: ResultSet) -> _Table | None:
             return None
         rows.append(tuple(normalise_cell(cell) for cell in row))
     return _Table(tuple(str(name) for name in result.columns), rows, width, bool(result.truncated))
+
+
+def _gold_table(result: ResultSet) -> _Table | None:
+    """A gold result, its column kinds decided: a column with a float in it is tolerant."""
+    table = _table(result)
+    if table is None:
+        return None
+    # an exact column holds no float; only a tolerant column's integers need converting
+    pairs = zip(table.tolerant, table.columns, strict=True)
+    if any(loose and int in set(map(type, column)) for loose, column in pairs):
+        return _Table(table.names, _as_gold(table.rows, table.tolerant), table.width, table.truncated)
+    return table
+
+
+def _as_gold(rows: Iterable[Row], tolerant: tuple[bool, ...]) -> list[Row]:
+    """Normalised gold rows in the given column kinds: a tolerant column's integers become
+    floats (they compare with the tolerance too), an exact column's floats are seen as
+    exact numbers."""
+    out = []
+    for row in rows:
+        cells = []
+        for cell, loose in zip(row, tolerant, strict=True):
+            if loose and type(cell) is int:
+                value = _to_float(cell)
+                cells.append(cell if value is None else value)
+            else:
+                cells.append(cell if loose else _exact_cell(cell))
+        out.append(tuple(cells))
+    return out
+
+
+# ---------------------------------------------------------------- order with ties
+
+
+@dataclass(frozen=True)
+class _Segment:
+    """Candidate rows [start, end) must be rows of ``pool``: all of them when ``exact``
+    (a whole tie group), else any of them (a group cut by LIMIT or OFFSET)."""
+
+    start: int
+    end: int
+    pool: _Table
+    exact: bool
+
+
+def _segments(gold: _Table, sort: SortKeys, tol: _Tol) -> list[_Segment] | None:
+    """The tie groups of the gold's rows, or None when they do not describe the gold (then
+    the order is strict) or when no two of its rows tie (strict is the same, and faster)."""
+    n, start = len(gold.rows), sort.offset
+    if len(sort.keys) != len(sort.rows) or start < 0 or len(sort.rows) < start + n:
+        return None
+    if any(len(row) != gold.width for row in sort.rows):
+        return None
+    rows = _as_gold((tuple(map(normalise_cell, row)) for row in sort.rows), gold.tolerant)
+    keys = [tuple(map(normalise_cell, key)) for key in sort.keys]
+    segments = []
+    first = 0
+    for i in range(1, len(rows) + 1):
+        if i < len(rows) and keys[i] == keys[first]:
+            continue
+        lo, hi = max(first, start), min(i, start + n)
+        if lo < hi:
+            pool = _Table(gold.names, rows[first:i], gold.width, False)
+            segments.append(_Segment(lo - start, hi - start, pool, first >= start and i <= start + n))
+        first = i
+    if all(s.end - s.start == 1 and len(s.pool.rows) == 1 for s in segments):
+        return None
+    if not all(_max_matching(gold.rows[s.start : s.end], s.pool.rows, tol) == s.end - s.start for s in segments):
+        return None  # the gold's own rows break these groups: the keys are not the gold's
+    return segments
 
 
 # ---------------------------------------------------------------- multiset matching
@@ -517,29 +645,68 @@ def _classes(columns: list[Row]) -> tuple[list[list[int]], list[int]]:
     return members, class_of
 
 
-def _align(cand: _Table, gold: _Table, order_matters: bool, tol: _Tol) -> tuple[int, ...] | None:
+def _group_holds(rows: list[Row], group: _Segment, tol: _Tol) -> bool:
+    """Whether these candidate rows (the group's positions) are rows of the group's pool."""
+    if group.exact and len(rows) == 1:
+        return all(_cells_equal(a, b, tol) for a, b in zip(rows[0], group.pool.rows[0], strict=True))
+    return _max_matching(rows, group.pool.rows, tol) == len(rows)
+
+
+def _align(
+    cand: _Table, gold: _Table, order_matters: bool, tol: _Tol, segments: list[_Segment] | None = None
+) -> tuple[int, ...] | None:
     """A permutation p (gold column i = candidate column p[i]) under which the rows match,
-    or None."""
+    or None. Rows are a multiset unless ``order_matters``: then a sequence, strictly
+    without ``segments``, else one multiset per tie group at its positions."""
     k, n = gold.width, len(gold.rows)
     if cand.width != k or len(cand.rows) != n:
         return None
     if n == 0:
         return tuple(range(k))
-    gcols, ccols = gold.columns, cand.columns
-    members, _ = _classes(ccols)
-    _, gold_class = _classes(gcols)
+    members, _ = _classes(cand.columns)
+    _, gold_class = _classes(gold.columns)
     reps = [m[0] for m in members]
+    views = [cand.view(loose) for loose in gold.tolerant]  # candidate cells as gold column i sees them
+    strict = order_matters and segments is None
+    groups = [_Segment(0, n, gold, True)] if not order_matters or segments is None else segments
+    parts: dict[tuple[bool, int], _Table] = {}
 
-    if order_matters:
+    def part(i: int, s: int) -> _Table:
+        key = (gold.tolerant[i], s)
+        if key not in parts:
+            parts[key] = views[i].part(groups[s].start, groups[s].end)
+        return parts[key]
+
+    if strict:
+        gcols, vcols = gold.columns, [view.columns for view in views]
 
         def compatible(i: int, cid: int) -> bool:
-            return all(_cells_equal(c, g, tol) for c, g in zip(ccols[reps[cid]], gcols[i], strict=True))
+            return all(_cells_equal(c, g, tol) for c, g in zip(vcols[i][reps[cid]], gcols[i], strict=True))
 
     else:
-        gprof, cprof = gold.profiles, cand.profiles
+        wanted = [group.pool.profiles for group in groups]
+        had: dict[tuple[bool, int], list[_Column]] = {}
+        # with every group whole, the column's values overall must be the gold's: a cheap
+        # first test that spares most wrong pairs the walk through the groups
+        whole = len(groups) > 1 and all(group.exact for group in groups)
 
         def compatible(i: int, cid: int) -> bool:
-            return _same_values(gprof[i], cprof[reps[cid]], tol)
+            if whole and not _same_values(gold.profiles[i], views[i].profiles[reps[cid]], tol):
+                return False
+            for s, group in enumerate(groups):
+                if group.exact and group.end - group.start == 1:  # a row alone: compare cells
+                    if not _cells_equal(views[i].rows[group.start][reps[cid]], group.pool.rows[0][i], tol):
+                        return False
+                    continue
+                key = (gold.tolerant[i], s)
+                if key not in had:
+                    had[key] = part(i, s).profiles
+                want, have = wanted[s][i], had[key][reps[cid]]
+                if group.exact and not _same_values(want, have, tol):
+                    return False
+                if not group.exact and _column_overlap(want, have, tol) != group.end - group.start:
+                    return False
+            return True
 
     lowered = [name.lower() for name in cand.names]
 
@@ -558,22 +725,32 @@ def _align(cand: _Table, gold: _Table, order_matters: bool, tol: _Tol) -> tuple[
         pools = [list(m) for m in members]
         return tuple(pools[choice[i]].pop(0) for i in range(k))
 
-    if order_matters:  # every column equal elementwise means every row equal
+    if strict:  # every column equal elementwise means every row equal
         return permutation(_assignment(options, [len(m) for m in members]))
 
     def rows_match(choice: dict[int, int]) -> bool:
         perm = permutation(choice)
-        projected = [tuple(row[j] for j in perm) for row in cand.rows]
-        return _max_matching(projected, gold.rows, tol) == n
+        projected = [tuple(views[i].rows[r][perm[i]] for i in range(k)) for r in range(n)]
+        return all(_group_holds(projected[g.start : g.end], g, tol) for g in groups)
 
     pair_memo: dict[tuple[int, int, int, int], bool] = {}
 
     def pair_ok(i: int, cid: int, i2: int, cid2: int) -> bool:
         key = (i, cid, i2, cid2)
         if key not in pair_memo:
-            c_pairs = list(zip(ccols[reps[cid]], ccols[reps[cid2]], strict=True))
-            g_pairs = list(zip(gcols[i], gcols[i2], strict=True))
-            pair_memo[key] = _max_matching(c_pairs, g_pairs, tol) == n
+            pair_memo[key] = all(
+                _group_holds(
+                    list(zip(part(i, s).columns[reps[cid]], part(i2, s).columns[reps[cid2]], strict=True)),
+                    _Segment(
+                        g.start,
+                        g.end,
+                        _Table(("a", "b"), list(zip(g.pool.columns[i], g.pool.columns[i2], strict=True)), 2, False),
+                        g.exact,
+                    ),
+                    tol,
+                )
+                for s, g in enumerate(groups)
+            )
         return pair_memo[key]
 
     remaining = [len(m) for m in members]
@@ -658,17 +835,20 @@ def results_match(
     order_matters: bool,
     rel_tol: float = DEFAULT_REL_TOL,
     abs_tol: float = DEFAULT_ABS_TOL,
+    sort_keys: SortKeys | None = None,
 ) -> bool:
-    """Whether the candidate's result is the gold answer, up to column order and names.
+    """Whether the candidate's result is the gold answer, up to column order and names
+    (and, when order matters and the gold's ``sort_keys`` are known, up to ties).
 
     Two empty results of the same width match (the caller decides what that proves);
     a truncated result or a malformed one (row width != header width) never matches.
     """
     tol = _Tol(rel_tol, abs_tol)
-    cand, want = _table(candidate), _table(gold)
+    cand, want = _table(candidate), _gold_table(gold)
     if cand is None or want is None or cand.truncated or want.truncated:
         return False
-    return _align(cand, want, order_matters, tol) is not None
+    segments = _segments(want, sort_keys, tol) if order_matters and sort_keys is not None else None
+    return _align(cand, want, order_matters, tol, segments) is not None
 
 
 @dataclass(frozen=True)
@@ -685,9 +865,10 @@ def _overlap(cand: _Table, gold: _Table, tol: _Tol, blowup_factor: float) -> _Ov
         return _Overlap()
     if n_c > blowup_factor * n_g:
         return _Overlap(blown_up=True)
+    views = [cand.view(loose) for loose in gold.tolerant]
     sims = []
     for i, g in enumerate(gold.profiles):
-        for j, c in enumerate(cand.profiles):
+        for j, c in enumerate(views[i].profiles):
             shared = _column_overlap(g, c, tol)
             if shared:
                 sims.append((2 * shared / (n_c + n_g), i, j))
@@ -705,7 +886,7 @@ def _overlap(cand: _Table, gold: _Table, tol: _Tol, blowup_factor: float) -> _Ov
     col_f1 = 2 * total / (gold.width + cand.width)
     if len(perm) < gold.width:  # a gold column the candidate lacks: no gold row is present
         return _Overlap(0.0, col_f1)
-    projected = [tuple(row[perm[i]] for i in range(gold.width)) for row in cand.rows]
+    projected = [tuple(views[i].rows[r][perm[i]] for i in range(gold.width)) for r in range(n_c)]
     matched = _max_matching(projected, gold.rows, tol)
     return _Overlap(2 * matched / (n_c + n_g), col_f1, matched)
 
@@ -730,7 +911,7 @@ def partial_f1(
     must not earn recall).
     """
     tol = _Tol(rel_tol, abs_tol)
-    cand, want = _table(candidate), _table(gold)
+    cand, want = _table(candidate), _gold_table(gold)
     if cand is None or want is None:
         return 0.0, 0.0
     overlap = _overlap(cand, want, tol, blowup_factor)
@@ -794,7 +975,14 @@ def _explain(cand: _Table, gold: _Table, overlap: _Overlap, order_matters: bool,
     return "rows are right but in the wrong order" if order_matters else "values differ"
 
 
-def _judge(execution: Execution, gold: _Table, order_matters: bool, tol: _Tol, blowup_factor: float) -> _Outcome:
+def _judge(
+    execution: Execution,
+    gold: _Table,
+    order_matters: bool,
+    tol: _Tol,
+    blowup_factor: float,
+    segments: list[_Segment] | None = None,
+) -> _Outcome:
     if execution.kind != "ok" or execution.result is None:
         status, message = _execution_failure(execution)
         return _Outcome(False, status, False, message)
@@ -804,7 +992,7 @@ def _judge(execution: Execution, gold: _Table, order_matters: bool, tol: _Tol, b
     if cand.truncated:
         message = f"result truncated at {len(cand.rows)} rows: not compared"
         return _Outcome(False, Status.OUTPUT_LIMIT, False, message, cand, _Overlap())
-    if _align(cand, gold, order_matters, tol) is not None:
+    if _align(cand, gold, order_matters, tol, segments) is not None:
         return _Outcome(True, Status.PASSED, True, "" if gold.rows else "both empty: proves nothing", cand)
     overlap = _overlap(cand, gold, tol, blowup_factor)
     message = _explain(cand, gold, overlap, order_matters, blowup_factor)
@@ -821,6 +1009,7 @@ def score_sql(
     weights: SqlWeights,
     findings: list[Finding],
     reads_no_table: bool = False,
+    sort_keys: Sequence[SortKeys | None] = (),
 ) -> Verdict:
     """Score one query run on every database variant (``candidate[i]`` ran on the database
     whose gold answer is ``gold[i]``; #0 is the base).
@@ -838,7 +1027,9 @@ def score_sql(
     * right everywhere: PASSED, ``full``; but when every gold result is empty nothing was
       proved, so FAILED at ``base_only`` with an ``uninformative_gold`` finding.
 
-    The reference is the base unless its gold result is empty (see the module docstring).
+    ``sort_keys[i]``, where given, are the gold's sort keys on database i: ties may then
+    be permuted. The reference is the base unless its gold result is empty (see the module
+    docstring).
     Gold results that are missing, truncated or malformed make the task unjudgeable:
     SANDBOX_ERROR, score 0.
 
@@ -854,14 +1045,20 @@ def score_sql(
         return Verdict(Status.SANDBOX_ERROR, 0.0, message=str(exc))
     if not gold or len(candidate) != len(gold):
         return Verdict(Status.SANDBOX_ERROR, 0.0, message=f"{len(candidate)} executions for {len(gold)} gold results")
-    wants = [_table(g) for g in gold]
+    wants = [_gold_table(g) for g in gold]
     for i, want in enumerate(wants):
         if want is None or want.truncated:
             why = "malformed" if want is None else "truncated"
             return Verdict(Status.SANDBOX_ERROR, 0.0, message=f"gold result for {_db_name(i)} is {why}")
     golds = [w for w in wants if w is not None]
 
-    outcomes = [_judge(e, g, order_matters, tol, weights.blowup_factor) for e, g in zip(candidate, golds, strict=True)]
+    keys = list(sort_keys)[: len(golds)] if order_matters else []
+    ties = [_segments(g, k, tol) if k is not None else None for g, k in zip(golds, keys, strict=False)]
+    ties += [None] * (len(golds) - len(ties))
+    outcomes = [
+        _judge(e, g, order_matters, tol, weights.blowup_factor, t)
+        for e, g, t in zip(candidate, golds, ties, strict=True)
+    ]
     tests = [TestResult(i, o.matched, o.status, _db_name(i), o.message) for i, o in enumerate(outcomes)]
     findings = list(findings)
     empty = [i for i, o in enumerate(outcomes) if o.cand is not None and not o.cand.rows and not o.cand.truncated]

@@ -223,7 +223,8 @@ class WorkerPool:
             self.stats.jobs_completed += 1
             if not job.future.done():
                 job.future.set_result(reply)
-            if worker.jobs_done >= self.max_jobs or reply.meta.get("leftover_processes"):
+            # "recycle": the runner answered but cannot take another job (an SQL engine stalled)
+            if worker.jobs_done >= self.max_jobs or reply.meta.get("leftover_processes") or reply.meta.get("recycle"):
                 self.stats.workers_recycled += 1
                 worker = await self._fresh_worker(slot)
             return worker

@@ -15,7 +15,7 @@ from sandbox.embedded import EmbeddedServer
 from sandbox.sql.plan import SqlContext
 from sandbox.sql.registry import Registry
 from tests.conftest import make_backend
-from tests.helpers import finding_codes, limits, status_name
+from tests.helpers import finding_codes, limits, status_name, wait_for
 from tests.sql_data import build_company, inline_database
 from trainer_plugin.client import SandboxClient
 
@@ -261,3 +261,92 @@ def test_order_by_with_limit(sql_client):
     assert status_name(no_limit) == "FAILED" and 0.1 <= no_limit.score < 0.5
     wrong_end = sql_client.score(sql_task("limit-asc", gold.replace("DESC", "ASC"), gold))
     assert status_name(wrong_end) == "FAILED"
+
+
+# ---------------------------------------------------------------- issue 11: comparison, order, JSON, stalls
+
+
+def test_a_float_offset_cannot_pass_for_an_integer_count(sql_client):
+    cheat = "SELECT dept, COUNT(*) + 0.003 FROM employees GROUP BY dept"
+    result = score(sql_client, sql_task("count-offset", cheat, rel_tol=1e-2))
+    assert (status_name(result), result.tests[0].passed) == ("FAILED", False), result.message
+    assert result.score < 0.5
+    honest = score(sql_client, sql_task("count-float", "SELECT dept, COUNT(*) * 1.0 FROM employees GROUP BY dept"))
+    assert (status_name(honest), honest.score) == ("PASSED", 1.0), honest.message  # 2.0 is 2: value-exact
+
+
+# Dee and Eve earn the same (the base and both variants): any order of the two is the answer.
+BY_SALARY = "SELECT name FROM employees WHERE salary IS NOT NULL ORDER BY salary DESC"
+
+
+@pytest.mark.parametrize(
+    "gold",
+    [
+        BY_SALARY,  # the sort key is not an output column
+        BY_SALARY.replace("SELECT name", "SELECT name, salary"),  # it is
+        BY_SALARY + " LIMIT 4",  # the limit cuts the tie on the base and variant 2
+    ],
+)
+def test_a_valid_tie_break_is_right_and_an_invalid_order_is_not(sql_client, gold):
+    for tie_break in (", name", ", name DESC"):  # one of the two differs from the gold's own order
+        query = gold.replace("salary DESC", f"salary DESC{tie_break}")
+        result = score(sql_client, sql_task("tie-break", query, gold))
+        assert (status_name(result), result.score) == ("PASSED", 1.0), (query, result.message)
+    wrong = score(sql_client, sql_task("tie-wrong", gold.replace("DESC", "ASC"), gold))
+    assert status_name(wrong) == "FAILED", wrong.message
+    assert not wrong.tests[0].passed
+
+
+@pytest.mark.parametrize(
+    "completion",
+    [
+        "SELECT json_extract(o, '$.d'), json_extract(o, '$.n') FROM "
+        "(SELECT json_object('d', dept, 'n', COUNT(*)) AS o FROM employees GROUP BY dept)",
+        "SELECT o ->> '$.d', o ->> 'n' FROM (SELECT json_object('d', dept, 'n', COUNT(*)) AS o FROM employees "
+        "GROUP BY dept) WHERE o -> '$.n' IS NOT NULL",
+        "SELECT j.value, COUNT(*) FROM employees e, json_each(json_array(e.dept)) AS j GROUP BY j.value",
+        "SELECT t.atom, COUNT(*) FROM employees e, json_tree(json_object('d', e.dept)) AS t "
+        "WHERE t.type = 'text' GROUP BY t.atom",
+        "SELECT dept, json_array_length(json_group_array(id)) FROM employees GROUP BY dept",
+        "SELECT json_extract(value, '$.d'), json_extract(value, '$.n') FROM json_each(("
+        "SELECT json_group_array(json_object('d', dept, 'n', n)) FROM (SELECT dept, COUNT(*) AS n FROM employees "
+        "GROUP BY dept)))",
+    ],
+)
+def test_read_only_json_queries_are_accepted_and_scored(sql_client, completion):
+    result = score(sql_client, sql_task("json", completion))
+    assert (status_name(result), result.score) == ("PASSED", 1.0), result.message
+
+
+# Eight instr() calls over 1 MB strings: seconds each inside one SQLite VM step, where the
+# progress handler never runs.
+_HAYSTACK = "replace(hex(zeroblob(500000)), '0', 'a')"
+_NEEDLE = "replace(hex(zeroblob(250000)), '0', 'a') || 'b'"
+INSTR_STALL = (
+    "SELECT "
+    + " + ".join(f"instr(h{i}, n)" for i in range(8))
+    + " FROM (SELECT "
+    + ", ".join(f"{_HAYSTACK} || '{i}' AS h{i}" for i in range(8))
+    + f", {_NEEDLE} AS n)"
+)
+
+
+def test_a_stalled_engine_step_is_a_timeout_and_other_tasks_are_unaffected(sql_server, sql_client):
+    stats = sql_server.server.pool.stats
+    lost, failures, recycled = stats.jobs_lost, stats.worker_failures, stats.workers_recycled
+    stall = sql_task("stall", INSTR_STALL)
+    stall.limits.CopyFrom(limits(test_ms=1000, task_ms=6000))
+    honest = [sql_task(f"honest-{i}", GOLD_BY_DEPT) for i in range(6)]
+    results = {r.id: r for r in sql_client.score_batch([stall, *honest])}
+    stalled = results["stall"]
+    assert (status_name(stalled), stalled.score) == ("TIMEOUT", 0.0), stalled.message
+    assert "sandbox_worker_hung" not in finding_codes(stalled)  # the runner answered, not the pool
+    assert stalled.timings.total_ms < 6000  # the per-query deadline held from outside the engine
+    assert all(status_name(results[t.id]) == "PASSED" for t in honest), results
+    assert stats.jobs_lost == lost
+    after = [sql_task(f"after-{i}", GOLD_BY_DEPT) for i in range(4)]
+    assert [status_name(r) for r in sql_client.score_batch(after)] == ["PASSED"] * 4
+    # the stalled worker was replaced (the pool's recycle, not a loss): both are serving again
+    pool = sql_server.server.pool
+    assert wait_for(lambda: pool.live_workers == 2 and pool.stats.busy == 0, 30)
+    assert stats.workers_recycled > recycled and stats.worker_failures == failures

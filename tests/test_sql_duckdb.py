@@ -127,3 +127,34 @@ def test_the_engine_refuses_files_and_writes_even_without_the_gate(duck_dir):
         {"databases": [str(duck_dir / "base.duckdb")], "query": "SELECT COUNT(*) FROM employees", "limits": job_limits}
     )
     assert record["kind"] == "ok" and record["rows"] == [[len(BASE["employees"])]], json.dumps(record)
+
+
+def test_type_exact_counts_ties_and_json_on_duckdb(duck_client):
+    cheat = duck_client.score(
+        duck_task("offset", "SELECT dept, COUNT(*) + 0.003 FROM employees GROUP BY dept", rel_tol=1e-2)
+    )
+    assert status_name(cheat) == "FAILED", cheat.message
+    gold = "SELECT name FROM employees WHERE salary IS NOT NULL ORDER BY salary DESC LIMIT 4"
+    for tie_break in ("name", "name DESC"):  # Dee and Eve tie at the cut-off
+        query = gold.replace("salary DESC", f"salary DESC, {tie_break}")
+        result = duck_client.score(duck_task("tie", query, gold))
+        assert (status_name(result), result.score) == ("PASSED", 1.0), (query, result.message)
+    json = duck_client.score(
+        duck_task(
+            "json",
+            "SELECT o ->> 'd', CAST(o ->> 'n' AS INTEGER) FROM "
+            "(SELECT json_object('d', dept, 'n', COUNT(*)) AS o FROM employees GROUP BY dept)",
+        )
+    )
+    assert (status_name(json), json.score) == ("PASSED", 1.0), json.message
+
+
+def test_an_engine_step_past_its_deadline_is_a_timeout(duck_client):
+    # one regexp_replace over a 40 MB string: DuckDB sees its interrupt only seconds later
+    task = duck_task("stall", "SELECT length(regexp_replace(repeat('a', 40000000), 'a', 'bb', 'g'))")
+    task.limits.CopyFrom(limits(test_ms=1000, task_ms=3000))
+    result = duck_client.score(task)
+    assert (status_name(result), result.score) == ("TIMEOUT", 0.0), result.message
+    assert result.timings.total_ms < 3000, result.timings  # the runner's deadline, not the engine's
+    right = duck_client.score(duck_task("after", GOLD))
+    assert status_name(right) == "PASSED", right.message

@@ -392,3 +392,49 @@ def test_gold_that_does_not_parse_is_a_task_bug(gold):
 )
 def test_projection_kind(dialect, sql, kind):
     assert projection_kind(sql, dialect) == kind
+
+
+# ---------------------------------------------------------------- read-only JSON (issue 11)
+
+JSON_QUERIES = {
+    "sqlite": [
+        "SELECT json_object('a', 1, 'b', json_array(1, 2)), json_group_object(k, v) FROM t",
+        "SELECT j -> '$.a' ->> '$.b', json_extract(j, '$.a[0]', '$.b') FROM t",
+        "SELECT e.key, e.value FROM t, json_each(t.j, '$.a') AS e",
+        "SELECT * FROM json_tree('{\"a\": [1, 2]}')",
+        "SELECT json_set(j, '$.a', 1), json_remove(j, '$.b'), json_patch(j, '{}'), json_valid(j) FROM t",
+    ],
+    "duckdb": [
+        "SELECT json_object('a', 1), json_array(1, 2), json_group_array(a), json_group_object(k, v) FROM t",
+        "SELECT j -> '$.a', j ->> 'b', json_extract_string(j, '$.a'), json_keys(j) FROM t",
+        "SELECT * FROM json_each('{\"a\": 1}')",
+    ],
+    "postgres": [
+        "SELECT json_build_object('a', 1), jsonb_build_array(1, 2), json_object('a': 1 ABSENT ON NULL)",
+        "SELECT j -> 'a', j ->> 'a', j #> '{a,b}', j #>> '{a,b}', j @> '{\"a\": 1}'::jsonb, j ? 'a' FROM t",
+        "SELECT jsonb_agg(a), json_object_agg(k, v), json_arrayagg(a ORDER BY a) FROM t",
+        "SELECT e.key, e.value FROM t, jsonb_each(t.j) AS e",
+        "SELECT JSON_VALUE(j, '$.a' RETURNING int DEFAULT 0 ON ERROR), j IS JSON, JSON_EXISTS(j, '$.a') FROM t",
+        "SELECT * FROM JSON_TABLE(j, '$[*]' COLUMNS (a int PATH '$.a')) AS jt",
+    ],
+}
+
+
+@pytest.mark.parametrize("dialect, sql", [(d, q) for d, queries in JSON_QUERIES.items() for q in queries])
+def test_read_only_json_passes(dialect, sql):
+    result = check_query(sql, dialect)
+    assert result.ok and result.findings == (), result
+
+
+@pytest.mark.parametrize(
+    "dialect, sql",
+    [
+        ("sqlite", "INSERT INTO t SELECT json_object('a', 1)"),
+        ("sqlite", "UPDATE t SET j = json_set(j, '$.a', 1)"),
+        ("postgres", "UPDATE t SET j = jsonb_set(j, '{a}', '1')"),
+        ("duckdb", "CREATE TABLE x AS SELECT json_object('a', 1)"),
+        ("duckdb", "SELECT json_execute_serialized_sql(json_serialize_sql('DROP TABLE t'))"),
+    ],
+)
+def test_json_does_not_open_a_way_to_write(dialect, sql):
+    assert critical_codes(check_query(sql, dialect)), sql

@@ -191,3 +191,24 @@ def test_a_changed_schema_is_detected(pg_dsn):
         finally:
             conn.execute("UPDATE variant1.depts SET budget = budget - 1 WHERE name = 'ops'")
     assert database.changed_files() == []
+
+
+def test_ties_json_and_exact_counts_on_postgres(pg_client):
+    gold = "SELECT name FROM employees WHERE salary IS NOT NULL ORDER BY salary DESC LIMIT 4"
+    for tie_break in ("name", "name DESC"):  # Dee and Eve tie at the cut-off
+        query = gold.replace("salary DESC", f"salary DESC, {tie_break}")
+        result = pg_client.score(pg_task("tie", query, gold))
+        assert (status_name(result), result.score) == ("PASSED", 1.0), (query, result.message)
+    cheat = pg_client.score(
+        pg_task("offset", "SELECT dept, COUNT(*) + 0.003 FROM employees GROUP BY dept", GOLD, rel_tol=1e-2)
+    )
+    assert status_name(cheat) == "FAILED", cheat.message
+    json = pg_client.score(
+        pg_task(
+            "json",
+            "SELECT o ->> 'd', (o ->> 'n')::int FROM "
+            "(SELECT json_build_object('d', dept, 'n', COUNT(*)) AS o FROM employees GROUP BY dept) s",
+            GOLD,
+        )
+    )
+    assert (status_name(json), json.score) == ("PASSED", 1.0), json.message

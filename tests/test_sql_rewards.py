@@ -13,12 +13,14 @@ from rewards.model import Finding, Severity, Status
 from rewards.sql import (
     Execution,
     ResultSet,
+    SortKeys,
     SqlWeights,
     normalise_cell,
     partial_f1,
     results_match,
     score_sql,
 )
+from sandbox.runner.rows import plain
 
 
 def rs(columns: str | tuple[str, ...], *rows: tuple, truncated: bool = False) -> ResultSet:
@@ -30,11 +32,11 @@ def ok(result: ResultSet) -> Execution:
     return Execution(result)
 
 
-def match(cand: ResultSet, gold: ResultSet, order_matters: bool = False, **tol: float) -> bool:
-    return results_match(cand, gold, order_matters=order_matters, **tol)
+def match(cand: ResultSet, gold: ResultSet, order_matters: bool = False, **options) -> bool:
+    return results_match(cand, gold, order_matters=order_matters, **options)
 
 
-def score(cands, golds, *, order_matters=False, findings=(), weights=None, rel_tol=1e-6, abs_tol=1e-9):
+def score(cands, golds, *, order_matters=False, findings=(), weights=None, rel_tol=1e-6, abs_tol=1e-9, sort_keys=()):
     return score_sql(
         list(cands),
         list(golds),
@@ -43,6 +45,7 @@ def score(cands, golds, *, order_matters=False, findings=(), weights=None, rel_t
         abs_tol=abs_tol,
         weights=weights or SqlWeights(),
         findings=list(findings),
+        sort_keys=sort_keys,
     )
 
 
@@ -128,6 +131,80 @@ def test_order_matters_only_when_asked():
     assert verdict.tests[0].message == "rows are right but in the wrong order"
 
 
+# ---------------------------------------------------------------- order with ties
+
+# ORDER BY salary DESC over (name, salary): bob and cy tie, so either order is the answer
+SALARIES = rs("name salary", ("ann", 300), ("bob", 200), ("cy", 200), ("dee", 100))
+SALARY_KEYS = SortKeys(SALARIES.rows, ((300,), (200,), (200,), (100,)))
+
+
+def test_rows_with_equal_sort_keys_may_be_permuted():
+    tie_broken = rs("name salary", ("ann", 300), ("cy", 200), ("bob", 200), ("dee", 100))
+    assert not match(tie_broken, SALARIES, order_matters=True)  # no sort keys: strict order
+    assert match(tie_broken, SALARIES, order_matters=True, sort_keys=SALARY_KEYS)
+    assert match(
+        rs("s n", (300, "ann"), (200, "cy"), (200, "bob"), (100, "dee")), SALARIES, True, sort_keys=SALARY_KEYS
+    )
+    verdict = score([ok(tie_broken)], [SALARIES], order_matters=True, sort_keys=[SALARY_KEYS])
+    assert (verdict.status, verdict.score) == (Status.PASSED, 1.0)
+
+
+def test_rows_with_different_sort_keys_keep_their_order():
+    for wrong in (
+        rs("name salary", ("bob", 200), ("ann", 300), ("cy", 200), ("dee", 100)),  # crosses a key boundary
+        rs("name salary", ("dee", 100), ("cy", 200), ("bob", 200), ("ann", 300)),  # ascending
+        rs("name salary", ("ann", 300), ("bob", 200), ("bob", 200), ("dee", 100)),  # a tie group's multiset differs
+    ):
+        assert not match(wrong, SALARIES, order_matters=True, sort_keys=SALARY_KEYS), wrong
+    verdict = score(
+        [ok(rs("name salary", *SALARIES.rows[::-1]))],
+        [SALARIES],
+        order_matters=True,
+        sort_keys=[SALARY_KEYS],
+    )
+    assert verdict.status is Status.FAILED and verdict.tests[0].message == "rows are right but in the wrong order"
+
+
+def test_sort_keys_are_grouped_exactly_not_within_tolerance():
+    gold = rs("name x", ("a", 1.0), ("b", 1.0000000001))
+    keys = SortKeys(gold.rows, ((1.0,), (1.0000000001,)))
+    assert not match(rs("name x", ("b", 1.0000000001), ("a", 1.0)), gold, order_matters=True, sort_keys=keys)
+
+
+def test_ties_at_a_limit_cut_off_may_be_any_of_the_tied_rows():
+    # ORDER BY salary DESC LIMIT 2: bob and cy tie for second place, the gold kept bob
+    gold = rs("name salary", ("ann", 300), ("bob", 200))
+    keys = SortKeys(SALARIES.rows, SALARY_KEYS.keys)  # the sorted rows past the limit, with their keys
+    assert match(rs("name salary", ("ann", 300), ("cy", 200)), gold, order_matters=True, sort_keys=keys)
+    assert not match(rs("name salary", ("ann", 300), ("cy", 200)), gold, order_matters=True)
+    assert not match(rs("name salary", ("ann", 300), ("dee", 100)), gold, order_matters=True, sort_keys=keys)
+    assert not match(rs("name salary", ("cy", 200), ("ann", 300)), gold, order_matters=True, sort_keys=keys)
+    assert not match(rs("name salary", ("bob", 200), ("cy", 200)), gold, order_matters=True, sort_keys=keys)
+    # OFFSET 1 LIMIT 1: the window starts inside the tie
+    window = rs("name salary", ("bob", 200))
+    offset = SortKeys(SALARIES.rows, SALARY_KEYS.keys, offset=1)
+    assert match(rs("name salary", ("cy", 200)), window, order_matters=True, sort_keys=offset)
+    assert not match(rs("name salary", ("ann", 300)), window, order_matters=True, sort_keys=offset)
+
+
+def test_sort_keys_that_do_not_describe_the_gold_fall_back_to_strict_order():
+    tie_broken = rs("name salary", ("ann", 300), ("cy", 200), ("bob", 200), ("dee", 100))
+    unrelated = SortKeys(rs("name salary", ("zed", 1), ("cy", 200), ("bob", 200), ("dee", 100)).rows, SALARY_KEYS.keys)
+    short = SortKeys(SALARIES.rows[:3], SALARY_KEYS.keys[:3])
+    unsorted_gold = SortKeys(SALARIES.rows, ((300,), (200,), (100,), (200,)))  # keys not in the gold's order
+    for keys in (unrelated, short, unsorted_gold):
+        assert not match(tie_broken, SALARIES, order_matters=True, sort_keys=keys), keys
+        assert match(SALARIES, SALARIES, order_matters=True, sort_keys=keys)
+
+
+def test_ties_with_float_noise_and_reordered_columns():
+    gold = rs("g v", ("x", 0.1 + 0.2), ("y", 0.3), ("z", 0.5))
+    keys = SortKeys(gold.rows, (("k",), ("k",), ("m",)))
+    cand = rs("v g", (0.3, "y"), (0.30000000000000004, "x"), (0.5, "z"))
+    assert match(cand, gold, order_matters=True, sort_keys=keys)
+    assert not match(rs("v g", (0.5, "z"), (0.3, "y"), (0.3, "x")), gold, order_matters=True, sort_keys=keys)
+
+
 # ---------------------------------------------------------------- cells and tolerance
 
 
@@ -171,7 +248,48 @@ def test_tolerance_is_folded_into_the_multiset_exactly():
 def test_a_float_cannot_stand_in_for_an_integer_it_does_not_equal():
     gold = rs("n", (1_000_001,), (1_000_001,))
     assert not match(rs("n", (1_000_000,), (1_000_000.0,)), gold)
-    assert match(rs("n", (1_000_000.0,), (1_000_000.0,)), gold)
+    # within the relative tolerance of 1e-6, but an integer gold column compares exactly
+    assert not match(rs("n", (1_000_000.0,), (1_000_000.0,)), gold)
+    assert match(rs("n", (1_000_001.0,), (1_000_001,)), gold)  # value-exact: 3 == 3.0
+
+
+def test_integer_gold_columns_compare_exactly_and_float_ones_with_tolerance():
+    gold = rs("dept n", ("eng", 2), ("ops", 2), ("sales", 3))
+    cheat = rs("dept n", ("eng", 2.003), ("ops", 2.003), ("sales", 3.003))  # COUNT(*) + 0.003
+    assert not match(cheat, gold, rel_tol=1e-2)
+    assert score([ok(cheat)], [gold], rel_tol=1e-2).status is Status.FAILED
+    assert match(rs("dept n", ("eng", 2.0), ("ops", 2.0), ("sales", 3.0)), gold, rel_tol=1e-2)  # value-exact
+    assert match(rs("dept n", ("eng", Decimal("2")), ("ops", Decimal("2.00")), ("sales", 3)), gold)
+    assert not match(rs("dept n", ("eng", True), ("ops", 2), ("sales", 3)), gold)  # True is 1, not 2
+    floats = rs("dept avg", ("eng", 2.0), ("ops", 2.5), ("sales", 3.0))
+    assert match(rs("dept avg", ("eng", 2.003), ("ops", 2.5), ("sales", 3)), floats, rel_tol=1e-2)
+    assert not match(rs("dept avg", ("eng", "2.0"), ("ops", 2.5), ("sales", 3.0)), floats)  # text is exact
+
+
+def test_an_integral_average_compares_with_tolerance_on_every_engine():
+    # AVG is a float in SQLite and DuckDB and a numeric (Decimal with a scale) in PostgreSQL;
+    # a candidate's float arithmetic may land one ulp away from an integral average
+    computed = rs("avg", (1.9999999999999998,))
+    for gold in (rs("avg", (2.0,)), rs("avg", (Decimal("2.0000000000000000"),))):
+        assert match(computed, gold), gold
+    assert not match(computed, rs("avg", (2,)))  # an integer gold (e.g. integer division) is exact
+    # what the engines' rows become before they reach the scorer keeps that distinction
+    assert type(plain(Decimal("2.0000000000000000"))) is float and plain(Decimal("15")) == 15
+    assert type(plain(Decimal("15"))) is int
+
+
+def test_integer_exactness_decides_by_the_gold_column_not_the_candidate():
+    gold = rs("n label", (3, "a"), (4, "b"))
+    assert not match(rs("label n", ("a", 3.0000001), ("b", 4)), gold)
+    assert not match(rs("label n", ("a", 3), ("b", 4.5)), gold)
+    mixed = rs("v", (1,), (0.5,))  # SQLite is dynamically typed: a float makes the column tolerant
+    assert match(rs("v", (1.0000000001,), (0.5,)), mixed)
+    verdict = partial_f1(
+        rs("dept n", ("eng", 2.003), ("ops", 2), ("sales", 3)),
+        rs("dept n", ("eng", 2), ("ops", 2), ("sales", 3)),
+        rel_tol=1e-2,
+    )
+    assert verdict[0] == pytest.approx(2 / 3)  # the +0.003 row earns no row credit
 
 
 def test_null_equals_null_and_nothing_else():
@@ -213,7 +331,9 @@ def test_cells_outside_the_contract_match_nothing_not_even_themselves():
 
 def test_normalise_cell():
     assert normalise_cell(True) == 1 and type(normalise_cell(True)) is int
-    assert type(normalise_cell(Decimal("3.00"))) is int
+    assert type(normalise_cell(Decimal("3"))) is int and type(normalise_cell(Decimal("3E+2"))) is int
+    # a Decimal with a fractional scale is a fractional type (numeric(10,2), AVG): tolerant
+    assert normalise_cell(Decimal("3.00")) == 3.0 and type(normalise_cell(Decimal("3.00"))) is float
     assert normalise_cell(Decimal("2.5")) == 2.5 and type(normalise_cell(Decimal("2.5"))) is float
     assert math.copysign(1.0, normalise_cell(-0.0)) == 1.0
     assert normalise_cell(bytearray(b"x")) == b"x"
@@ -234,18 +354,19 @@ def test_bad_tolerances_are_refused():
 def _brute_force_match(cand: list[tuple], gold: list[tuple], tol: float) -> bool:
     """Try every column permutation and every row pairing: the definition, slowly."""
 
-    def close(a, b) -> bool:
+    width = len(gold[0]) if gold else 0
+    # a gold column with a float in it is tolerant; one of integers compares value-exactly
+    tolerant = [any(type(row[j]) is float for row in gold) for j in range(width)]
+
+    def close(a, b, tolerant: bool) -> bool:
         if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-            if type(a) is int and type(b) is int:
-                return a == b
-            return abs(a - b) <= tol
+            return abs(a - b) <= tol if tolerant else a == b
         return type(a) is type(b) and a == b
 
-    width = len(gold[0]) if gold else 0
     for perm in itertools.permutations(range(width)):
         projected = [tuple(row[p] for p in perm) for row in cand]
         for pairing in itertools.permutations(range(len(gold))):
-            if all(all(map(close, projected[i], gold[j])) for i, j in enumerate(pairing)):
+            if all(all(map(close, projected[i], gold[j], tolerant)) for i, j in enumerate(pairing)):
                 return True
     return False
 

@@ -377,16 +377,27 @@ def _run_sql(settings: Settings, job: dict[str, Any], jobdir: str) -> bytes:
 
     if job.get("engine") == "duckdb":
         return _run_duckdb(settings, job, jobdir)
-    try:
-        records = sqlrun.run(job, jobdir)
-    except Exception:  # noqa: BLE001 - a runner bug is reported, and scored as ours
-        records = [{"t": "judge_error", "error": traceback.format_exc()[-2000:]}]
-    return b"".join(framing.pack(r) for r in records)
+    started = time.monotonic()
+
+    def answer(records: list[dict[str, Any]]) -> None:
+        """The engine stalled inside one step: the watchdog's thread replies for the job (the
+        main thread is stuck in SQLite), marked for the pool to replace this worker, and
+        ends the process, whose engine no other job may share."""
+        try:
+            elapsed = round((time.monotonic() - started) * 1000, 3)
+            meta = {"ending": "closed", "leftover_processes": 0, "elapsed_ms": elapsed, "recycle": True}
+            _send_reply(_protocol[0], meta, b"".join(framing.pack(r) for r in records))
+        finally:
+            os._exit(0)
+
+    return b"".join(framing.pack(r) for r in sqlrun.watched(job, jobdir, answer))
 
 
 def _run_duckdb(settings: Settings, job: dict[str, Any], jobdir: str) -> bytes:
     """DuckDB is a large native library: it runs in a forked child (job uid, rlimits), never
-    in the runner, whose small heap keeps every fork cheap."""
+    in the runner, whose small heap keeps every fork cheap. The runner keeps each database's
+    deadline: a child still busy past it (plus grace) is killed, and the databases it did
+    not answer are timeouts; one that died without answering failed them (its query did)."""
     import sqlrun
 
     report_r, report_w = os.pipe()
@@ -402,8 +413,54 @@ def _run_duckdb(settings: Settings, job: dict[str, Any], jobdir: str) -> bytes:
         finally:
             os._exit(0)
     os.close(report_w)
-    _, body = _collect(report_r, time.monotonic() + job["limits"]["task_ms"] / 1000 + _GRACE_SECONDS)
-    return body
+    started = time.monotonic()
+    task_deadline = started + job["limits"]["task_ms"] / 1000
+    test_seconds = job["limits"]["test_ms"] / 1000
+    frames = framing.FrameBuffer(_MAX_REPORT)
+    records: list[dict[str, Any]] = []
+    ending = "stalled"
+    while True:
+        deadline = min(task_deadline, started + test_seconds) + sqlrun.STALL_GRACE
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not select.select([report_r], [], [], remaining)[0]:
+            break
+        data = os.read(report_r, 1 << 16)
+        if not data:
+            ending = "closed"
+            break
+        try:
+            arrived = frames.feed(data)
+        except framing.FrameError:
+            ending = "garbled"
+            break
+        records.extend(r for r in arrived if isinstance(r, dict))
+        if any(r.get("t") == "sql" for r in arrived):
+            started = time.monotonic()  # the next database starts now
+    os.close(report_r)
+    finished = any(r.get("t") in ("done", "judge_error") for r in records)
+    if ending == "stalled" and not finished:
+        os.kill(pid, signal.SIGKILL)
+        why = f"the engine ran {sqlrun.STALL_GRACE:g} s past the deadline: stopped from outside it"
+        records += [*sqlrun.unanswered(records, len(job["databases"]), why), {"t": "done"}]
+    elif ending == "closed" and not finished:
+        code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+        kind = "memory" if code == -signal.SIGKILL else "error"  # SIGKILL, not ours: the memory limit
+        why = f"the engine's process ended without an answer (exit status {code})"
+        records += [{**r, "kind": kind, "msg": why} for r in sqlrun.unanswered(records, len(job["databases"]), why)]
+        records.append({"t": "done"})
+    elif ending == "garbled":
+        records.append({"t": "judge_error", "error": "the DuckDB child's report is not frames"})
+    return b"".join(framing.pack(r) for r in records)
+
+
+_protocol: list[int] = []  # the reply stream, for the SQL watchdog's reply (main sets it)
+
+
+def _send_reply(fd: int, meta: dict[str, Any], body: bytes | memoryview) -> None:
+    framing.write(fd, meta)
+    os.write(fd, framing.HEADER.pack(len(body)))
+    while body:
+        body = body[os.write(fd, body) :]
 
 
 def _collect(fd: int, deadline: float) -> tuple[str, bytes]:
@@ -631,6 +688,7 @@ def main() -> None:
     if settings.triton is not None:
         _preload_triton(settings.triton, jobdir)
     protocol_out = os.dup(1)
+    _protocol.append(protocol_out)
     os.dup2(2, 1)  # a stray print must never corrupt the protocol stream
     secret, report = Buffer(_MAX_JOB), Buffer(_MAX_REPORT)
     oom, ipc = OomCounter(), SysvIpc()
@@ -644,10 +702,7 @@ def main() -> None:
             return  # the service hung up
         os.write(protocol_out, _ACK)  # before any of the job runs: a failure after it may be the job's
         meta, body = run_job(settings, job, secret, report, oom, ipc)
-        framing.write(protocol_out, meta)
-        os.write(protocol_out, framing.HEADER.pack(len(body)))
-        while body:
-            body = body[os.write(protocol_out, body) :]
+        _send_reply(protocol_out, meta, body)
         report.wipe()
 
 

@@ -17,7 +17,9 @@ def plain(value: Any) -> Any:
     if value is None or isinstance(value, (bool, int, float, str, bytes)):
         return value
     if isinstance(value, decimal.Decimal):
-        if value.is_finite() and value == value.to_integral_value() and abs(value) < 2**63:
+        # the scale is the SQL type: numeric 15 (SUM of a bigint) is an integer, 2.0000 (AVG)
+        # a fractional number, compared with the tolerance however integral its value
+        if value.is_finite() and value.as_tuple().exponent >= 0 and abs(value) < 2**63:
             return int(value)
         return float(value)
     return str(value)  # dates, times, UUIDs, intervals: compared as text

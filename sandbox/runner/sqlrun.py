@@ -9,6 +9,15 @@ heap limit; a progress handler with a step budget and the wall-clock deadline; r
 fetched up to a row cap and a byte cap. The static gate on the trusted side has
 already refused anything but one read-only query; this is the second, independent wall.
 
+One engine step can still run for minutes (instr() over two 1 MB strings is quadratic,
+and the progress handler only runs between steps), so the runner keeps the clock from a
+thread of its own: a watchdog (`watched`) that, past a database's deadline by `STALL_GRACE`, answers
+TIMEOUT for that database and the ones not run yet, and ends the runner (the pool starts
+a fresh worker). The query stays on the main thread and the watchdog polls, so a job
+pays for no thread switch: running the query on a thread of its own cost ~0.2 ms a job
+on a loaded machine, a thread per job up to 2 ms, a forked child per query, which could
+be killed instead, 2 ms (a whole job on three files is ~0.5 ms).
+
 Stdlib only (part of the runner).
 """
 
@@ -18,7 +27,10 @@ import base64
 import os
 import sqlite3
 import sys
+import threading
 import time
+import traceback
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import codec
@@ -39,8 +51,15 @@ power radians sin sinh sqrt tan tanh trunc
 row_number rank dense_rank percent_rank cume_dist ntile lag lead first_value last_value nth_value
 json json_array json_array_length json_extract json_insert json_object json_patch json_quote json_remove
 json_replace json_set json_type json_valid json_group_array json_group_object json_each json_tree
+json_error_position json_pretty jsonb jsonb_array jsonb_extract jsonb_group_array jsonb_group_object
+jsonb_insert jsonb_object jsonb_patch jsonb_remove jsonb_replace jsonb_set -> ->>
 """.split()
 )
+# Eponymous virtual tables are built on a connection's first use, and building one runs
+# internal statements the authorizer refuses (an UPDATE of sqlite_master): so the two
+# read-only JSON ones are built before the authorizer is set, when the query names them;
+# every other one (pragma_*, dbstat...) still fails to build.
+_TABLE_FUNCTIONS = {"json_each": "SELECT 1 FROM json_each('[]')", "json_tree": "SELECT 1 FROM json_tree('[]')"}
 _LIMITS = {
     sqlite3.SQLITE_LIMIT_ATTACHED: 0,
     sqlite3.SQLITE_LIMIT_LENGTH: 1 << 20,  # largest string or blob: randomblob bombs stop here
@@ -57,6 +76,7 @@ _LIMITS = {
 }
 _HEAP_BYTES = 256 << 20
 _PROGRESS_EVERY = 1000  # VM instructions between progress checks
+STALL_GRACE = 0.5  # seconds past a query's deadline before its engine counts as stalled
 
 
 def _authorizer(action: int, arg1: str | None, arg2: str | None, db: str | None, source: str | None) -> int:
@@ -67,11 +87,15 @@ def _authorizer(action: int, arg1: str | None, arg2: str | None, db: str | None,
     return _DENY
 
 
-def _open(path: str) -> sqlite3.Connection:
+def _open(path: str, query: str = "") -> sqlite3.Connection:
     conn = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, isolation_level=None, check_same_thread=False)
     conn.execute(f"PRAGMA hard_heap_limit={_HEAP_BYTES}")  # before the authorizer forbids PRAGMAs
     for limit, value in _LIMITS.items():
         conn.setlimit(limit, value)
+    lowered = query.lower()
+    for name, warm_up in _TABLE_FUNCTIONS.items():
+        if name in lowered:
+            conn.execute(warm_up).fetchall()
     conn.set_authorizer(_authorizer)
     return conn
 
@@ -115,9 +139,10 @@ def execute(
 PACKAGES = "/opt/rft-packages"  # read-only: engine packages mounted from the service's environment
 
 
-def _duckdb_records(job: dict[str, Any]) -> list[dict[str, Any]]:
+def _duckdb_records(job: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """DuckDB, in this (forked, job-uid, rlimited) process: read-only, no external access,
-    locked configuration, one thread, a memory limit, interrupted at the deadline."""
+    locked configuration, one thread, a memory limit, interrupted at the deadline. Each
+    database's record comes as soon as it is there: the runner keeps the clock."""
     import threading
 
     sys.path.insert(0, PACKAGES)
@@ -125,7 +150,6 @@ def _duckdb_records(job: dict[str, Any]) -> list[dict[str, Any]]:
 
     limits = job["limits"]
     deadline = time.monotonic() + limits["task_ms"] / 1000
-    records = []
     for index, path in enumerate(job["databases"]):
         started = time.monotonic()
         try:
@@ -142,7 +166,7 @@ def _duckdb_records(job: dict[str, Any]) -> list[dict[str, Any]]:
                 },
             )
         except duckdb.Error as exc:
-            records.append({"t": "sql", "i": index, "kind": "db_error", "msg": str(exc)[:300]})
+            yield {"t": "sql", "i": index, "kind": "db_error", "msg": str(exc)[:300]}
             continue
         timer = threading.Timer(
             max(min(deadline, started + limits["test_ms"] / 1000) - time.monotonic(), 0), conn.interrupt
@@ -168,12 +192,90 @@ def _duckdb_records(job: dict[str, Any]) -> list[dict[str, Any]]:
             timer.cancel()
             conn.close()
         record["ms"] = round((time.monotonic() - started) * 1000, 3)
-        records.append({"t": "sql", "i": index, **record})
+        yield {"t": "sql", "i": index, **record}
+
+
+def database_count(job: dict[str, Any]) -> int:
+    return 1 if job.get("inline") else len(job["databases"])
+
+
+def unanswered(records: list[dict[str, Any]], count: int, why: str) -> list[dict[str, Any]]:
+    """TIMEOUT records for the databases a stalled engine did not answer: the first one ran
+    past its deadline, the ones after it never ran."""
+    answered = {r.get("i") for r in records if r.get("t") == "sql"}
+    missing = [i for i in range(count) if i not in answered]
+    later = f"not run: the engine stalled on #{missing[0]}" if missing else ""
+    return [{"t": "sql", "i": i, "kind": "timeout", "msg": why if n == 0 else later} for n, i in enumerate(missing)]
+
+
+class _Watchdog:
+    """The one watcher of a runner's SQLite jobs: a thread that wakes every `_POLL` seconds
+    (no wake-up per job: the job runs on the runner's main thread) and, when the running
+    job is past its database's deadline by `STALL_GRACE`, answers for it and ends the
+    process (`answer` does both), since the main thread is stuck inside SQLite."""
+
+    def __init__(self, answer: Callable[[list[dict[str, Any]]], None]) -> None:
+        self.answer = answer
+        self.lock = threading.Lock()
+        self.job: dict[str, Any] | None = None
+        self.records: list[dict[str, Any]] = []
+        self.deadline = 0.0
+        self.abandoned = False
+        threading.Thread(target=self._watch, name="sql-watchdog", daemon=True).start()
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(_POLL)
+            with self.lock:
+                if self.job is None or time.monotonic() <= self.deadline + STALL_GRACE:
+                    continue
+                self.abandoned = True
+                why = f"one engine step ran {STALL_GRACE:g} s past the deadline: stopped from outside the engine"
+                records = [*self.records, *unanswered(self.records, database_count(self.job), why), {"t": "done"}]
+            self.answer(records)
+
+
+_POLL = 0.25  # seconds between the watchdog's looks: a stall is answered 0.5-0.75 s late
+_watchdog: list[_Watchdog] = []  # started by this runner's first SQL job
+
+
+def watched(job: dict[str, Any], jobdir: str, answer: Callable[[list[dict[str, Any]]], None]) -> list[dict[str, Any]]:
+    """The job's records. Should its engine stall, the watchdog calls `answer` with them
+    (TIMEOUT for the databases not answered) from its own thread, and `answer` must end
+    the process: this call then never returns."""
+    if not _watchdog:
+        _watchdog.append(_Watchdog(answer))
+    dog = _watchdog[0]
+    dog.answer = answer
+    limits = job["limits"]
+    records: list[dict[str, Any]] = []
+    with dog.lock:
+        dog.job, dog.records, dog.abandoned = job, records, False
+        dog.deadline = time.monotonic() + min(limits["task_ms"], limits["test_ms"]) / 1000
+
+    def begin(deadline: float) -> None:
+        dog.deadline = deadline
+
+    def emit(record: dict[str, Any]) -> None:
+        with dog.lock:
+            records.append(record)
+
+    try:
+        run(job, jobdir, begin, emit)
+    except Exception:  # noqa: BLE001 - a runner bug is reported, and scored as ours
+        emit({"t": "judge_error", "error": traceback.format_exc()[-2000:]})
+    with dog.lock:
+        stalled, dog.job = dog.abandoned, None
+    if stalled:  # the watchdog has answered for this job and is ending the process
+        threading.Event().wait()
     return records
 
 
-def run(job: dict[str, Any], jobdir: str) -> list[dict[str, Any]]:
-    """The candidate query on each database (base first, then variants), in order."""
+def run(
+    job: dict[str, Any], jobdir: str, begin: Callable[[float], None], emit: Callable[[dict[str, Any]], None]
+) -> None:
+    """The candidate query on each database (base first, then variants), in order: each
+    database's deadline goes to `begin` before it runs, its record to `emit`."""
     limits = job["limits"]
     deadline = time.monotonic() + limits["task_ms"] / 1000
     paths = list(job["databases"])
@@ -182,26 +284,21 @@ def run(job: dict[str, Any], jobdir: str) -> list[dict[str, Any]]:
         with open(inline, "wb") as handle:
             handle.write(base64.b64decode(job["inline"]))
         paths = [inline]
-    records = []
     for index, path in enumerate(paths):
         started = time.monotonic()
+        until = min(deadline, started + limits["test_ms"] / 1000)
+        begin(until)
         try:
-            conn = _open(path)
+            conn = _open(path, job["query"])
         except sqlite3.Error as exc:
-            records.append({"t": "sql", "i": index, "kind": "db_error", "msg": str(exc)[:300]})
+            emit({"t": "sql", "i": index, "kind": "db_error", "msg": str(exc)[:300]})
             continue
         try:
             record = execute(
-                conn,
-                job["query"],
-                min(deadline, started + limits["test_ms"] / 1000),
-                limits["sql_steps"],
-                limits["max_rows"],
-                limits["max_result_bytes"],
+                conn, job["query"], until, limits["sql_steps"], limits["max_rows"], limits["max_result_bytes"]
             )
         finally:
             conn.close()
         record["ms"] = round((time.monotonic() - started) * 1000, 3)
-        records.append({"t": "sql", "i": index, **record})
-    records.append({"t": "done"})
-    return records
+        emit({"t": "sql", "i": index, **record})
+    emit({"t": "done"})

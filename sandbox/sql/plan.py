@@ -34,6 +34,7 @@ from sandbox.python.plan import InvalidTask
 from sandbox.runner import codec
 from sandbox.sql.extract import extract_sql
 from sandbox.sql.gate import check_query, gold_orders_rows
+from sandbox.sql.order import plan_order, sort_keys
 
 if TYPE_CHECKING:
     from sandbox.sql.registry import Registry
@@ -68,6 +69,7 @@ class GoldRequest:
     task_ms: int
     required: int = 0
     settle: Callable[[], None] | None = None
+    optional: bool = False  # the gold's sort keys: a failure leaves the order strict, not the task invalid
 
 
 @dataclass
@@ -76,6 +78,7 @@ class SqlContext:
 
     registry: Registry = field(default_factory=lambda: _registry())
     gold: dict[GoldKey, list[ResultSet | None]] = field(default_factory=dict)
+    sort_keys: dict[GoldKey, list[ResultSet | None]] = field(default_factory=dict)  # optional requests' results
     weights: SqlWeights = field(default_factory=SqlWeights)
     kept: dict[tuple[GoldKey, bool, float, float, int], tuple[int, ...]] = field(default_factory=dict)
 
@@ -301,6 +304,9 @@ def prepare_sql(task: Any, context: SqlContext, limits: dict[str, int]) -> Prepa
                 )
             )
 
+    sorting = plan_order(gold_sql, engine) if order and gold_facts is not None and gold_facts.orders_rows else None
+    keyed = GoldKey(name, sorting.query) if sorting is not None and sorting.query is not None else None
+
     def judge(records: list[Any], meta: dict[str, Any]) -> Verdict:
         observed = executions(records, len(chosen))
         if observed is None:
@@ -308,6 +314,11 @@ def prepare_sql(task: Any, context: SqlContext, limits: dict[str, int]) -> Prepa
         gold = [expected] if expected is not None else [cache[key][i] for i in chosen]  # type: ignore[index]
         if any(g is None for g in gold):
             return Verdict(Status.SANDBOX_ERROR, 0.0, message="a reference result is missing")
+        ties = []
+        if sorting is not None:
+            found = context.sort_keys.get(keyed, []) if keyed is not None else []
+            files = chosen if expected is None else [0]
+            ties = [sort_keys(sorting, gold[n], found[f] if f < len(found) else None) for n, f in enumerate(files)]
         return score_sql(
             observed,
             gold,  # type: ignore[arg-type]
@@ -317,10 +328,13 @@ def prepare_sql(task: Any, context: SqlContext, limits: dict[str, int]) -> Prepa
             weights=weights,
             findings=findings,
             reads_no_table=literal,
+            sort_keys=ties,
         )
 
-    requests = ()
+    requests: tuple[GoldRequest, ...] = ()
     if key is not None:
         hook = settle if auto and not spec.base_only else None
         requests = (GoldRequest(key, gold_job, sql_limits["task_ms"], len(every_file) - auto, hook),)
+    if keyed is not None and sorting is not None:
+        requests += (GoldRequest(keyed, {**gold_job, "query": sorting.query}, sql_limits["task_ms"], optional=True),)
     return PreparedTask(task.id, "sql", task.code, sql_limits, job, {}, judge, gold=requests)
