@@ -154,8 +154,13 @@ def _weights(spec: Any) -> Weights:
     return Weights(**values)
 
 
-def prepare_triton(task: Any, limits: dict[str, int], device: TritonDevice) -> tuple[TritonPlan | None, Verdict | None]:
-    """The plan, or a verdict reached without running (does not parse, static cheat findings)."""
+def prepare_triton(
+    task: Any, limits: dict[str, int], device: TritonDevice, static_gate: bool = True
+) -> tuple[TritonPlan | None, Verdict | None]:
+    """The plan, or a verdict reached without running (does not parse, static cheat findings).
+
+    `static_gate` False (tests only: `ServiceConfig.triton_static_gate`) drops the static
+    findings, so a candidate is judged by what its run shows alone."""
     if task.WhichOneof("spec") != "triton":
         raise InvalidTask("triton", "a TRITON task needs a triton spec")
     spec = task.triton
@@ -206,6 +211,8 @@ def prepare_triton(task: Any, limits: dict[str, int], device: TritonDevice) -> t
         findings = tuple(check_triton(code))
     except CandidateSyntaxError as exc:
         return None, Verdict.does_not_compile(exc, ("compiles", "correctness"))
+    if not static_gate:
+        findings = ()
     plan = TritonPlan(
         code, ReferenceRequest(key, reference_job, limits["task_ms"]), rules, findings, limits, seed, timing
     )
