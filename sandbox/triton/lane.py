@@ -6,7 +6,7 @@ Triton task arrives: a service that never sees one never pays for them. Each run
 gets the service's torch/triton mounted read-only and serves jobs on one device (the
 CPU interpreter, or a GPU: `--triton-device cuda`).
 
-References run on sandboxes of their own (one worker, started with the others), never on
+References run on sandboxes of their own (one worker, started on first use), never on
 a runner that later forks a candidate or compile job: a runner reads the report of every
 job it runs, and each job's process is a fork of it, so a candidate forked from the runner
 that had read the reference's outputs could find them in the heap it inherited. Reference
@@ -57,6 +57,7 @@ class TritonLane:
         self.compiler: WorkerPool | None = None  # CPU only: compiles what the interpreter ran
         self.references: WorkerPool | None = None  # runs references, and nothing else
         self._starting = asyncio.Lock()
+        self._starting_references = asyncio.Lock()
         self._cache: OrderedDict[str, Reference] = OrderedDict()
         self._cached_bytes = 0
         self._running: dict[str, asyncio.Future[Reference]] = {}
@@ -76,26 +77,35 @@ class TritonLane:
             **extra,
         )
 
+    async def _pools(self, kinds: list[tuple[str, int]]) -> list[WorkerPool]:
+        """Started pools of (runner mode, workers)."""
+        try:
+            pools = [WorkerPool(self._backend(mode), workers, retries=1) for mode, workers in kinds]
+        except PackagesMissing as exc:
+            raise TritonUnavailable(f"this server cannot run Triton tasks: {exc}") from None
+        try:
+            await asyncio.gather(*(pool.start() for pool in pools))
+        except Exception as exc:  # noqa: BLE001 - whatever stopped it, Triton is unavailable for now
+            await asyncio.gather(*(pool.close() for pool in pools), return_exceptions=True)
+            raise SandboxFailure(f"could not start Triton sandboxes: {exc}") from None
+        log.info("triton sandboxes started", extra={"fields": {"pools": kinds}})
+        return pools
+
     async def _start(self) -> None:
-        """The lane's pools, together with the first Triton task: candidates (and on the CPU
-        the compiler) with the configured workers, references with one of their own."""
+        """The candidates' pool (and on the CPU the compiler), with the first candidate."""
         async with self._starting:
-            if self.pool is not None:
-                return
-            kinds = [(self.device.kind, self.workers), (self.device.kind, 1)]
-            kinds += [] if self.device.gpu else [("compile", self.workers)]
-            try:
-                pools = [WorkerPool(self._backend(mode), workers, retries=1) for mode, workers in kinds]
-            except PackagesMissing as exc:
-                raise TritonUnavailable(f"this server cannot run Triton tasks: {exc}") from None
-            try:
-                await asyncio.gather(*(pool.start() for pool in pools))
-            except Exception as exc:  # noqa: BLE001 - whatever stopped it, Triton is unavailable for now
-                await asyncio.gather(*(pool.close() for pool in pools), return_exceptions=True)
-                raise SandboxFailure(f"could not start Triton sandboxes: {exc}") from None
-            self.pool, self.references = pools[:2]
-            self.compiler = pools[2] if len(pools) > 2 else None
-            log.info("triton lane started", extra={"fields": {"workers": self.workers, "pools": kinds}})
+            if self.pool is None:
+                kinds = [(self.device.kind, self.workers)] + ([] if self.device.gpu else [("compile", self.workers)])
+                pools = await self._pools(kinds)
+                self.pool, self.compiler = pools[0], (pools[1] if len(pools) > 1 else None)
+
+    async def _start_references(self) -> WorkerPool:
+        """The references' pool, one worker, with the first reference that is not cached
+        (before the candidates' pools: fewer runners importing torch at once)."""
+        async with self._starting_references:
+            if self.references is None:
+                (self.references,) = await self._pools([(self.device.kind, 1)])
+            return self.references
 
     async def close(self) -> None:
         for pool in (self.pool, self.compiler, self.references):
@@ -147,9 +157,8 @@ class TritonLane:
         future: asyncio.Future[Reference] = asyncio.get_running_loop().create_future()
         self._running[request.key] = future
         try:
-            await self._start()
-            assert self.references is not None
-            reply = await self._run(self.references, request.job, request.task_ms, caller)
+            pool = await self._start_references()
+            reply = await self._run(pool, request.job, request.task_ms, caller)
             reference = read_reference(reply.records, request, str(reply.meta.get("ending")))
             self._store(request.key, reference)
             future.set_result(reference)
