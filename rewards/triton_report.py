@@ -155,7 +155,7 @@ def _well_formed(record: dict[str, Any]) -> bool:
 def _records(records: list[Any], tags: frozenset[str]) -> list[dict[str, Any]]:
     """The records, each well formed and of a tag this job's harness writes."""
     for at, record in enumerate(records):
-        if type(record) is not dict or record.get("t") not in tags:
+        if type(record) is not dict or type(record.get("t")) is not str or record["t"] not in tags:
             tag = record.get("t") if type(record) is dict else type(record).__name__
             raise Forged(f"record {at}: {str(tag)[:MAX_NAME]!r} is not a record this harness writes")
         if not _well_formed(record):

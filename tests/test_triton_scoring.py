@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import random
 
 import numpy as np
 import pytest
@@ -304,3 +305,31 @@ def test_candidate_job_carries_inputs_never_outputs() -> None:
     assert '"output"' not in job
     assert tensor([42.0])["$tensor"]["data"] not in job
     assert "x = 1" not in job  # nor the reference source
+
+
+def test_no_report_the_child_can_write_makes_a_sandbox_error_or_raises() -> None:
+    """Mutations of an honest report (records dropped, repeated, moved, fields retyped or
+    removed): each is judged as the candidate's, never SANDBOX_ERROR, never an exception."""
+    rng = random.Random(7)
+    honest = candidate_records([[1, 2], [3, 4]])
+    odd_values = [None, True, -1, 2**70, 1.5, "", "x" * 3000, [], {}, [7], {"$tensor": {}}, {"k": 0}]
+    for _ in range(2000):
+        records = json.loads(json.dumps(honest))
+        for _ in range(rng.randint(1, 3)):
+            at = rng.randrange(len(records))
+            move = rng.randrange(5)
+            if move == 0:
+                del records[at]
+            elif move == 1:
+                records.insert(rng.randrange(len(records) + 1), records[at])
+            elif move == 2 and isinstance(records[at], dict):
+                records[at][rng.choice([*records[at], "extra"])] = rng.choice(odd_values)
+            elif move == 3 and isinstance(records[at], dict) and len(records[at]) > 1:
+                del records[at][rng.choice([k for k in records[at] if k != "t"])]
+            else:
+                records[at] = rng.choice(odd_values)
+            if not records:
+                break
+        runner = rng.choice([{}, {"ending": "closed", "exit_code": 0}, {"ending": "deadline"}, {"exit_code": -9}])
+        verdict = score_triton(REFERENCE, records, runner, [], rng.choice([CPU_RULES, GPU]))
+        assert verdict.status is not Status.SANDBOX_ERROR, records
