@@ -34,6 +34,7 @@ from tests.triton_hostile import (
     GLUE_ONLY_REF,
     HARNESS_SABOTAGE,
     HEURISTIC_SOFTMAX,
+    MEMORY_HONEST,
     MEMORY_REF,
     MEMORY_SCAN,
     SANDBOX_ID_CANDIDATE,
@@ -107,6 +108,17 @@ def test_reference_outputs_are_not_in_the_candidates_memory(ungated: SandboxClie
     """The first candidate after a new reference scans its own memory for the reference's
     output of its very inputs: it used to find it (its runner had read that report)."""
     result = ungated.score(triton_task("memory-scan", MEMORY_REF, MEMORY_SCAN))
+    assert status_name(result) == "FAILED", result.message
+    assert [t.passed for t in result.tests] == [False, False, False]
+
+
+def test_a_candidates_outputs_are_not_in_the_next_candidates_memory(ungated: SandboxClient) -> None:
+    """The same scan after an honest candidate of the same problem ran on the same runner
+    (one Triton worker): the runner forwarded that candidate's report, outputs and all."""
+    reference = MEMORY_REF.replace("size = 30", "size = 33")  # a problem of its own: a new reference
+    honest = ungated.score(triton_task("memory-honest", reference, MEMORY_HONEST))
+    assert status_name(honest) == "PASSED", honest.message
+    result = ungated.score(triton_task("memory-scan-after", reference, MEMORY_SCAN))
     assert status_name(result) == "FAILED", result.message
     assert [t.passed for t in result.tests] == [False, False, False]
 

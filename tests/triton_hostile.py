@@ -447,3 +447,22 @@ GLUE_ONLY = CAT_GLUE.replace(
     "return torch.stack([torch.cat(parts[:2]), torch.cat(parts[2:])])",
     "return torch.stack([torch.cat([x, y]), torch.cat([y, x])])  # the kernels' outputs unused",
 )
+
+# An honest answer to MEMORY_REF: its outputs are what a later candidate would look for.
+MEMORY_HONEST = (
+    HEADER
+    + _KERNEL.split("\n\ndef harness")[0]
+    + """
+
+
+class ModelNew(nn.Module):
+    def forward(self, x, y):
+        out = torch.empty(3 + 2 * x.numel(), dtype=x.dtype)
+        out[:3].copy_(torch.tensor([1234.5, -6789.25, 31337.0]))
+        out[3 : 3 + x.numel()].copy_(x)
+        answer = torch.empty_like(x)
+        launch(x, y, answer)
+        out[3 + x.numel() :].copy_(answer)
+        return out
+"""
+)

@@ -430,7 +430,9 @@ def _address_space() -> int:
         return int(handle.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def _run_triton(settings: Settings, job: dict[str, Any], jobdir: str) -> tuple[str, bytes, int | None]:
+def _run_triton(
+    settings: Settings, job: dict[str, Any], jobdir: str, report: Buffer
+) -> tuple[str, memoryview, int | None]:
     """Triton jobs run in a forked child (job uid, rlimits) of this runner, which imported
     torch and triton once at start-up; the memory limit is on top of what they map.
 
@@ -438,7 +440,11 @@ def _run_triton(settings: Settings, job: dict[str, Any], jobdir: str) -> tuple[s
     child's exit code (None if it did not end in time). What this runner knows travels in
     its meta, never among the child's records: candidate code runs in that child and can
     write records of its own, so even the harness's own error there is reported as a record
-    of the child's (`harness_error`: the candidate's failure), never as ours."""
+    of the child's (`harness_error`: the candidate's failure), never as ours.
+
+    The report is read into `report`, which no child inherits and which is wiped once sent:
+    read into this heap, a reference's outputs or an earlier candidate's (right answers) would
+    be in the memory of every candidate forked after it."""
     import tritonrun
 
     limits = {**job["limits"], "memory_bytes": _address_space() + job["limits"]["memory_bytes"]}
@@ -459,8 +465,9 @@ def _run_triton(settings: Settings, job: dict[str, Any], jobdir: str) -> tuple[s
         finally:
             os._exit(0)
     os.close(report_w)
-    ending, body = _collect(report_r, deadline)
-    return ending, body, _exit_code(pid, ending, deadline)
+    ending = report.fill_until_closed(report_r, deadline)
+    os.close(report_r)
+    return ending, report.contents(), _exit_code(pid, ending, deadline)
 
 
 def _exit_code(pid: int, ending: str, deadline: float) -> int | None:
@@ -564,7 +571,7 @@ def run_job(
         if settings.triton is None:
             ending, body, known["runner_error"] = "closed", b"", "not a Triton runner"
         else:
-            ending, body, code = _run_triton(settings, job, jobdir)
+            ending, body, code = _run_triton(settings, job, jobdir, report)
             if code is not None:
                 known["exit_code"] = code
         helpers = set()
