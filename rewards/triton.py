@@ -12,8 +12,11 @@ interpreter ran but that does not compile for a real GPU makes it SYNTAX_ERROR, 
 it would never run where the reward is meant to pay. A speedup above the plausibility
 bound is flagged (WARNING, for audit) and its bonus withheld.
 
-Everything in `records` comes from the candidate's sandbox and is parsed defensively;
-correctness is decided here, against reference outputs the candidate never saw.
+Everything in `records` comes from the candidate's process: a report its harness could not
+have written (rewards/triton_report.py) is a critical `forged_report`, and nothing in it can
+make the result SANDBOX_ERROR (only the runner's meta can: its own failure). Correctness is
+decided here, against reference outputs the candidate never saw; the rest of the evidence
+(launches, ops, replays) can only lower a reward.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any
 
 from rewards.model import Finding, Severity, Status, TestResult, Verdict, dedupe
 from rewards.tensors import Tensor, TensorError, compare_all, decode_list
+from rewards.triton_report import Forged, check_candidate_report, check_compile_report
 
 # aten ops a forward may run outside its kernels: allocation, views, layout and dtype
 # copies, reading a scalar. Anything else is torch computing (part of) the answer.
@@ -39,9 +43,15 @@ ALLOWED_OPS = frozenset(
         "contiguous", "clone", "copy_", "_to_copy", "detach", "alias", "lift_fresh",
         "resize_", "set_", "_local_scalar_dense", "is_nonzero", "sym_size", "sym_stride",
         "sym_numel", "sym_storage_offset", "view_as", "expand_as",
+        "cat", "stack",  # data-movement glue between kernel outputs (the ghost replay catches glue alone)
     }
 )  # fmt: skip
 
+# aten ops a kernel launch itself runs (the interpreter copies its arguments to the host and
+# back); anything else while a launch is on the stack is torch computing inside it
+KERNEL_BOOKKEEPING = frozenset(
+    {"empty", "empty_strided", "new_empty", "new_empty_strided", "set_", "copy_", "_to_copy"}
+)
 # What the harness may report about an output, and the finding each one is.
 _OUTPUT_PROBLEMS = {
     "not_plain_tensor": "output_not_plain_tensor",
@@ -78,8 +88,15 @@ class TritonRules:
     first_variant_trials: tuple[int, ...] = (0,)  # which trials the timed calls cycle through
 
 
-def _records(records: list[Any]) -> list[dict[str, Any]]:
-    return [r for r in records if isinstance(r, dict) and isinstance(r.get("t"), str)]
+@dataclass(frozen=True)
+class CompileRun:
+    """The ahead-of-time compile job of the kernels the interpreter ran: the kernels it was
+    sent, its records (untrusted: the candidate's module is imported there too) and its
+    runner's meta. Judged apart from the candidate job's report, never mixed into it."""
+
+    kernels: tuple[str, ...]
+    records: list[Any]
+    runner: dict[str, Any]
 
 
 def _first(records: list[dict[str, Any]], kind: str) -> dict[str, Any] | None:
@@ -102,13 +119,17 @@ def _last_line(error: str) -> str:
 
 
 def _ended_early(runner: dict[str, Any], records: list[dict[str, Any]]) -> tuple[Status, str]:
-    """Why the report stops before `done`."""
+    """Why the report stops before its end: the harness's error in the candidate's process
+    (the candidate's failure, whatever broke it), else what the runner saw."""
+    crash = _first(records, "harness_error")
+    if crash is not None:
+        error = _text(crash.get("error"), 2000)
+        return _error_status(error), f"the harness failed in the candidate's process: {_last_line(error)}"
     if runner.get("ending") == "deadline":
         return Status.TIMEOUT, "ran out of time"
     if runner.get("ending") == "overflow":
         return Status.OUTPUT_LIMIT, "reported more than the report cap"
-    exit_record = _first(records, "exit")
-    code = exit_record.get("code") if exit_record else None
+    code = runner.get("exit_code")
     if isinstance(code, int) and code == -24:  # SIGXCPU: the CPU-time limit
         return Status.TIMEOUT, "used up its CPU time"
     if isinstance(code, int) and code == -9:  # SIGKILL: the kernel's OOM killer, or the sandbox's memory cap
@@ -124,14 +145,23 @@ def score_triton(
     runner: dict[str, Any],
     static_findings: Sequence[Finding],
     rules: TritonRules,
+    compiled: CompileRun | None = None,
 ) -> Verdict:
-    records = _records(records)
+    """`records`: the candidate job's report; `runner`: its runner's meta (trusted: how the
+    job ended, its exit code, the runner's own failure); `compiled`: the compile job's."""
     weights = rules.weights
     findings = list(static_findings)
-    judge_error = _first(records, "judge_error")
-    if judge_error is not None:
-        return Verdict(Status.SANDBOX_ERROR, 0.0, message=f"Triton harness failed: {_text(judge_error.get('error'))}")
+    if runner.get("runner_error"):
+        return Verdict(Status.SANDBOX_ERROR, 0.0, message=f"the Triton runner failed: {_text(runner['runner_error'])}")
     components = {"compiles": 0.0, "correctness": 0.0}
+    try:
+        check_candidate_report(records, len(reference.outputs), rules.speed_measured)
+        if compiled is not None:
+            check_compile_report(compiled.records, list(compiled.kernels))
+    except Forged as exc:
+        why = "the report holds records its harness did not write"
+        findings.append(Finding("forged_report", Severity.CRITICAL, why, str(exc)[:_MAX_EVIDENCE]))
+        return _finish(Verdict(Status.REJECTED, 0.0, components=components, findings=findings, message=why))
     load = _first(records, "load")
     if load is None or load.get("ok") is not True:
         if load is None:
@@ -146,9 +176,11 @@ def score_triton(
     passed = sum(t.passed for t in trials)
     components["correctness"] = passed / len(trials)
     done = _first(records, "done") is not None
-    compile_errors = _compile_errors(records, trials, rules)
+    compile_errors = _compile_errors(records, rules, compiled, done)
     ran = any(t.status is not Status.RUNTIME_ERROR for t in trials)
     components["compiles"] = 1.0 if ran and not compile_errors else 0.0
+    if any(r.get("tampered") is True for r in records if r["t"] in ("rerun", "ghost")):
+        findings.append(_tampering("the rerun or the ghost replay"))
     if passed:
         _judge_replays(reference, records, rules, findings)
     speed_term, speed_note = _judge_speed(reference, records, rules, findings, passed == len(trials), components)
@@ -159,7 +191,7 @@ def score_triton(
     score = (raw + (speed_term or 0.0)) / maximum if maximum > 0 else 0.0
 
     if compile_errors == ["unfinished"]:
-        status, why = _ended_early(runner, records)
+        status, why = _ended_early(compiled.runner, compiled.records) if compiled else _ended_early(runner, records)
         message = f"the ahead-of-time compile did not finish: {why}"
         return _finish(Verdict(status, 0.0, trials, components, findings, message))
     if compile_errors:
@@ -181,28 +213,41 @@ def score_triton(
     return _finish(Verdict(status, min(max(score, 0.0), 1.0), trials, components, findings, message))
 
 
-def _compile_errors(records: list[dict[str, Any]], trials: list[TestResult], rules: TritonRules) -> list[str]:
+def _tampering(where: str) -> Finding:
+    return Finding(
+        "harness_tampering",
+        Severity.CRITICAL,
+        "forward removed the harness's launch or op hooks, or changed its in-kernel state",
+        where,
+    )
+
+
+def _compile_errors(
+    records: list[dict[str, Any]], rules: TritonRules, compiled: CompileRun | None, done: bool
+) -> list[str]:
     """Why the launched kernels do not all compile for a GPU: [] when they do (or when the
     run was on a GPU, where launching is compiling), ["unfinished"] when the step did not end."""
     if not rules.compiled_ahead:
         return []
     launched: set[str] = set()
     for record in records:
-        if record["t"] == "trial" and isinstance(record.get("launches"), dict):
-            launched |= {str(name)[:100] for name, n in record["launches"].items() if isinstance(n, int) and n > 0}
+        if record["t"] == "trial":
+            launched |= set(record["launches"])
     if not launched:
         return []
-    if _first(records, "compiled") is None:
+    if compiled is None:  # no launch was reported: the candidate's run stopped first, or it lost them
+        return ["unfinished"] if not done else [f"kernel {sorted(launched)[0]}: its launch was not reported"]
+    if _first(compiled.records, "compiled") is None:
         return ["unfinished"]
-    compiled, errors = set(), []
-    for record in records:
+    done_kernels, errors = set(), []
+    for record in compiled.records:
         if record["t"] == "compile":
-            name = _text(record.get("kernel"), 100)
-            if record.get("ok") is True:
-                compiled.add(name)
+            name = record["kernel"]
+            if record["ok"] is True:
+                done_kernels.add(name)
             else:
-                errors.append(f"kernel {name}: {_last_line(_text(record.get('error'), 2000))}")
-    errors += [f"kernel {name}: it was not compiled" for name in sorted(launched - compiled) if not errors]
+                errors.append(f"kernel {name}: {_last_line(record['error'])}")
+    errors += [f"kernel {name}: it was not compiled" for name in sorted(launched - done_kernels) if not errors]
     return errors
 
 
@@ -222,11 +267,8 @@ def _judge_trials(
     rules: TritonRules,
     findings: list[Finding],
 ) -> list[TestResult]:
-    by_index: dict[int, dict[str, Any]] = {}
-    for r in records:
-        if r["t"] == "trial" and type(r.get("index")) is int and r["index"] not in by_index:
-            by_index[r["index"]] = r
-    results, ops, launches_seen = [], Counter[str](), False
+    by_index = {r["index"]: r for r in records if r["t"] == "trial"}  # each once: the report was checked
+    results, ops, kernel_ops, launches_seen = [], Counter[str](), Counter[str](), False
     for index, expected in enumerate(reference.outputs):
         record = by_index.get(index)
         name = f"trial {index}"
@@ -234,34 +276,27 @@ def _judge_trials(
             status, why = _ended_early(runner, records)
             results.append(TestResult(index, False, status, name, f"not run: {why}"))
             continue
-        duration = record.get("ms") if isinstance(record.get("ms"), (int, float)) else 0.0
-        launches = record.get("launches")
-        if isinstance(launches, dict) and any(isinstance(n, int) and n > 0 for n in launches.values()):
-            launches_seen = True
-        if isinstance(record.get("ops"), dict):
-            ops.update({str(k)[:80]: 1 for k in list(record["ops"])[:200]})
+        duration = float(record.get("ms", 0.0))
+        launches_seen = launches_seen or bool(record["launches"])
+        ops.update(record["ops"].keys())
+        kernel_ops.update(record["kernel_ops"].keys())
         if record.get("tampered") is True:
-            findings.append(
-                Finding(
-                    "harness_tampering", Severity.CRITICAL, "forward removed the harness's launch or op hooks", name
-                )
-            )
+            findings.append(_tampering(name))
         if record.get("inputs_changed") is True:
             findings.append(Finding("input_mutated", Severity.CRITICAL, "forward modified its inputs in place", name))
         if "error" in record:
-            error = _text(record.get("error"), 2000)
+            error = record["error"]
             results.append(TestResult(index, False, _error_status(error), name, _last_line(error), duration))
             continue
-        problem = record.get("problem")
-        if problem is not None:
-            code, text = [*problem, "", ""][:2] if isinstance(problem, list) else ("", problem)
+        if record["problem"] is not None:
+            code, text = record["problem"]
             message = _text(text, _MAX_EVIDENCE)
             if code in _OUTPUT_PROBLEMS:
                 findings.append(Finding(_OUTPUT_PROBLEMS[code], Severity.CRITICAL, message, name))
             results.append(TestResult(index, False, Status.FAILED, name, message, duration))
             continue
         try:
-            got = decode_list(record.get("output"))
+            got = decode_list(record["output"])
         except TensorError as exc:
             results.append(TestResult(index, False, Status.FAILED, name, f"malformed output: {exc}", duration))
             continue
@@ -279,6 +314,7 @@ def _judge_trials(
             )
         )
     computing = sorted(op for op in ops if op not in ALLOWED_OPS)
+    computing += sorted(f"{op} (inside a kernel launch)" for op in kernel_ops if op not in KERNEL_BOOKKEEPING)
     if computing:
         findings.append(
             Finding(

@@ -42,6 +42,9 @@ class ServiceConfig:
     max_file_bytes: int = 16 * MiB
     triton_device: str = "cpu"  # "cpu" (interpreter, correctness only) or "cuda" (speed scored)
     triton_workers: int = 1  # warm Triton runners, started with the first Triton task
+    # Tests only (no CLI flag): score Triton candidates with their static findings ignored, so
+    # the dynamic evidence is tested alone. The static checks are the deciding line in service.
+    triton_static_gate: bool = True
 
 
 def read_tokens(path: str) -> tuple[tuple[str, str], ...]:

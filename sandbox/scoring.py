@@ -81,7 +81,10 @@ class ScoringService:
             reply = await self.triton.run_candidate(task.triton, reference, caller)
             plan = task.triton
             verdict = _judged(
-                reply, lambda records, meta: score_triton(reference.run, records, meta, plan.findings, plan.rules)
+                reply,
+                lambda records, meta: score_triton(
+                    reference.run, records, meta, plan.findings, plan.rules, reply.compiled
+                ),
             )
         else:
             reply = await self.run_job(task.job, task.secret, task.limits["task_ms"], caller)

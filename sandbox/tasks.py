@@ -193,7 +193,7 @@ def prepare(task: Any, config: ServiceConfig, sql: SqlContext | None = None) -> 
 def _prepare_triton(task: Any, config: ServiceConfig, limits: dict[str, int]) -> PreparedTask:
     from sandbox.triton.plan import TritonDevice, prepare_triton
 
-    plan, early = prepare_triton(task, limits, TritonDevice(config.triton_device))
+    plan, early = prepare_triton(task, limits, TritonDevice(config.triton_device), config.triton_static_gate)
     return PreparedTask(task.id, "triton", task.code, limits, {}, {}, never_judged, early, triton=plan)
 
 

@@ -487,9 +487,21 @@ def _address_space() -> int:
         return int(handle.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def _run_triton(settings: Settings, job: dict[str, Any], jobdir: str) -> tuple[str, bytes]:
+def _run_triton(
+    settings: Settings, job: dict[str, Any], jobdir: str, report: Buffer
+) -> tuple[str, memoryview, int | None]:
     """Triton jobs run in a forked child (job uid, rlimits) of this runner, which imported
-    torch and triton once at start-up; the memory limit is on top of what they map."""
+    torch and triton once at start-up; the memory limit is on top of what they map.
+
+    Returns how the report ended, the report (the child's records, as it wrote them) and the
+    child's exit code (None if it did not end in time). What this runner knows travels in
+    its meta, never among the child's records: candidate code runs in that child and can
+    write records of its own, so even the harness's own error there is reported as a record
+    of the child's (`harness_error`: the candidate's failure), never as ours.
+
+    The report is read into `report`, which no child inherits and which is wiped once sent:
+    read into this heap, a reference's outputs or an earlier candidate's (right answers) would
+    be in the memory of every candidate forked after it."""
     import tritonrun
 
     limits = {**job["limits"], "memory_bytes": _address_space() + job["limits"]["memory_bytes"]}
@@ -505,23 +517,30 @@ def _run_triton(settings: Settings, job: dict[str, Any], jobdir: str) -> tuple[s
                 tritoncompile.run(job, lambda r: framing.write(report_w, r))
             else:
                 tritonrun.run({**job, "device": settings.triton}, lambda r: framing.write(report_w, r))
-        except BaseException:  # noqa: BLE001 - reported, and scored as ours
-            framing.write(report_w, {"t": "judge_error", "error": traceback.format_exc()[-2000:]})
+        except BaseException:  # noqa: BLE001 - the candidate's process: its failure, whatever broke
+            framing.write(report_w, {"t": "harness_error", "error": traceback.format_exc()[-2000:]})
         finally:
             os._exit(0)
     os.close(report_w)
-    ending, body = _collect(report_r, deadline)
-    return ending, body + _exit_record(pid, ending, deadline)
+    ending = report.fill_until_closed(report_r, deadline)
+    os.close(report_r)
+    return ending, report.contents(), _exit_code(pid, ending, deadline)
 
 
-def _exit_record(pid: int, ending: str, deadline: float) -> bytes:
+def _exit_code(pid: int, ending: str, deadline: float) -> int | None:
     """How a job child ended (a crash is the candidate's), when it ended in time."""
     while ending == "closed" and time.monotonic() < deadline:
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
-            return framing.pack({"t": "exit", "code": os.waitstatus_to_exitcode(status)})
+            return os.waitstatus_to_exitcode(status)
         time.sleep(0.001)
-    return b""
+    return None
+
+
+def _exit_record(pid: int, ending: str, deadline: float) -> bytes:
+    """The control job's exit, as the record the pool expects after its `pong`."""
+    code = _exit_code(pid, ending, deadline)
+    return b"" if code is None else framing.pack({"t": "exit", "code": code})
 
 
 def _ping(settings: Settings, job: dict[str, Any], jobdir: str) -> tuple[str, bytes]:
@@ -595,6 +614,7 @@ def run_job(
     ipc: SysvIpc | None = None,
 ) -> tuple[dict[str, Any], Any]:
     started = time.monotonic()
+    known: dict[str, Any] = {}  # what this runner knows about the job, beyond how the report ended
     jobdir = os.path.join(settings.workdir, "job")
     os.mkdir(jobdir, 0o700)
     if settings.job_uid is not None:
@@ -606,9 +626,11 @@ def run_job(
         secret.read_frame(0)  # always sent; empty: expected outputs never enter a sandbox
         secret.wipe()
         if settings.triton is None:
-            ending, body = "closed", framing.pack({"t": "judge_error", "error": "not a Triton runner"})
+            ending, body, known["runner_error"] = "closed", b"", "not a Triton runner"
         else:
-            ending, body = _run_triton(settings, job, jobdir)
+            ending, body, code = _run_triton(settings, job, jobdir, report)
+            if code is not None:
+                known["exit_code"] = code
         helpers = set()
     elif job["mode"] == "ping":
         secret.read_frame(0)  # always sent; empty
@@ -632,6 +654,7 @@ def run_job(
         "ending": ending,
         "leftover_processes": leftovers,
         "elapsed_ms": round((time.monotonic() - started) * 1000, 3),
+        **known,
     }
     kills = oom.since_last() if oom is not None else None
     if kills is not None:

@@ -9,17 +9,25 @@ are right is decided on the trusted side: no expected value ever reaches this pr
 While the candidate runs, this harness gathers evidence for the anti-cheat rules:
   - launches of the candidate's own `@triton.jit` kernels (a wrapper around the kernel
     launcher: the interpreter's grid executor on CPU, the JIT launcher on a GPU), with
-    the argument types of each, which also lets the kernels be compiled ahead of time
-    for a real GPU when only the interpreter ran them;
-  - every aten op executed by `forward` outside the kernels (a dispatch mode), so torch
-    compute that hides from the static checks still shows;
+    the argument types and compile-time constants of each, which also lets the kernels be
+    compiled ahead of time for a real GPU when only the interpreter ran them;
+  - every aten op executed by `forward` (a dispatch mode): outside the kernels, and apart
+    from them the ops run while a launch is on the stack (where only the launcher's own
+    copies belong), so torch compute that hides from the static checks still shows; a grid
+    callable counts as outside (it is the candidate's code), and an in-kernel state found
+    raised where no launch is running is reported as tampering;
   - a *ghost replay*: `forward` again with the kernels turned into no-ops and every
     uninitialised allocation poisoned; if its output still matches, the kernels did
     not produce it;
   - inputs unchanged by the call, outputs plain, materialised, not aliasing an input;
   - that the hooks are still in place after `forward` (tampering is reported).
 The evidence comes from the candidate's own process and is treated as untrusted
-(defence in depth behind the static checks); correctness never depends on it.
+(defence in depth behind the static checks; it can only lower a reward, and a report in
+another shape than this harness writes is a finding of its own, `rewards/triton_report.py`);
+correctness never depends on it.
+
+In the interpreter, `@triton.autotune` takes its first config (after the kernel's own
+pruning): there is no device to time the configs on.
 
 On a GPU, both jobs also time their model (see `_time_model`).
 """
@@ -45,6 +53,8 @@ CANDIDATE_MODULE = "model_new"
 REFERENCE_MODULE = "reference"
 _MAX_ERROR = 2000
 _MAX_OPS = 200
+_MAX_NAME = 200
+_MAX_PROBLEM = 500
 
 _UNINITIALISED = frozenset({"empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided"})
 
@@ -138,21 +148,22 @@ def run_reference(job: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -
 
 
 class Evidence(TorchDispatchMode):
-    """Records aten ops run outside kernels; in ghost mode, poisons uninitialised allocations."""
+    """Records aten ops, apart while a kernel launch runs; in ghost mode, poisons
+    uninitialised allocations (then the kernels are no-ops, and nothing may pass for them)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.ops: collections.Counter[str] = collections.Counter()
+        self.kernel_ops: collections.Counter[str] = collections.Counter()
         self.ghost = False
         self.in_kernel = 0
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         result = func(*args, **(kwargs or {}))
         name = func.overloadpacket.__name__
-        if not self.in_kernel:
-            self.ops[name] += 1
-            if self.ghost and name in _UNINITIALISED and isinstance(result, torch.Tensor):
-                _poison(result)
+        (self.kernel_ops if self.in_kernel else self.ops)[name] += 1
+        if self.ghost and name in _UNINITIALISED and isinstance(result, torch.Tensor):
+            _poison(result)
         return result
 
 
@@ -167,34 +178,58 @@ def _poison(tensor: torch.Tensor) -> None:
 
 class Launches:
     """Wraps the kernel launcher: counts launches of the candidate's kernels, notes their
-    argument types (for ahead-of-time compilation), and skips them in ghost mode."""
+    arguments (for ahead-of-time compilation), skips them in ghost mode, records the grid
+    callable's ops as the candidate's, and notes an in-kernel state it did not set."""
 
     def __init__(self, evidence: Evidence) -> None:
         self.evidence = evidence
         self.counts: collections.Counter[str] = collections.Counter()
         self.calls: dict[str, tuple[Any, tuple[Any, ...], dict[str, Any]]] = {}
         self.ghost = False
+        self.tampered = False
         self.launcher = _launcher_class()
         self.original = self.launcher.run
         harness = self
 
         def run(kernel: Any, *args: Any, grid: Any, warmup: bool, **kwargs: Any) -> Any:
+            if evidence.in_kernel != 0:  # no launch runs inside another: it was raised by hand
+                harness.tampered = True
+            evidence.in_kernel = 0
             fn = getattr(kernel, "fn", None)
             own = getattr(fn, "__module__", None) == CANDIDATE_MODULE
             if own and not warmup:
-                name = fn.__name__
+                name = str(fn.__name__)[:_MAX_NAME]
                 harness.counts[name] += 1
                 harness.calls.setdefault(name, (kernel, args, kwargs))
                 if harness.ghost:
                     return None
-            harness.evidence.in_kernel += 1
+            evidence.in_kernel = 1
             try:
-                return harness.original(kernel, *args, grid=grid, warmup=warmup, **kwargs)
+                return harness.original(kernel, *args, grid=harness.recorded(grid), warmup=warmup, **kwargs)
             finally:
-                harness.evidence.in_kernel -= 1
+                if evidence.in_kernel != 1:
+                    harness.tampered = True
+                evidence.in_kernel = 0
 
         self.wrapper = run
         self.launcher.run = run
+
+    def recorded(self, grid: Any) -> Any:
+        """The grid callable, evaluated by the launcher, runs as forward's own code: recorded."""
+        if not callable(grid):
+            return grid
+        evidence = self.evidence
+
+        def evaluate(meta: Any) -> Any:
+            evidence.in_kernel = 0
+            try:
+                return grid(meta)
+            finally:
+                if evidence.in_kernel != 0:
+                    self.tampered = True
+                evidence.in_kernel = 1
+
+        return evaluate
 
     def intact(self) -> bool:
         return self.launcher.__dict__.get("run") is self.wrapper
@@ -212,6 +247,21 @@ def _launcher_class() -> type:
 
 def _hooks_intact(evidence: Evidence, launches: Launches) -> bool:
     return launches.intact() and any(mode is evidence for mode in _get_current_dispatch_mode_stack())
+
+
+def _first_config_autotune() -> None:
+    """The interpreter has no device to time `@triton.autotune` configs on (triton asks for a
+    driver and finds none): each autotuner takes its first config after the kernel's own
+    pruning, deterministically. The launch it makes carries that config's constants and
+    options, which is what the ahead-of-time compile then gets."""
+    from triton.runtime.autotuner import Autotuner
+
+    prune = Autotuner.prune_configs
+
+    def first(self: Any, kwargs: dict[str, Any]) -> list[Any]:
+        return prune(self, kwargs)[:1]
+
+    Autotuner.prune_configs = first  # type: ignore[method-assign]
 
 
 @contextlib.contextmanager
@@ -239,7 +289,7 @@ def _check_outputs(outputs: list[Any], inputs: list[Any], device: str) -> list[s
     spans = _storages(inputs)
     for number, out in enumerate(outputs):
         if type(out) is not torch.Tensor:
-            kind = f"{type(out).__module__}.{type(out).__qualname__}"
+            kind = f"{type(out).__module__}.{type(out).__qualname__}"[:_MAX_NAME]
             code = "not_plain_tensor" if isinstance(out, torch.Tensor) else "not_tensor"
             return [code, f"output {number} is a {kind}, not a plain torch.Tensor"]
         if out.device.type != torch.device(device).type:
@@ -278,6 +328,8 @@ def run_candidate(job: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -
     trials = [
         (tensors.decode(t["init"], device), tensors.decode(t["inputs"], device), t["variant"]) for t in job["trials"]
     ]
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        _first_config_autotune()
     evidence = Evidence()
     launches = Launches(evidence)
     try:
@@ -292,52 +344,60 @@ def run_candidate(job: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -
     emit({"t": "load", "ok": True})
 
     def call(model: Any, inputs: list[Any]) -> tuple[Any, bool]:
+        """forward's output, and whether it tampered with the harness's hooks or state."""
+        evidence.in_kernel, launches.tampered = 0, False
         with torch.no_grad(), evidence:
             out = model(*inputs)
             intact = _hooks_intact(evidence, launches)
+        tampered = not intact or launches.tampered or evidence.in_kernel != 0
+        evidence.in_kernel, launches.tampered = 0, False
         _sync(device)
-        return out, intact
+        return out, tampered
 
     first_outputs: list[Any] | None = None
     reported: set[str] = set()
     for index, (_, inputs, variant) in enumerate(trials):
         given = _fresh(inputs)
         evidence.ops.clear()
+        evidence.kernel_ops.clear()
         launches.counts.clear()
         record: dict[str, Any] = {"t": "trial", "index": index}
         started = time.perf_counter()
         try:
-            out, intact = call(models[variant], given)
-            record["ms"] = round((time.perf_counter() - started) * 1000, 3)
+            out, tampered = call(models[variant], given)
+            ms = round((time.perf_counter() - started) * 1000, 3)
             outputs = _outputs(out)
-            record["tampered"] = not intact
-            record["inputs_changed"] = not _unchanged(inputs, given)
-            record["problem"] = _check_outputs(outputs, given, device)
-            if record["problem"] is None:
-                record["output"] = tensors.encode(outputs)
-                if index == 0:
-                    first_outputs = outputs
+            checks = {"ms": ms, "tampered": tampered, "inputs_changed": not _unchanged(inputs, given)}
+            checks["problem"] = _check_outputs(outputs, given, device)
+            if checks["problem"] is None:
+                checks["output"] = tensors.encode(outputs)
+            record.update(checks)  # all of them, or (the trial raised) none
+            if index == 0 and "output" in checks:
+                first_outputs = outputs
         except BaseException as exc:  # noqa: BLE001 - a failing trial is the candidate's
             record["error"] = _trace(exc)
-        record["launches"] = dict(launches.counts)
+        record["launches"] = dict(launches.counts.most_common(_MAX_OPS))
         record["ops"] = dict(evidence.ops.most_common(_MAX_OPS))
+        record["kernel_ops"] = dict(evidence.kernel_ops.most_common(_MAX_OPS))
         emit(record)
         _report_launches(launches, reported, emit)
     if first_outputs is None:
         return
     _, inputs0, variant0 = trials[0]
     with _quiet_errors():  # determinism: the first trial again
-        out, _ = call(models[variant0], _fresh(inputs0))
-        emit({"t": "rerun", "output": tensors.encode(_outputs(out))})
+        out, tampered = call(models[variant0], _fresh(inputs0))
+        emit({"t": "rerun", "output": tensors.encode(_outputs(out)), "tampered": tampered})
     ghost: dict[str, Any] = {"t": "ghost"}
+    tampered = False
     evidence.ghost = launches.ghost = True
     try:
-        out, _ = call(models[variant0], _fresh(inputs0))
+        out, tampered = call(models[variant0], _fresh(inputs0))
         ghost["output"] = tensors.encode(_outputs(out))
     except BaseException as exc:  # noqa: BLE001 - without its kernels the forward may well fail
         ghost["error"] = _error(exc)
     finally:
         evidence.ghost = launches.ghost = False
+    ghost["tampered"] = tampered
     emit(ghost)
     timing = job.get("timing")
     if timing:
@@ -440,7 +500,8 @@ def launch_signature(name: str, kernel: Any, args: tuple[Any, ...], kwargs: dict
         value = bound.get(p.name, None if p.default is inspect.Parameter.empty else p.default)
         kind = None if "constexpr" in annotations[p.name] else _arg_type(value)
         if kind is None:
-            constants[p.name] = value if isinstance(value, (int, float, bool, str, type(None))) else repr(value)
+            plain = isinstance(value, (int, float, bool, str, type(None)))
+            constants[p.name] = value if plain else repr(value)[:_MAX_PROBLEM]
             types[p.name] = "constexpr"
         else:
             types[p.name] = kind

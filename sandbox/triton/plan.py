@@ -17,6 +17,7 @@ from typing import Any
 from rewards.model import Finding, Severity, Status, Verdict
 from rewards.tensors import TensorError, decode_list
 from rewards.triton import ReferenceRun, TritonRules, Weights
+from rewards.triton_report import Forged, check_candidate_report
 from sandbox.python.extract import extract_code
 from sandbox.python.plan import InvalidTask
 from sandbox.triton.static_checks import CandidateSyntaxError, check_triton
@@ -82,26 +83,20 @@ class TritonPlan:
 
     def compile_job(self, records: list[Any]) -> dict[str, Any] | None:
         """The ahead-of-time compile of the kernels the interpreter launched (CPU only); None
-        when there is nothing to compile. The launches are the candidate sandbox's report:
-        only well-formed ones are passed on, to another sandbox."""
+        when there is nothing to compile, or when the candidate's report is not one its
+        harness wrote (it is rejected then: `rewards.triton_report`). The launches are passed
+        on, as data, to a sandbox of their own."""
         if not self.rules.compiled_ahead:
             return None
-        launches = []
-        for record in records:
-            if not (isinstance(record, dict) and record.get("t") == "launch"):
-                continue
-            signature, constants, options = record.get("signature"), record.get("constants"), record.get("options")
-            if (
-                isinstance(record.get("kernel"), str)
-                and isinstance(signature, dict)
-                and all(isinstance(k, str) and isinstance(v, str) for k, v in signature.items())
-                and isinstance(constants, dict)
-                and isinstance(options, dict)
-                and all(k in _LAUNCH_OPTIONS and type(v) is int for k, v in options.items())
-            ):
-                launches.append(
-                    {"kernel": record["kernel"], "signature": signature, "constants": constants, "options": options}
-                )
+        try:
+            check_candidate_report(records, len(self.reference.job["trials"]), self.rules.speed_measured)
+        except Forged:
+            return None
+        launches = [
+            {key: record[key] for key in ("kernel", "signature", "constants", "options")}
+            for record in records
+            if record["t"] == "launch"
+        ]
         if not launches:
             return None
         return {
@@ -112,9 +107,6 @@ class TritonPlan:
             "aot_target": AOT_TARGET,
             "limits": self.limits,
         }
-
-
-_LAUNCH_OPTIONS = ("num_warps", "num_stages", "num_ctas", "maxnreg")
 
 
 def _positive(value: float, field: str) -> float | None:
@@ -154,8 +146,13 @@ def _weights(spec: Any) -> Weights:
     return Weights(**values)
 
 
-def prepare_triton(task: Any, limits: dict[str, int], device: TritonDevice) -> tuple[TritonPlan | None, Verdict | None]:
-    """The plan, or a verdict reached without running (does not parse, static cheat findings)."""
+def prepare_triton(
+    task: Any, limits: dict[str, int], device: TritonDevice, static_gate: bool = True
+) -> tuple[TritonPlan | None, Verdict | None]:
+    """The plan, or a verdict reached without running (does not parse, static cheat findings).
+
+    `static_gate` False (tests only: `ServiceConfig.triton_static_gate`) drops the static
+    findings, so a candidate is judged by what its run shows alone."""
     if task.WhichOneof("spec") != "triton":
         raise InvalidTask("triton", "a TRITON task needs a triton spec")
     spec = task.triton
@@ -206,6 +203,8 @@ def prepare_triton(task: Any, limits: dict[str, int], device: TritonDevice) -> t
         findings = tuple(check_triton(code))
     except CandidateSyntaxError as exc:
         return None, Verdict.does_not_compile(exc, ("compiles", "correctness"))
+    if not static_gate:
+        findings = ()
     plan = TritonPlan(
         code, ReferenceRequest(key, reference_job, limits["task_ms"]), rules, findings, limits, seed, timing
     )
@@ -230,10 +229,10 @@ class ReferenceFailed(Exception):
 def read_reference(records: list[Any], request: ReferenceRequest, ending: str) -> Reference:
     """Validate a reference job's report: every trial's inputs and outputs, and its timing."""
     records = [r for r in records if isinstance(r, dict)]
-    error = next((r for r in records if r.get("t") in ("error", "judge_error")), None)
+    error = next((r for r in records if r.get("t") in ("error", "harness_error")), None)
     if error is not None:
         text = str(error.get("error", ""))[-1500:]
-        if error.get("t") == "judge_error":
+        if error.get("t") == "harness_error":  # the reference's own sandbox runs no candidate: ours
             raise RuntimeError(f"the Triton harness failed on the reference: {text}")
         raise ReferenceFailed(f"the reference fails ({error.get('where')}): {text}")
     trials = request.job["trials"]
