@@ -138,14 +138,16 @@ def test_autotuned_kernels_run_in_the_interpreter(client: SandboxClient, name: s
     assert dict(result.components) == {"compiles": 1.0, "correctness": 1.0}
 
 
-def test_kernel_outputs_joined_by_cat_and_stack_pass(ungated: SandboxClient) -> None:
-    result = ungated.score(triton_task("cat-glue", CAT_REF, CAT_GLUE))
+def test_kernel_outputs_joined_by_cat_and_stack_pass(client: SandboxClient) -> None:
+    """Through the static allow-list too: glue is allowed on both sides."""
+    result = client.score(triton_task("cat-glue", CAT_REF, CAT_GLUE))
     assert status_name(result) == "PASSED", result.message
     assert list(result.findings) == []
 
 
-def test_an_answer_made_by_glue_alone_is_caught(ungated: SandboxClient) -> None:
-    result = ungated.score(triton_task("glue-only", GLUE_ONLY_REF, GLUE_ONLY))
+def test_an_answer_made_by_glue_alone_is_caught(client: SandboxClient) -> None:
+    """The allow-list lets glue through; the ghost replay is what catches glue alone."""
+    result = client.score(triton_task("glue-only", GLUE_ONLY_REF, GLUE_ONLY))
     assert status_name(result) == "REJECTED", result.message
     assert "fallback_output" in finding_codes(result)
 
