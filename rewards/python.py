@@ -182,9 +182,7 @@ def _observed_value(record: dict[str, Any], findings: list[Finding]) -> Any:
     return value
 
 
-def _failed_run(
-    index: int, name: str, record: dict[str, Any], findings: list[Finding], duration: float
-) -> TestResult:
+def _failed_run(index: int, name: str, record: dict[str, Any], findings: list[Finding], duration: float) -> TestResult:
     """A test whose candidate call produced no value: how it failed, and what that reveals."""
     kind = record.get("kind")
     exc_type = str(record.get("type", ""))

@@ -999,6 +999,12 @@ def _judge(
     return _Outcome(True, Status.FAILED, False, message, cand, overlap)
 
 
+def _proved(matched: list[bool], golds: list[_Table], order_matters: bool, tol: _Tol) -> bool:
+    """Right on every database, and some database's gold answer differs from the base's:
+    only then has a literal answer been shown right for the right reason."""
+    return all(matched) and any(_align(g, golds[0], order_matters, tol) is None for g in golds[1:])
+
+
 def score_sql(
     candidate: list[Execution],
     gold: list[ResultSet],
@@ -1086,8 +1092,8 @@ def score_sql(
     def verdict(status: Status, score: float, message: str) -> Verdict:
         return Verdict(status, _clamp(score), tests, components, dedupe(findings), message[:1000])
 
-    proved = all(matched) and any(_align(g, golds[0], order_matters, tol) is None for g in golds[1:])
-    if reads_no_table and outcomes[ref].ran and not proved:  # a literal that did not run keeps its status
+    if reads_no_table and outcomes[ref].ran and not _proved(matched, golds, order_matters, tol):
+        # a literal that did not run keeps its status
         findings.append(
             Finding(
                 "no_table_reference",

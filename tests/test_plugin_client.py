@@ -152,7 +152,7 @@ def test_task_spec_builds_tasks_from_rows() -> None:
 
 
 def test_task_spec_takes_trusted_helpers_from_a_python_prompt() -> None:
-    prompt = "import math\n\ndef poly(xs, x):\n    return 0\n\ndef find_zero(xs):\n    \"\"\"doc\"\"\"\n"
+    prompt = 'import math\n\ndef poly(xs, x):\n    return 0\n\ndef find_zero(xs):\n    """doc"""\n'
     row = {"prompt": prompt, "test": "def check(candidate):\n    assert candidate(1) == 1\n", "entry_point": "f"}
     assert TaskSpec("python").build("a", GOOD, row).python.setup_code == prompt
     for chat in ("Write a function that adds two numbers.", [{"role": "user", "content": "add"}], "hello"):

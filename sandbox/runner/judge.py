@@ -633,6 +633,7 @@ class WholeRun:
             raise self.fail("garbage", f"an unknown request {op[:40]!r}")
         return unary[op](target)
 
+
 def _write_back(passed: dict[str, Any], after: Any) -> None:
     """The candidate's changes to mutable arguments, applied to the test's own objects."""
     if type(after) is not dict:

@@ -472,8 +472,9 @@ def _duckdb_table_function(node: exp.Func) -> bool:
     return isinstance(node.parent, _FROM_POSITIONS) and node.arg_key == "this"
 
 
-def _check_tree(tree: exp.Expr, first_word: str, dialect: str) -> list[Finding]:
-    """CRITICAL findings for one parsed statement (empty when it is an allowed query).
+def _check_tree(tree: exp.Expr, first_word: str, dialect: str, relations: list[exp.Expr]) -> list[Finding]:
+    """CRITICAL findings for one parsed statement (empty when it is an allowed query). Its
+    Table and CTE nodes are added to `relations` on the way (for `reads_tables`: one walk).
 
     Raises _Unparseable for a bare expression that is not a statement (`garbage here`
     parses as a column with an alias): that is a wrong answer, not an attack.
@@ -517,6 +518,8 @@ def _check_tree(tree: exp.Expr, first_word: str, dialect: str) -> list[Finding]:
         ):
             reject("sql_file_access", "only row generators may be called as table functions in duckdb", node)
         else:
+            if isinstance(node, (exp.Table, exp.CTE)):
+                relations.append(node)
             stack.extend(_children(node))  # a rejected node's subtree is not reported again
     return findings
 
@@ -544,18 +547,20 @@ def check_query(sql: str, dialect: str) -> GateResult:
         )
     error = ""
     trees = []
+    relations: list[exp.Expr] = []  # of the first statement
     for chunk in chunks[:_MAX_STATEMENTS]:  # the audit log names what was smuggled in
         try:
             tree = _parse_chunk(sql, chunk, parser_dialect)
             trees.append(tree)
-            findings.extend(_check_tree(tree, chunk[0].text, dialect))
+            findings.extend(_check_tree(tree, chunk[0].text, dialect, relations if len(trees) == 1 else []))
         except Exception as exc:  # noqa: BLE001 - any parser failure, RecursionError included, means "does not parse"
             error = error or _error_text(exc)
     findings = findings[:_MAX_FINDINGS]
     statement = _text(sql, chunks[0]) if len(chunks) == 1 else ""
     ok = not error and not any(f.severity is Severity.CRITICAL for f in findings)
     projection = _projection_of(trees[0]) if ok else ""
-    reads = ok and reads_tables(trees[0], dialect)
+    tables = [r for r in relations if isinstance(r, exp.Table)]
+    reads = ok and reads_tables(tables, [r for r in relations if isinstance(r, exp.CTE)], dialect)
     return GateResult(ok, statement, tuple(findings), error, projection, reads)
 
 

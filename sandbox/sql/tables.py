@@ -19,14 +19,15 @@ _CATALOG_TABLES = frozenset({"sqlite_master", "sqlite_schema", "sqlite_temp_mast
 _CATALOG_SCHEMAS = frozenset({"information_schema", "pg_catalog"})
 
 
-def reads_tables(tree: exp.Expr, dialect: str) -> bool:
-    """True iff some relation in `tree` is a stored table (not a CTE, table function or catalog)."""
-    ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
-    for table in tree.find_all(exp.Table):
+def reads_tables(tables: list[exp.Table], ctes: list[exp.CTE], dialect: str) -> bool:
+    """True iff one of a statement's `tables` (its Table nodes, as the gate's walk met them)
+    is a stored table, not one of its `ctes`, a table function or a catalog relation."""
+    names = {cte.alias_or_name.lower() for cte in ctes}
+    for table in tables:
         if not isinstance(table.this, (exp.Identifier, exp.Dot)):
             continue  # a table-valued function: its arguments are walked on their own
         name, schema = table.name.lower(), table.db.lower()
-        if (not schema and name in ctes) or (name in _CATALOG_TABLES and schema in ("", "main", "temp")):
+        if (not schema and name in names) or (name in _CATALOG_TABLES and schema in ("", "main", "temp")):
             continue
         if schema in _CATALOG_SCHEMAS or (dialect == "postgres" and not schema and name.startswith("pg_")):
             continue
