@@ -13,17 +13,11 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from rewards.model import Severity, Verdict
 
 _EVIDENCE = 500
-
-
-class AuditedTask(Protocol):
-    id: str
-    language: str
-    code: str
 
 
 class AuditLog:
@@ -34,10 +28,11 @@ class AuditLog:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
 
-    def record(self, task: AuditedTask, verdict: Verdict) -> None:
+    def record(self, task_id: str, language: str, code: str, verdict: Verdict) -> None:
+        """One line per finding of the verdict on the task `task_id` (`code`: as sent)."""
         if self._fd is None or not verdict.findings:
             return
-        code_hash = hashlib.sha256(task.code.encode("utf-8")).hexdigest()
+        code_hash = hashlib.sha256(code.encode("utf-8")).hexdigest()
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         lines = []
         for finding in verdict.findings:
@@ -45,8 +40,8 @@ class AuditLog:
                 json.dumps(
                     {
                         "time": now,
-                        "task_id": task.id,
-                        "language": task.language,
+                        "task_id": task_id,
+                        "language": language,
                         "code": finding.code,
                         "severity": finding.severity.name,
                         "status": verdict.status.name,

@@ -68,13 +68,15 @@ def _config(args: argparse.Namespace, **overrides: Any) -> ServiceConfig:
     return ServiceConfig(**values)
 
 
-def _sql_context(args: argparse.Namespace) -> Any:
+def _languages(args: argparse.Namespace) -> Any:
+    """The standard languages, SQL with the databases registered on the command line."""
+    from sandbox.languages import standard_languages
     from sandbox.sql.plan import SqlContext
     from sandbox.sql.registry import Registry, RegistryError
 
     cache = Path(args.variants_cache).expanduser() if args.variants_cache else None
     try:
-        return SqlContext(registry=Registry.from_specs(args.database, cache_dir=cache))
+        return standard_languages(sql=SqlContext(registry=Registry.from_specs(args.database, cache_dir=cache)))
     except RegistryError as exc:
         raise SystemExit(f"--database: {exc}") from None
 
@@ -82,7 +84,7 @@ def _sql_context(args: argparse.Namespace) -> Any:
 async def _serve(config: ServiceConfig, args: argparse.Namespace) -> None:
     from sandbox.server import SandboxServer
 
-    server = SandboxServer(config, _make_backend(args), _sql_context(args))
+    server = SandboxServer(config, _make_backend(args), _languages(args))
     await server.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -137,7 +139,7 @@ def _embedded_server(args: argparse.Namespace) -> Iterator[str]:
     from sandbox.embedded import EmbeddedServer
 
     config = _config(args, host="127.0.0.1", port=0, token=None, tokens=(), tls_cert=None, tls_key=None)
-    with EmbeddedServer(config, _make_backend(args), _sql_context(args)) as server:
+    with EmbeddedServer(config, _make_backend(args), _languages(args)) as server:
         yield server.target
 
 

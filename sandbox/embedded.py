@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Sequence
 from types import TracebackType
 
 from sandbox.backends.base import Backend
 from sandbox.config import ServiceConfig
+from sandbox.language import Language
 from sandbox.server import SandboxServer
-from sandbox.sql.plan import SqlContext
 
 
 class EmbeddedServer:
-    def __init__(self, config: ServiceConfig, backend: Backend, sql: SqlContext | None = None) -> None:
-        self.server = SandboxServer(config, backend, sql)
+    def __init__(self, config: ServiceConfig, backend: Backend, languages: Sequence[Language] | None = None) -> None:
+        self.server = SandboxServer(config, backend, languages)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="rft-sandbox-server", daemon=True)
 

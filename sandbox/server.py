@@ -12,7 +12,7 @@ import hmac
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import grpc
@@ -25,13 +25,13 @@ from sandbox.api import SERVICE, pb
 from sandbox.audit import AuditLog
 from sandbox.backends.base import Backend
 from sandbox.config import ServiceConfig
+from sandbox.driver import Driver, Started
+from sandbox.host import Host
+from sandbox.intake import Prepared, prepare_all
+from sandbox.lanes import Lane, PoolLane
+from sandbox.language import MAIN_LANE, InvalidTask, Language, LanguageUnavailable
+from sandbox.memo import MemoStore
 from sandbox.pool import Overloaded, SandboxFailure, WorkerPool
-from sandbox.python.plan import InvalidTask
-from sandbox.scoring import ScoringService, ensure_gold, ensure_references
-from sandbox.sql.plan import SqlContext
-from sandbox.tasks import PreparedTask, prepare_all
-from sandbox.triton.lane import TritonLane, TritonUnavailable
-from sandbox.triton.plan import TritonDevice
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=Message)
@@ -88,11 +88,17 @@ class TokenInterceptor(grpc.aio.ServerInterceptor):
 
 
 class SandboxServer:
-    def __init__(self, config: ServiceConfig, backend: Backend, sql: SqlContext | None = None) -> None:
+    """`languages`: what it scores (`sandbox.languages.standard_languages()` by default)."""
+
+    def __init__(self, config: ServiceConfig, backend: Backend, languages: Sequence[Language] | None = None) -> None:
+        if languages is None:
+            from sandbox.languages import standard_languages
+
+            languages = standard_languages()
         self.config = config
         self.backend = backend
-        self.sql = sql or SqlContext()
-        backend.mounts = self.sql.registry.mounts()  # registered databases, read-only in every sandbox
+        self.languages = {language.enum: language for language in languages}
+        backend.mounts = [mount for language in languages for mount in language.mounts()]
         self.pool = WorkerPool(
             backend,
             config.workers,
@@ -102,8 +108,12 @@ class SandboxServer:
         )
         self.tokens = Tokens(config)
         self.audit = AuditLog(config.audit_log)
-        self.triton = TritonLane(backend, TritonDevice(config.triton_device), config.triton_workers)
-        self.scoring = ScoringService(self.pool, self.audit, backend.name, self.triton)
+        host = Host(config, backend, self.audit)
+        self.lanes: dict[str, Lane] = {MAIN_LANE: PoolLane(MAIN_LANE, lambda: self.pool)}
+        for language in languages:
+            language.attach(host)
+            self.lanes.update(language.lanes())
+        self.driver = Driver(self.lanes, MemoStore(), self.audit, backend.name)
         self.health = health.aio.HealthServicer()
         self.port = config.port
         self._server: grpc.aio.Server | None = None
@@ -111,7 +121,8 @@ class SandboxServer:
 
     async def start(self) -> None:
         await self.backend.cleanup()  # leftovers of a crashed predecessor
-        await self.pool.start()
+        for lane in self.lanes.values():
+            await lane.start()
         interceptors = [TokenInterceptor(self.tokens)] if self.tokens else []
         server = grpc.aio.server(
             interceptors=interceptors,
@@ -170,9 +181,8 @@ class SandboxServer:
         await self.health.enter_graceful_shutdown()
         if self._server is not None:
             await self._server.stop(grace)
-        await self.pool.close()
-        await self.triton.close()
-        await self.scoring.postgres.close()
+        for lane in self.lanes.values():
+            await lane.close()
         await self.backend.cleanup()
         self.audit.close()
 
@@ -213,14 +223,13 @@ class SandboxServer:
         name = self.tokens.check(context.invocation_metadata())[1] if self.tokens else None
         return name or context.peer()
 
-    async def _prepare(
-        self, tasks: Any, context: grpc.aio.ServicerContext, single: bool, caller: str
-    ) -> list[PreparedTask]:
+    async def _prepare(self, tasks: Any, context: grpc.aio.ServicerContext, single: bool, caller: str) -> list[Started]:
+        """The request's tasks, validated, admitted by every lane they queue on, and with their
+        prerequisites computed; or the call aborted with why."""
         try:
-            prepared = prepare_all(tasks, self.config, self.sql)
-            self.pool.admit(caller, len(prepared))
-            await ensure_gold(self.scoring, prepared, self.sql, caller)
-            await ensure_references(self.scoring, prepared, caller)
+            prepared = prepare_all(tasks, self.config, self.languages)
+            self._admit(prepared, caller)
+            return await self.driver.start(prepared, caller)
         except InvalidTask as exc:
             text = str(exc).replace("tasks[0].", "task.", 1) if single else str(exc)
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, text)
@@ -228,9 +237,15 @@ class SandboxServer:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"server busy: {exc}; retry later")
         except SandboxFailure as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"could not compute reference results: {exc}")
-        except TritonUnavailable as exc:
+        except LanguageUnavailable as exc:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
-        return prepared
+        raise AssertionError("abort raises")
+
+    def _admit(self, prepared: list[Prepared], caller: str) -> None:
+        """Refuse a whole request up front rather than half of it later (raises Overloaded)."""
+        counts = Counter(task.language.admission_lane for task in prepared)
+        for lane, count in counts.items():
+            self.lanes[lane].admit(caller, count)
 
     async def _score(self, raw: bytes, context: grpc.aio.ServicerContext) -> pb.Result:
         request = await self._parse(pb.ScoreRequest, raw, context)
@@ -238,25 +253,24 @@ class SandboxServer:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "task: is required")
         caller = self._caller(context)
         (task,) = await self._prepare([request.task], context, single=True, caller=caller)
-        result = await self.scoring.score(task, caller)
-        if task.language == "sql":
-            await self._verify_databases()
+        result = await self.driver.score(task, caller)
+        await task.task.language.after_batch()
         return result
 
     async def _score_batch(self, raw: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.Result]:
         request = await self._parse(pb.ScoreBatchRequest, raw, context)
         caller = self._caller(context)
-        prepared = await self._prepare(request.tasks, context, single=False, caller=caller)
+        started_tasks = await self._prepare(request.tasks, context, single=False, caller=caller)
         started = time.perf_counter()
-        pending = [asyncio.ensure_future(self.scoring.score(task, caller)) for task in prepared]
+        pending = [asyncio.ensure_future(self.driver.score(task, caller)) for task in started_tasks]
         statuses: Counter[str] = Counter()
         try:
             for next_done in asyncio.as_completed(pending):
                 result = await next_done
                 statuses[pb.Status.Name(result.status)] += 1
                 yield result
-            if any(task.language == "sql" for task in prepared):
-                await self._verify_databases()
+            for language in {id(t.task.language): t.task.language for t in started_tasks}.values():
+                await language.after_batch()
         finally:
             for future in pending:
                 future.cancel()
@@ -264,7 +278,7 @@ class SandboxServer:
                 "batch",
                 extra={
                     "fields": {
-                        "tasks": len(prepared),
+                        "tasks": len(started_tasks),
                         "answered": sum(statuses.values()),
                         "statuses": dict(statuses),
                         "seconds": round(time.perf_counter() - started, 3),
@@ -273,14 +287,6 @@ class SandboxServer:
                     }
                 },
             )
-
-    async def _verify_databases(self) -> None:
-        """Registered files must be exactly as registered: a change is a critical finding."""
-        for database in self.sql.registry.databases.values():
-            changed = await asyncio.to_thread(database.changed_files)
-            if changed:
-                log.error("database_modified", extra={"fields": {"database": database.name, "files": changed}})
-                self.audit.record_event("database_modified", f"database {database.name!r} changed: {changed}")
 
     async def _stats(self, raw: bytes, context: grpc.aio.ServicerContext) -> pb.StatsReply:
         await self._parse(pb.StatsRequest, raw, context)

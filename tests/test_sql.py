@@ -12,6 +12,7 @@ import pytest
 from sandbox.api import pb
 from sandbox.config import ServiceConfig
 from sandbox.embedded import EmbeddedServer
+from sandbox.languages import standard_languages
 from sandbox.sql.plan import SqlContext
 from sandbox.sql.registry import Registry
 from tests.conftest import make_backend
@@ -32,7 +33,9 @@ def sql_server(backend_name: str, company, tmp_path_factory) -> Iterator[Embedde
     registry = Registry.from_specs([f"company={company}", f"single={company / 'base.sqlite'}"])
     audit = tmp_path_factory.mktemp("sql-audit") / "audit.jsonl"
     config = ServiceConfig(host="127.0.0.1", port=0, workers=2, audit_log=str(audit))
-    embedded = EmbeddedServer(config, make_backend(backend_name), SqlContext(registry=registry)).start()
+    embedded = EmbeddedServer(
+        config, make_backend(backend_name), standard_languages(sql=SqlContext(registry=registry))
+    ).start()
     yield embedded
     embedded.stop()
 

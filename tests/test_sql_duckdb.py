@@ -12,6 +12,7 @@ import pytest
 from sandbox.api import pb
 from sandbox.config import ServiceConfig
 from sandbox.embedded import EmbeddedServer
+from sandbox.languages import standard_languages
 from sandbox.sql.plan import SqlContext
 from sandbox.sql.registry import Registry
 from tests.conftest import make_backend
@@ -50,7 +51,7 @@ def duck_dir(tmp_path_factory) -> Path:
 def duck_client(backend_name: str, duck_dir: Path) -> Iterator[SandboxClient]:
     context = SqlContext(registry=Registry.from_specs([f"company_duck={duck_dir}"]))
     config = ServiceConfig(host="127.0.0.1", port=0, workers=2, audit_log=None)
-    embedded = EmbeddedServer(config, make_backend(backend_name), context).start()
+    embedded = EmbeddedServer(config, make_backend(backend_name), standard_languages(sql=context)).start()
     client = SandboxClient(embedded.target, timeout=120)
     yield client
     client.close()

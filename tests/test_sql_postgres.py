@@ -12,6 +12,7 @@ import pytest
 from sandbox.api import pb
 from sandbox.config import ServiceConfig
 from sandbox.embedded import EmbeddedServer
+from sandbox.languages import standard_languages
 from sandbox.sql.plan import SqlContext
 from sandbox.sql.postgres import PostgresExecutor
 from sandbox.sql.registry import Registry
@@ -70,7 +71,7 @@ def pg_dsn() -> str:
 def pg_client(pg_dsn) -> Iterator[SandboxClient]:
     context = SqlContext(registry=Registry.from_specs([f"company_pg={pg_dsn}"]))
     config = ServiceConfig(host="127.0.0.1", port=0, workers=1, audit_log=None)
-    embedded = EmbeddedServer(config, make_backend("bwrap"), context).start()
+    embedded = EmbeddedServer(config, make_backend("bwrap"), standard_languages(sql=context)).start()
     client = SandboxClient(embedded.target, timeout=120)
     yield client
     client.close()

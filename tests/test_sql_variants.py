@@ -18,6 +18,7 @@ from rewards.sql import Execution, ResultSet, SqlWeights, score_sql
 from sandbox.api import pb
 from sandbox.config import ServiceConfig
 from sandbox.embedded import EmbeddedServer
+from sandbox.languages import standard_languages
 from sandbox.sql import variants as variants_module
 from sandbox.sql.gate import check_query
 from sandbox.sql.plan import SqlContext
@@ -92,7 +93,9 @@ def variants_client(backend_name: str, staff: Path, tmp_path_factory) -> Iterato
     cache = tmp_path_factory.mktemp("variant-cache")
     registry = Registry.from_specs([f"staff={staff}"], cache_dir=cache)
     config = ServiceConfig(host="127.0.0.1", port=0, workers=2, audit_log=None)
-    embedded = EmbeddedServer(config, make_backend(backend_name), SqlContext(registry=registry)).start()
+    embedded = EmbeddedServer(
+        config, make_backend(backend_name), standard_languages(sql=SqlContext(registry=registry))
+    ).start()
     client = SandboxClient(embedded.target, timeout=120)
     yield client
     client.close()
@@ -568,7 +571,9 @@ def duck_client(backend_name: str, duck_staff: Path, tmp_path_factory) -> Iterat
     registry = Registry.from_specs([f"staff={duck_staff}?count=6"], cache_dir=tmp_path_factory.mktemp("duck-cache"))
     assert registry.databases["staff"].auto == 6
     config = ServiceConfig(host="127.0.0.1", port=0, workers=2, audit_log=None)
-    embedded = EmbeddedServer(config, make_backend(backend_name), SqlContext(registry=registry)).start()
+    embedded = EmbeddedServer(
+        config, make_backend(backend_name), standard_languages(sql=SqlContext(registry=registry))
+    ).start()
     client = SandboxClient(embedded.target, timeout=120)
     yield client
     client.close()

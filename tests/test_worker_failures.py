@@ -24,12 +24,14 @@ from pathlib import Path
 import grpc
 import pytest
 
+from sandbox.audit import AuditLog
 from sandbox.backends.base import Backend
 from sandbox.backends.bwrap import BwrapBackend
 from sandbox.config import ServiceConfig
 from sandbox.embedded import EmbeddedServer
+from sandbox.host import Host
 from sandbox.pool import WorkerPool
-from sandbox.triton.lane import TritonLane
+from sandbox.triton.lane import CANDIDATES, COMPILER, triton_lanes
 from sandbox.triton.plan import TritonDevice
 from tests.conftest import make_backend
 from tests.helpers import assert_task, call_task, finding_codes, healthy_task, limits, status_name
@@ -262,15 +264,17 @@ def test_the_control_job_passes_in_every_kind_of_runner():
 
     async def controls() -> list[bool]:
         pool = WorkerPool(BwrapBackend(), 1)
-        lane = TritonLane(BwrapBackend(), TritonDevice("cpu"), 1)
+        host = Host(ServiceConfig(triton_workers=1, audit_log=None), BwrapBackend(), AuditLog(None))
+        lanes = triton_lanes(host, TritonDevice("cpu"), 1)
         await pool.start()
-        await lane._start()
+        triton = [await lanes[name]._start() for name in (CANDIDATES, COMPILER)]
         try:
-            pools = [pool, lane.pool, lane.compiler]
+            pools = [pool, *triton]
             return [await p._control(0) is not None and p.stats.control_failures == 0 for p in pools]
         finally:
             await pool.close()
-            await lane.close()
+            for lane in lanes.values():
+                await lane.close()
 
     assert asyncio.run(controls()) == [True, True, True]
 

@@ -15,18 +15,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from sandbox.language import InvalidTask
 from sandbox.python.asserts import AssertPlan, InvalidTests, defined_names, plan_asserts
 from sandbox.runner import codec
 
 MAX_TESTS = 1000
-
-
-class InvalidTask(ValueError):
-    """A task that cannot be run as given; `field` names the offending request field."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
 
 
 @dataclass(frozen=True)

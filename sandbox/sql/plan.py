@@ -22,23 +22,21 @@ import functools
 import hashlib
 import json
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from rewards.compare import DEFAULT_ABS_TOL, DEFAULT_REL_TOL
 from rewards.model import Finding, Severity, Status, Verdict
-from rewards.sql import Execution, ResultSet, SqlWeights, results_match, score_sql
+from rewards.sql import Execution, ResultSet, SqlWeights, results_match
 from sandbox.api import pb
-from sandbox.python.plan import InvalidTask
+from sandbox.language import InvalidTask
 from sandbox.runner import codec
 from sandbox.sql.extract import extract_sql
 from sandbox.sql.gate import check_query, gold_orders_rows
-from sandbox.sql.order import plan_order, sort_keys
+from sandbox.sql.order import OrderPlan, plan_order
 
 if TYPE_CHECKING:
     from sandbox.sql.registry import Registry
-    from sandbox.tasks import PreparedTask
 
 log = logging.getLogger(__name__)
 
@@ -56,38 +54,22 @@ class GoldKey:
     query: str
 
 
-@dataclass(frozen=True)
-class GoldRequest:
-    """Reference results a task needs; `job` computes them if the cache does not have them.
-
-    The gold must run cleanly on the first `required` files (0: all); on the others
-    (automatic variants) a failure only means that variant is not used (None in the
-    cache). `settle`, when set, is called once they are cached, before the task runs."""
-
-    key: GoldKey
-    job: dict[str, Any]
-    task_ms: int
-    required: int = 0
-    settle: Callable[[], None] | None = None
-    optional: bool = False  # the gold's sort keys: a failure leaves the order strict, not the task invalid
-
-
 @dataclass
 class SqlContext:
-    """What SQL tasks share across a service: registered databases, reference results, weights."""
+    """What SQL tasks share across a service: registered databases, weights, and which
+    variants distinguish each gold (the gold results themselves are the service's memos)."""
 
     registry: Registry = field(default_factory=lambda: _registry())
-    gold: dict[GoldKey, list[ResultSet | None]] = field(default_factory=dict)
-    sort_keys: dict[GoldKey, list[ResultSet | None]] = field(default_factory=dict)  # optional requests' results
     weights: SqlWeights = field(default_factory=SqlWeights)
     kept: dict[tuple[GoldKey, bool, float, float, int], tuple[int, ...]] = field(default_factory=dict)
 
-    def distinguishing(self, key: GoldKey, order: bool, rel_tol: float, abs_tol: float, keep: int) -> tuple[int, ...]:
-        """The first `keep` variants (indices into `gold[key]`) on which the gold's answer
-        differs from the base's, computed once per gold and comparison."""
+    def distinguishing(
+        self, key: GoldKey, results: list[ResultSet | None], order: bool, rel_tol: float, abs_tol: float, keep: int
+    ) -> tuple[int, ...]:
+        """The first `keep` variants (indices into the gold's `results`) on which the gold's
+        answer differs from the base's, computed once per gold and comparison."""
         memo = (key, order, rel_tol, abs_tol, keep)
         if memo not in self.kept:
-            results = self.gold[key]
             base, picked = results[0], []
             for index, result in enumerate(results[1:], 1):
                 if len(picked) == keep:
@@ -230,9 +212,38 @@ def _static_findings(query: str, kind: str, gold: _GoldFacts | None) -> list[Fin
     return findings
 
 
-def prepare_sql(task: Any, context: SqlContext, limits: dict[str, int]) -> PreparedTask:
-    from sandbox.tasks import PreparedTask, never_judged
+@dataclass(frozen=True)
+class SqlPlan:
+    """A SQL task to run: the candidate's job, and what its reference results need.
 
+    With automatic variants (`variants`), the candidate's databases are chosen once the
+    gold's results on all of them are known (`SqlContext.distinguishing`)."""
+
+    job: dict[str, Any]  # the candidate's job on the base database (and its given variants)
+    where: str  # the job field naming its databases: "databases" or "schemas"
+    every_file: tuple[str, ...]  # the base and every variant
+    limits: dict[str, int]
+    lane: str  # "postgres" for a PostgreSQL database, else the main pool
+    findings: tuple[Finding, ...]
+    order: bool
+    rel_tol: float
+    abs_tol: float
+    weights: SqlWeights
+    literal: bool  # the gold reads a table and the candidate reads none
+    expected: ResultSet | None = None  # the task's expected rows, when it gives no gold query
+    gold: GoldKey | None = None
+    required: int = 0  # the gold must run cleanly on the first `required` files (0: all)
+    variants: bool = False  # pick the distinguishing automatic variants
+    keep: int = 0
+    sorting: OrderPlan | None = None
+    sort_key: GoldKey | None = None  # the query that reads the gold's sort keys
+
+    def gold_job(self, query: str) -> dict[str, Any]:
+        """A job running a reference query on every file at once (its results are cached)."""
+        return {**self.job, "query": query, self.where: list(self.every_file)}
+
+
+def prepare_sql(task: Any, context: SqlContext, limits: dict[str, int]) -> SqlPlan | Verdict:
     if task.WhichOneof("spec") != "sql":
         raise InvalidTask("sql", "a SQL task needs a sql spec")
     spec = task.sql
@@ -252,7 +263,7 @@ def prepare_sql(task: Any, context: SqlContext, limits: dict[str, int]) -> Prepa
     name, every_file, extra, auto, keep = _databases(spec, context.registry, engine)
     expected = _expected_rows(spec) if not gold_sql else None
     # expected rows describe the base database only; base_only skips the variants; automatic
-    # variants are added once the gold's answers on them are known (settle, below)
+    # variants are added once the gold's answers on them are known (the flow picks them)
     paths = every_file[:1] if expected is not None or spec.base_only or auto else every_file
     order = {pb.SqlSpec.ORDER_MATTERS: True, pb.SqlSpec.ORDER_IGNORED: False}.get(
         spec.order, gold_facts is not None and gold_facts.orders_rows
@@ -264,77 +275,40 @@ def prepare_sql(task: Any, context: SqlContext, limits: dict[str, int]) -> Prepa
     sql_limits = {**limits, "sql_steps": SQL_STEPS, "max_rows": MAX_ROWS, "max_result_bytes": MAX_RESULT_BYTES}
     where = "schemas" if engine == "postgres" else "databases"
     job = {"mode": "sql", "engine": engine, "query": query, where: paths, **extra, "limits": sql_limits}
-    weights = context.weights
     if not gate.ok:
         if gate.error:
-            early = Verdict(
+            return Verdict(
                 Status.SYNTAX_ERROR,
                 0.0,
                 components={"executes": 0.0},
                 message=f"does not parse: {gate.error}"[:500],
                 findings=list(gate.findings),
             )
-        else:
-            early = Verdict(
-                Status.REJECTED,
-                weights.violation,
-                components={"cheat_penalty": 1.0},
-                findings=list(gate.findings),
-                message="rejected: " + "; ".join(f.code for f in gate.findings),
-            )
-        return PreparedTask(task.id, "sql", task.code, sql_limits, job, {}, never_judged, early)
-    findings = list(gate.findings) + _static_findings(query, gate.projection, gold_facts)
-    key = GoldKey(name, gold_sql) if gold_sql else None
-    gold_job = {**job, "query": gold_sql, where: every_file}  # cached for every file at once
-    cache = context.gold
-    chosen = list(range(len(paths)))  # which gold results the job's databases have
-    literal = gold_facts is not None and gold_facts.reads_tables and not gate.reads_tables
-
-    def settle() -> None:
-        picked = context.distinguishing(key, order, rel_tol, abs_tol, keep)  # type: ignore[arg-type]
-        chosen[:] = [0, *picked]
-        job[where] = [every_file[i] for i in chosen]
-        if not picked:
-            findings.append(
-                Finding(
-                    "no_distinguishing_variant",
-                    Severity.INFO,
-                    "the gold's answer is the same on every automatic variant: this task's reward "
-                    "cannot tell an answer that is right by coincidence from a right query",
-                )
-            )
-
-    sorting = plan_order(gold_sql, engine) if order and gold_facts is not None and gold_facts.orders_rows else None
-    keyed = GoldKey(name, sorting.query) if sorting is not None and sorting.query is not None else None
-
-    def judge(records: list[Any], meta: dict[str, Any]) -> Verdict:
-        observed = executions(records, len(chosen))
-        if observed is None:
-            return Verdict(Status.SANDBOX_ERROR, 0.0, message="the sandbox did not report every database")
-        gold = [expected] if expected is not None else [cache[key][i] for i in chosen]  # type: ignore[index]
-        if any(g is None for g in gold):
-            return Verdict(Status.SANDBOX_ERROR, 0.0, message="a reference result is missing")
-        ties = []
-        if sorting is not None:
-            found = context.sort_keys.get(keyed, []) if keyed is not None else []
-            files = chosen if expected is None else [0]
-            ties = [sort_keys(sorting, gold[n], found[f] if f < len(found) else None) for n, f in enumerate(files)]
-        return score_sql(
-            observed,
-            gold,  # type: ignore[arg-type]
-            order_matters=order,
-            rel_tol=rel_tol,
-            abs_tol=abs_tol,
-            weights=weights,
-            findings=findings,
-            reads_no_table=literal,
-            sort_keys=ties,
+        return Verdict(
+            Status.REJECTED,
+            context.weights.violation,
+            components={"cheat_penalty": 1.0},
+            findings=list(gate.findings),
+            message="rejected: " + "; ".join(f.code for f in gate.findings),
         )
-
-    requests: tuple[GoldRequest, ...] = ()
-    if key is not None:
-        hook = settle if auto and not spec.base_only else None
-        requests = (GoldRequest(key, gold_job, sql_limits["task_ms"], len(every_file) - auto, hook),)
-    if keyed is not None and sorting is not None:
-        requests += (GoldRequest(keyed, {**gold_job, "query": sorting.query}, sql_limits["task_ms"], optional=True),)
-    return PreparedTask(task.id, "sql", task.code, sql_limits, job, {}, judge, gold=requests)
+    sorting = plan_order(gold_sql, engine) if order and gold_facts is not None and gold_facts.orders_rows else None
+    return SqlPlan(
+        job=job,
+        where=where,
+        every_file=tuple(every_file),
+        limits=sql_limits,
+        lane="postgres" if engine == "postgres" else "main",
+        findings=(*gate.findings, *_static_findings(query, gate.projection, gold_facts)),
+        order=order,
+        rel_tol=rel_tol,
+        abs_tol=abs_tol,
+        weights=context.weights,
+        literal=gold_facts is not None and gold_facts.reads_tables and not gate.reads_tables,
+        expected=expected,
+        gold=GoldKey(name, gold_sql) if gold_sql else None,
+        required=len(every_file) - auto,
+        variants=bool(auto) and not spec.base_only,
+        keep=keep,
+        sorting=sorting,
+        sort_key=GoldKey(name, sorting.query) if sorting is not None and sorting.query is not None else None,
+    )

@@ -1,0 +1,116 @@
+"""What a language is to the service: one small interface, and the steps its flows yield.
+
+The core knows no language by name. A language turns a task into a plan (or a verdict
+reached without running anything: a syntax error, a static rejection), then runs the
+plan as a *flow*: a generator that yields the sandbox work it needs and receives what
+the sandbox observed, and finally returns the trusted verdict. Multi-step languages are
+ordinary code in their flow (SQL: its gold results, then the candidate; Triton: the
+reference, then the candidate, then the compile), so the core has no special cases:
+
+    def flow(self, plan):
+        gold = yield Memo(("gold", plan.key), Job(plan.gold_job, plan.task_ms), read_gold)
+        reply = yield Job(plan.candidate_job(gold), plan.task_ms)
+        return score(gold, reply.records, reply.meta)
+
+`Memo` steps are results many tasks share (a gold query's result, a Triton reference's
+outputs): the core computes each key once, however many tasks ask at a time, and keeps
+it. The memos a flow asks for before its first `Job` are the task's prerequisites: they
+run while the request is being admitted, so a task whose reference does not run makes
+the whole request invalid before any candidate runs.
+
+A flow receives a `RunnerReply` for a `Job` and the memo's value for a `Memo`; a
+`SandboxFailure` is thrown into it at the `yield`, where it may be caught (an optional
+memo) or left to the core (the task's SANDBOX_ERROR). A job whose sandbox was lost to
+the candidate ends the task with the core's worker-lost verdict; the flow never sees it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Generator, Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from rewards.model import Verdict
+
+if TYPE_CHECKING:
+    from sandbox.host import Host
+    from sandbox.lanes import Lane
+    from sandbox.worker import RunnerReply
+
+T = TypeVar("T")
+MAIN_LANE = "main"  # the service's warm pool of lean runners
+
+
+class InvalidTask(ValueError):
+    """A task that cannot be run as given; `field` names the offending request field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+class LanguageUnavailable(Exception):
+    """This service cannot run the language's tasks (e.g. torch is not installed)."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """One sandbox job: its public frame (inputs only), its secret frame (whole-mode tests),
+    the task's time budget, and the lane (pool) that runs it."""
+
+    frame: Mapping[str, Any]
+    task_ms: int
+    secret: Mapping[str, Any] = field(default_factory=dict)
+    lane: str = MAIN_LANE
+
+
+@dataclass(frozen=True)
+class Memo(Generic[T]):
+    """A value computed from one job's reply, once per `key` for the whole service.
+
+    `read` turns the reply into the value, or raises (`InvalidTask` for a task whose
+    reference is wrong, `SandboxFailure` for the infrastructure's failure): nothing that
+    raised is kept, so a later request tries again. `size` is the value's bytes for the
+    memo's budget; without it the value is never evicted."""
+
+    key: Hashable
+    job: Job
+    read: Callable[[RunnerReply], T]
+    size: Callable[[T], int] | None = None
+
+
+Step = Job | Memo[Any]
+Flow = Generator[Step, Any, Verdict]
+
+
+class Language(ABC):
+    """One language the service scores. Registered in `sandbox.languages`."""
+
+    name: str  # lower case, as the audit trail and logs name it
+    enum: int  # its `rft_sandbox.v1.Language` value
+    admission_lane: str = MAIN_LANE  # the lane whose queue admits (or refuses) its tasks
+
+    def attach(self, host: Host) -> None:  # noqa: B027 - most languages need nothing of it
+        """Called once by the service before any task: what the language may use."""
+
+    def mounts(self) -> Sequence[tuple[str, str]]:
+        """(host path, sandbox path) pairs every sandbox gets read-only (e.g. databases)."""
+        return ()
+
+    def lanes(self) -> Mapping[str, Lane]:
+        """Lanes of its own its flows name in `Job.lane` (pools of other runners, or engines
+        that are not sandboxes), started and closed by the service."""
+        return {}
+
+    @abstractmethod
+    def prepare(self, task: Any, limits: dict[str, int]) -> Any:
+        """The task's plan, or a `Verdict` reached without running. Raises `InvalidTask`
+        naming the field for anything wrong with the task."""
+
+    @abstractmethod
+    def flow(self, plan: Any) -> Flow:
+        """Run the plan (see the module docstring) and return the trusted verdict."""
+
+    async def after_batch(self) -> None:  # noqa: B027 - most languages need nothing of it
+        """Called after every request that had tasks of this language were answered."""

@@ -1,0 +1,87 @@
+"""A language is one folder plus one registry line: a test-only toy language (tests/toy_language)
+runs through the real service, its gold a memo shared by tasks, its failures clear errors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import grpc
+import pytest
+
+from sandbox.api import pb
+from sandbox.config import ServiceConfig
+from sandbox.embedded import EmbeddedServer
+from sandbox.languages import standard_languages
+from tests.conftest import make_backend
+from tests.helpers import status_name
+from tests.toy_language import RPN_ENUM, RpnLanguage
+from trainer_plugin.client import SandboxClient
+
+
+def rpn_task(task_id: str, candidate: str, gold: str, inputs: list[int]) -> pb.Task:
+    spec = pb.PythonSpec(assert_code=gold, io_tests=[pb.IoTest(stdin=str(x)) for x in inputs])
+    return pb.Task(id=task_id, language=RPN_ENUM, code=candidate, python=spec)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def toy() -> Iterator[tuple[EmbeddedServer, SandboxClient]]:
+    config = ServiceConfig(host="127.0.0.1", port=0, workers=2, audit_log=None)
+    embedded = EmbeddedServer(config, make_backend("bwrap"), (*standard_languages(), RpnLanguage())).start()
+    yield embedded, SandboxClient(embedded.target, timeout=60)
+    embedded.stop()
+
+
+def _jobs(embedded: EmbeddedServer) -> int:
+    return embedded.server.pool.stats.jobs_completed
+
+
+def test_a_right_program_passes_and_a_wrong_one_gets_partial_credit(toy: tuple[EmbeddedServer, SandboxClient]) -> None:
+    _, client = toy
+    right = client.score(rpn_task("right", "x x *", "x x *", [2, 3, -4]))
+    assert status_name(right) == "PASSED" and right.score == 1.0, right.message
+    wrong = client.score(rpn_task("wrong", "x x +", "x x *", [2, 3]))  # right for x = 2 only
+    assert status_name(wrong) == "FAILED" and wrong.score == 0.5
+    assert [t.passed for t in wrong.tests] == [True, False]
+
+
+def test_the_gold_runs_once_for_every_task_that_shares_it(toy: tuple[EmbeddedServer, SandboxClient]) -> None:
+    embedded, client = toy
+    before = _jobs(embedded)
+    tasks = [rpn_task(f"shared-{n}", "x 1 +", "1 x +", [5, 6, 7]) for n in range(4)]
+    results = list(client.score_batch(tasks))
+    assert [status_name(r) for r in results] == ["PASSED"] * 4
+    assert _jobs(embedded) - before == 1 + 4, "one gold job, then one job per candidate"
+    again = list(client.score_batch([rpn_task("shared-again", "x 1 +", "1 x +", [5, 6, 7])]))
+    assert status_name(again[0]) == "PASSED"
+    assert _jobs(embedded) - before == 1 + 4 + 1, "the gold's outputs were kept"
+
+
+def test_a_gold_that_fails_makes_the_request_invalid_before_any_candidate_runs(
+    toy: tuple[EmbeddedServer, SandboxClient],
+) -> None:
+    embedded, client = toy
+    before = _jobs(embedded)
+    tasks = [rpn_task("fine", "x", "x", [1]), rpn_task("broken-gold", "x", "x +", [1])]  # `+` on one value
+    with pytest.raises(grpc.RpcError) as raised:
+        list(client.score_batch(tasks))
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "tasks[1].python.assert_code" in raised.value.details()
+    assert _jobs(embedded) - before <= 2, "only gold jobs ran: no candidate"
+
+
+def test_the_language_validates_its_own_tasks(toy: tuple[EmbeddedServer, SandboxClient]) -> None:
+    embedded, client = toy
+    with pytest.raises(grpc.RpcError) as raised:
+        client.score(rpn_task("no-inputs", "x", "x", []))
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "task.python.io_tests: needs inputs" in raised.value.details()
+    before = _jobs(embedded)
+    result = client.score(rpn_task("not-rpn", "x y", "x", [1]))
+    assert status_name(result) == "SYNTAX_ERROR" and _jobs(embedded) == before  # decided without running
+
+
+def test_a_language_the_service_was_not_given_is_an_unknown_language(client: SandboxClient) -> None:
+    with pytest.raises(grpc.RpcError) as raised:
+        client.score(rpn_task("toy-elsewhere", "x", "x", [1]))
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert f"unknown language {RPN_ENUM}" in raised.value.details()
