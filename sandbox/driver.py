@@ -22,10 +22,10 @@ from sandbox.api import pb
 from sandbox.audit import AuditLog
 from sandbox.intake import Prepared
 from sandbox.lanes import Lane
-from sandbox.language import Flow, InvalidTask, Job, Memo
 from sandbox.memo import MemoStore
 from sandbox.pool import WORKER_LOST, SandboxFailure
 from sandbox.results import to_proto
+from sandbox.steps import Flow, InvalidTask, Job, Memo
 from sandbox.worker import RunnerReply
 
 log = logging.getLogger(__name__)

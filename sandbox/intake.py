@@ -15,7 +15,8 @@ from typing import Any
 from rewards.model import Verdict
 from sandbox.api import pb
 from sandbox.config import LimitBounds, ServiceConfig
-from sandbox.language import InvalidTask, Language
+from sandbox.language import Language
+from sandbox.steps import InvalidTask
 
 _MAX_ID = 256
 

@@ -15,10 +15,10 @@ import logging
 from collections.abc import Callable
 from typing import Protocol
 
-from sandbox.language import Job
 from sandbox.pool import Job as PoolJob
 from sandbox.pool import SandboxFailure, WorkerPool
 from sandbox.runner import framing
+from sandbox.steps import Job
 from sandbox.worker import RunnerReply
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ class Lane(Protocol):
 class PoolLane:
     """A warm pool behind a lane. `make` builds the pool (not started): a lazy lane calls it
     at the first request that needs it, so it learns only then whether it can run here
-    (`make` raises `sandbox.language.LanguageUnavailable` if not), and starts the pool
+    (`make` raises `sandbox.steps.LanguageUnavailable` if not), and starts the pool
     with its first job."""
 
     def __init__(self, name: str, make: Callable[[], WorkerPool], *, lazy: bool = False) -> None:

@@ -12,7 +12,7 @@ reference, then the candidate, then the compile), so the core has no special cas
         reply = yield Job(plan.candidate_job(gold), plan.task_ms)
         return score(gold, reply.records, reply.meta)
 
-`Memo` steps are results many tasks share (a gold query's result, a Triton reference's
+`Memo` steps (`sandbox.steps`, with `Job`) are results many tasks share (a gold query's result, a Triton reference's
 outputs): the core computes each key once, however many tasks ask at a time, and keeps
 it. The memos a flow asks for before its first `Job` are the task's prerequisites: they
 run while the request is being admitted, so a task whose reference does not run makes
@@ -27,61 +27,12 @@ the candidate ends the task with the core's worker-lost verdict; the flow never 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Generator, Hashable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from rewards.model import Verdict
-
-if TYPE_CHECKING:
-    from sandbox.host import Host
-    from sandbox.lanes import Lane
-    from sandbox.worker import RunnerReply
-
-T = TypeVar("T")
-MAIN_LANE = "main"  # the service's warm pool of lean runners
-
-
-class InvalidTask(ValueError):
-    """A task that cannot be run as given; `field` names the offending request field."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-
-
-class LanguageUnavailable(Exception):
-    """This service cannot run the language's tasks (e.g. torch is not installed)."""
-
-
-@dataclass(frozen=True)
-class Job:
-    """One sandbox job: its public frame (inputs only), its secret frame (whole-mode tests),
-    the task's time budget, and the lane (pool) that runs it."""
-
-    frame: Mapping[str, Any]
-    task_ms: int
-    secret: Mapping[str, Any] = field(default_factory=dict)
-    lane: str = MAIN_LANE
-
-
-@dataclass(frozen=True)
-class Memo(Generic[T]):
-    """A value computed from one job's reply, once per `key` for the whole service.
-
-    `read` turns the reply into the value, or raises (`InvalidTask` for a task whose
-    reference is wrong, `SandboxFailure` for the infrastructure's failure): nothing that
-    raised is kept, so a later request tries again. `size` is the value's bytes for the
-    memo's budget; without it the value is never evicted."""
-
-    key: Hashable
-    job: Job
-    read: Callable[[RunnerReply], T]
-    size: Callable[[T], int] | None = None
-
-
-Step = Job | Memo[Any]
-Flow = Generator[Step, Any, Verdict]
+from sandbox.host import Host
+from sandbox.lanes import Lane
+from sandbox.steps import MAIN_LANE, Flow
 
 
 class Language(ABC):

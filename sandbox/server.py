@@ -29,9 +29,10 @@ from sandbox.driver import Driver, Started
 from sandbox.host import Host
 from sandbox.intake import Prepared, prepare_all
 from sandbox.lanes import Lane, PoolLane
-from sandbox.language import MAIN_LANE, InvalidTask, Language, LanguageUnavailable
+from sandbox.language import Language
 from sandbox.memo import MemoStore
 from sandbox.pool import Overloaded, SandboxFailure, WorkerPool
+from sandbox.steps import MAIN_LANE, InvalidTask, LanguageUnavailable
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=Message)

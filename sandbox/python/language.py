@@ -18,7 +18,7 @@ from rewards.model import Finding, NeedsJudge, Verdict
 from rewards.python import score_python
 from sandbox.api import pb
 from sandbox.host import Host
-from sandbox.language import Flow, InvalidTask, Job, Language
+from sandbox.language import Language
 from sandbox.python.plan import (
     MAX_TESTS,
     TestPlan,
@@ -28,6 +28,7 @@ from sandbox.python.plan import (
     plan_io_tests,
 )
 from sandbox.python.static_checks import CandidateSyntaxError, check_python
+from sandbox.steps import Flow, InvalidTask, Job
 
 
 @dataclass(frozen=True)

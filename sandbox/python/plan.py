@@ -15,9 +15,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sandbox.language import InvalidTask
 from sandbox.python.asserts import AssertPlan, InvalidTests, defined_names, plan_asserts
 from sandbox.runner import codec
+from sandbox.steps import InvalidTask
 
 MAX_TESTS = 1000
 

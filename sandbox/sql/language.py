@@ -24,11 +24,12 @@ from sandbox.api import pb
 from sandbox.audit import AuditLog
 from sandbox.host import Host
 from sandbox.lanes import Lane
-from sandbox.language import Flow, InvalidTask, Job, Language, Memo
+from sandbox.language import Language
 from sandbox.pool import WORKER_LOST, SandboxFailure
 from sandbox.sql.order import sort_keys
 from sandbox.sql.plan import SqlContext, SqlPlan, executions, prepare_sql
 from sandbox.sql.postgres import PostgresExecutor
+from sandbox.steps import Flow, InvalidTask, Job, Memo
 from sandbox.worker import RunnerReply
 
 log = logging.getLogger(__name__)

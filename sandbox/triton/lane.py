@@ -20,7 +20,7 @@ from typing import Any
 from sandbox.backends.base import Backend
 from sandbox.host import Host
 from sandbox.lanes import PoolLane
-from sandbox.language import LanguageUnavailable
+from sandbox.steps import LanguageUnavailable
 from sandbox.triton.packages import PackagesMissing, package_mounts
 from sandbox.triton.plan import TritonDevice
 

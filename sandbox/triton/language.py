@@ -18,8 +18,9 @@ from rewards.triton import CompileRun, score_triton
 from sandbox.api import pb
 from sandbox.host import Host
 from sandbox.lanes import Lane
-from sandbox.language import Flow, InvalidTask, Job, Language, Memo
+from sandbox.language import Language
 from sandbox.pool import SandboxFailure
+from sandbox.steps import Flow, InvalidTask, Job, Memo
 from sandbox.triton.lane import CANDIDATES, COMPILER, REFERENCES, triton_lanes
 from sandbox.triton.plan import Reference, ReferenceFailed, TritonDevice, TritonPlan, prepare_triton, read_reference
 from sandbox.worker import RunnerReply

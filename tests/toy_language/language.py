@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from rewards.model import Status, TestResult, Verdict
-from sandbox.language import Flow, InvalidTask, Job, Language, Memo
+from sandbox.language import Language
+from sandbox.steps import Flow, InvalidTask, Job, Memo
 from sandbox.worker import RunnerReply
 
 RPN_ENUM = 99  # not in the proto's enum: a test-only language
