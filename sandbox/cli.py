@@ -106,10 +106,12 @@ def read_tasks(path: str) -> list[tuple[int, pb.Task]]:
     Lines are checked with the same validation the server applies (with default
     limits), so a bad line is named by file and line rather than by batch index.
     """
-    from sandbox.tasks import prepare
+    from sandbox.intake import prepare
+    from sandbox.languages import standard_languages
 
     tasks, errors, seen = [], [], set()
     config = ServiceConfig()
+    languages = {language.enum: language for language in standard_languages()}
     try:
         handle = open(path, encoding="utf-8")
     except OSError as exc:
@@ -121,7 +123,7 @@ def read_tasks(path: str) -> list[tuple[int, pb.Task]]:
             try:
                 task = json_format.Parse(line, pb.Task())
                 if task.language != pb.SQL:  # SQL tasks name databases only the server knows
-                    prepare(task, config)
+                    prepare(task, config, languages)
             except (json_format.ParseError, ValueError) as exc:
                 errors.append(f"{path}:{number}: {exc}")
                 continue

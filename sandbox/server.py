@@ -1,101 +1,42 @@
-"""The gRPC service (grpc.aio): transport, auth, validation, admission; nothing else.
+"""The gRPC service (grpc.aio): its parts put together, started, watched and stopped.
 
-Requests arrive as raw bytes and are parsed here, so a malformed message (invalid
-UTF-8 in a string, a truncated field) gets a clear INVALID_ARGUMENT instead of the
-generic INTERNAL that a failing deserializer produces.
+What a call does is in `sandbox.servicer`; who may call in `sandbox.auth`; how a task is
+scored in `sandbox.driver` and the languages (`sandbox.languages`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
-import time
-from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Sequence
 
 import grpc
-from google.protobuf.message import DecodeError, Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from sandbox import __version__
-from sandbox.api import SERVICE, pb
+from sandbox.api import SERVICE
 from sandbox.audit import AuditLog
+from sandbox.auth import TokenInterceptor, Tokens
 from sandbox.backends.base import Backend
 from sandbox.config import ServiceConfig
-from sandbox.driver import Driver, Started
+from sandbox.driver import Driver
 from sandbox.host import Host
-from sandbox.intake import Prepared, prepare_all
 from sandbox.lanes import Lane, PoolLane
 from sandbox.language import Language
+from sandbox.languages import standard_languages
 from sandbox.memo import MemoStore
-from sandbox.pool import Overloaded, SandboxFailure, WorkerPool
-from sandbox.steps import MAIN_LANE, InvalidTask, LanguageUnavailable
+from sandbox.pool import WorkerPool
+from sandbox.servicer import Servicer
+from sandbox.steps import MAIN_LANE
 
 log = logging.getLogger(__name__)
-M = TypeVar("M", bound=Message)
-
-
-class Tokens:
-    """The bearer tokens the service accepts, and whose each one is.
-
-    A named token (`ServiceConfig.tokens`) authenticates its holder and names it: the
-    caller whose line of the fair queue its jobs wait in. The single unnamed token
-    (`ServiceConfig.token`) only authenticates; its holders are told apart by connection.
-    """
-
-    def __init__(self, config: ServiceConfig) -> None:
-        self._entries = [(f"Bearer {secret}".encode(), name) for name, secret in config.tokens]
-        if config.token:
-            self._entries.append((f"Bearer {config.token}".encode(), None))
-
-    def __bool__(self) -> bool:
-        return bool(self._entries)
-
-    def check(self, metadata: Any) -> tuple[bool, str | None]:
-        """(authenticated, the token's name) for a call's invocation metadata."""
-        for key, value in metadata or ():
-            if key != "authorization":
-                continue
-            given = value.encode() if isinstance(value, str) else value
-            matched, name = False, None
-            for expected, owner in self._entries:  # every entry compared: the time says nothing about which
-                if hmac.compare_digest(given, expected):
-                    matched, name = True, name or owner  # a named token wins over the shared one
-            if matched:
-                return True, name
-        return False, None
-
-
-class TokenInterceptor(grpc.aio.ServerInterceptor):
-    """Every call, health and reflection included, needs `authorization: Bearer <token>`."""
-
-    def __init__(self, tokens: Tokens) -> None:
-        self._tokens = tokens
-
-        async def deny(request: Any, context: grpc.aio.ServicerContext) -> None:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
-
-        self._deny = grpc.unary_unary_rpc_method_handler(deny)
-
-    async def intercept_service(
-        self, continuation: Callable[[Any], Awaitable[Any]], details: grpc.HandlerCallDetails
-    ) -> Any:
-        if self._tokens.check(details.invocation_metadata)[0]:
-            return await continuation(details)
-        return self._deny
 
 
 class SandboxServer:
     """`languages`: what it scores (`sandbox.languages.standard_languages()` by default)."""
 
     def __init__(self, config: ServiceConfig, backend: Backend, languages: Sequence[Language] | None = None) -> None:
-        if languages is None:
-            from sandbox.languages import standard_languages
-
-            languages = standard_languages()
+        languages = standard_languages() if languages is None else languages
         self.config = config
         self.backend = backend
         self.languages = {language.enum: language for language in languages}
@@ -115,6 +56,7 @@ class SandboxServer:
             language.attach(host)
             self.lanes.update(language.lanes())
         self.driver = Driver(self.lanes, MemoStore(), self.audit, backend.name)
+        self.servicer = Servicer(config, self.tokens, self.languages, self.lanes, self.driver, self.pool)
         self.health = health.aio.HealthServicer()
         self.port = config.port
         self._server: grpc.aio.Server | None = None
@@ -132,24 +74,7 @@ class SandboxServer:
                 ("grpc.max_send_message_length", self.config.max_request_bytes),
             ],
         )
-        server.add_generic_rpc_handlers(
-            [
-                grpc.method_handlers_generic_handler(
-                    SERVICE,
-                    {
-                        "Score": grpc.unary_unary_rpc_method_handler(
-                            self._score, response_serializer=pb.Result.SerializeToString
-                        ),
-                        "ScoreBatch": grpc.unary_stream_rpc_method_handler(
-                            self._score_batch, response_serializer=pb.Result.SerializeToString
-                        ),
-                        "Stats": grpc.unary_unary_rpc_method_handler(
-                            self._stats, response_serializer=pb.StatsReply.SerializeToString
-                        ),
-                    },
-                )
-            ]
-        )
+        server.add_generic_rpc_handlers([self.servicer.handler()])
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection([SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
         address = f"{self.config.host}:{self.config.port}"
@@ -206,105 +131,3 @@ class SandboxServer:
     async def wait(self) -> None:
         assert self._server is not None
         await self._server.wait_for_termination()
-
-    async def _parse(self, cls: type[M], raw: bytes, context: grpc.aio.ServicerContext) -> M:
-        message = cls()
-        try:
-            message.ParseFromString(raw)
-        except (DecodeError, ValueError) as exc:
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"request is not a valid {cls.__name__} (strings must be UTF-8): {exc}",
-            )
-        return message
-
-    def _caller(self, context: grpc.aio.ServicerContext) -> str:
-        """Whose call this is, for fair scheduling: the named token's name, else the peer
-        (address and port: one identity per connection, as a trainer process holds one)."""
-        name = self.tokens.check(context.invocation_metadata())[1] if self.tokens else None
-        return name or context.peer()
-
-    async def _prepare(self, tasks: Any, context: grpc.aio.ServicerContext, single: bool, caller: str) -> list[Started]:
-        """The request's tasks, validated, admitted by every lane they queue on, and with their
-        prerequisites computed; or the call aborted with why."""
-        try:
-            prepared = prepare_all(tasks, self.config, self.languages)
-            self._admit(prepared, caller)
-            return await self.driver.start(prepared, caller)
-        except InvalidTask as exc:
-            text = str(exc).replace("tasks[0].", "task.", 1) if single else str(exc)
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, text)
-        except Overloaded as exc:
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"server busy: {exc}; retry later")
-        except SandboxFailure as exc:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, f"could not compute reference results: {exc}")
-        except LanguageUnavailable as exc:
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
-        raise AssertionError("abort raises")
-
-    def _admit(self, prepared: list[Prepared], caller: str) -> None:
-        """Refuse a whole request up front rather than half of it later (raises Overloaded)."""
-        counts = Counter(task.language.admission_lane for task in prepared)
-        for lane, count in counts.items():
-            self.lanes[lane].admit(caller, count)
-
-    async def _score(self, raw: bytes, context: grpc.aio.ServicerContext) -> pb.Result:
-        request = await self._parse(pb.ScoreRequest, raw, context)
-        if not request.HasField("task"):
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "task: is required")
-        caller = self._caller(context)
-        (task,) = await self._prepare([request.task], context, single=True, caller=caller)
-        result = await self.driver.score(task, caller)
-        await task.task.language.after_batch()
-        return result
-
-    async def _score_batch(self, raw: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.Result]:
-        request = await self._parse(pb.ScoreBatchRequest, raw, context)
-        caller = self._caller(context)
-        started_tasks = await self._prepare(request.tasks, context, single=False, caller=caller)
-        started = time.perf_counter()
-        pending = [asyncio.ensure_future(self.driver.score(task, caller)) for task in started_tasks]
-        statuses: Counter[str] = Counter()
-        try:
-            for next_done in asyncio.as_completed(pending):
-                result = await next_done
-                statuses[pb.Status.Name(result.status)] += 1
-                yield result
-            for language in {id(t.task.language): t.task.language for t in started_tasks}.values():
-                await language.after_batch()
-        finally:
-            for future in pending:
-                future.cancel()
-            log.info(
-                "batch",
-                extra={
-                    "fields": {
-                        "tasks": len(started_tasks),
-                        "answered": sum(statuses.values()),
-                        "statuses": dict(statuses),
-                        "seconds": round(time.perf_counter() - started, 3),
-                        "peer": context.peer(),
-                        "caller": caller,
-                    }
-                },
-            )
-
-    async def _stats(self, raw: bytes, context: grpc.aio.ServicerContext) -> pb.StatsReply:
-        await self._parse(pb.StatsRequest, raw, context)
-        stats = self.pool.stats
-        return pb.StatsReply(
-            backend=self.backend.name,
-            workers=self.pool.size,
-            busy_workers=stats.busy,
-            queued=self.pool.queued,
-            jobs_completed=stats.jobs_completed,
-            workers_recycled=stats.workers_recycled,
-            worker_failures=stats.worker_failures,
-            version=__version__,
-            job_runs=stats.job_runs,
-            jobs_lost=stats.jobs_lost,
-            job_reruns=stats.job_reruns,
-            control_jobs=stats.control_jobs,
-            control_failures=stats.control_failures,
-            queued_by_caller=self.pool.queued_by_caller(),
-        )
