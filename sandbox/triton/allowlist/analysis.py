@@ -1,7 +1,8 @@
 """The state one candidate's check shares, and the seams between its parts.
 
 `evaluate`, `run_block` and `run_function` call into exprs.py, statements.py and
-functions.py, which call each other only through here (they recurse into each other).
+functions.py, which call each other only through here (they recurse into each other)
+and see it only as a `Walker` (walker.py), so that they do not depend on this module.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ import ast
 from typing import Any
 
 from sandbox.triton.allowlist import exprs, functions, statements
-from sandbox.triton.allowlist.module import FuncNode, ModuleModel
+from sandbox.triton.allowlist.args import Args
+from sandbox.triton.allowlist.module import ClassModel, FuncNode, ModuleModel
 from sandbox.triton.allowlist.report import Code, Report
 from sandbox.triton.allowlist.scope import Scope
 from sandbox.triton.allowlist.tables import Context
@@ -49,5 +51,13 @@ class Analysis:
     def run_block(self, scope: Scope, body: list[ast.stmt]) -> None:
         statements.run_block(self, scope, body)
 
-    def run_function(self, func: FuncNode, args: functions.Args, context: Context, **how: Any) -> Value:
-        return functions.call_function(self, func, args, context, **how)
+    def run_function(
+        self,
+        func: FuncNode,
+        args: Args,
+        context: Context,
+        *,
+        owner: ClassModel | None = None,
+        bound: Value | None = None,
+    ) -> Value:
+        return functions.call_function(self, func, args, context, owner=owner, bound=bound)

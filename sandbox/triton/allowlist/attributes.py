@@ -44,8 +44,8 @@ from sandbox.triton.allowlist.values import (
 )
 
 if TYPE_CHECKING:
-    from sandbox.triton.allowlist.analysis import Analysis
     from sandbox.triton.allowlist.scope import Scope
+    from sandbox.triton.allowlist.walker import Walker
 
 _RESULTS = {"tensor": TENSOR, "scalar": SCALAR, "shape": SHAPE, "tensors": TENSORS}
 _CTX_ATTRIBUTES = {"saved_tensors": TENSORS, "needs_input_grad": SHAPE}
@@ -65,7 +65,7 @@ def _dunder(name: str) -> bool:
     return name.startswith("__") and name.endswith("__")
 
 
-def attribute(an: Analysis, scope: Scope, node: ast.Attribute, base: Value, name: str) -> Value:
+def attribute(an: Walker, scope: Scope, node: ast.Attribute, base: Value, name: str) -> Value:
     if base.kind is Kind.REJECTED:
         return REJECTED
     if name in FRAME_ATTRIBUTES:
@@ -96,7 +96,7 @@ def attribute(an: Analysis, scope: Scope, node: ast.Attribute, base: Value, name
     return an.reject(node, f"reads .{name} of {base}, which is not on the allow-list")
 
 
-def _dunder_attribute(an: Analysis, node: ast.Attribute, base: Value, name: str) -> Value:
+def _dunder_attribute(an: Walker, node: ast.Attribute, base: Value, name: str) -> Value:
     if name == "__init__" and base.kind is Kind.LIB and base.name == "torch.nn.Module":
         return Value(Kind.LIB, "torch.nn.Module.__init__")
     if name == "__init__" and (
@@ -112,7 +112,7 @@ def _dunder_attribute(an: Analysis, node: ast.Attribute, base: Value, name: str)
     )
 
 
-def instance_attribute(an: Analysis, node: ast.AST, base: Value, name: str) -> Value:
+def instance_attribute(an: Walker, node: ast.AST, base: Value, name: str) -> Value:
     """`self.x`: what __init__ stored, a class constant, or a method (called, never passed)."""
     cls = an.module.classes[base.name]
     for owner in an.module.lineage(cls):
@@ -128,7 +128,7 @@ def instance_attribute(an: Analysis, node: ast.AST, base: Value, name: str) -> V
     return an.reject(node, f"reads self.{name}, which __init__ never sets")
 
 
-def _class_attribute(an: Analysis, node: ast.AST, base: Value, name: str) -> Value:
+def _class_attribute(an: Walker, node: ast.AST, base: Value, name: str) -> Value:
     cls = an.module.classes[base.name]
     if name == "apply" and cls.kind == "function":
         return Value(Kind.METHOD, name, item=base)
@@ -144,7 +144,7 @@ def _class_attribute(an: Analysis, node: ast.AST, base: Value, name: str) -> Val
 # ---- items ------------------------------------------------------------------------------
 
 
-def subscript(an: Analysis, scope: Scope, node: ast.Subscript, base: Value) -> Value:
+def subscript(an: Walker, scope: Scope, node: ast.Subscript, base: Value) -> Value:
     if base.kind is Kind.REJECTED:
         an.evaluate(scope, node.slice)
         return REJECTED
@@ -164,7 +164,7 @@ def subscript(an: Analysis, scope: Scope, node: ast.Subscript, base: Value) -> V
     return an.reject(node, f"indexes {base}")
 
 
-def _sequence_item(an: Analysis, scope: Scope, node: ast.Subscript, base: Value) -> Value:
+def _sequence_item(an: Walker, scope: Scope, node: ast.Subscript, base: Value) -> Value:
     if isinstance(node.slice, ast.Slice):
         an.evaluate(scope, node.slice)
         return Value(Kind.SEQ, item=base.item)  # a copy: writing it writes nothing shared

@@ -12,7 +12,7 @@ import ast
 from typing import TYPE_CHECKING
 
 from sandbox.triton.allowlist import methods
-from sandbox.triton.allowlist.functions import Args
+from sandbox.triton.allowlist.args import Args
 from sandbox.triton.allowlist.report import Code
 from sandbox.triton.allowlist.tables import (
     ARRAY_LIBRARIES,
@@ -46,8 +46,8 @@ from sandbox.triton.allowlist.values import (
 )
 
 if TYPE_CHECKING:
-    from sandbox.triton.allowlist.analysis import Analysis
     from sandbox.triton.allowlist.scope import Scope
+    from sandbox.triton.allowlist.walker import Walker
 
 _RAW_ARGUMENTS = frozenset({"isinstance", "super", *COMPUTED_NAME_BUILTINS, *INTROSPECTION_BUILTINS})
 _RESULTS = {
@@ -64,14 +64,14 @@ _REFERENCE_HELPERS = frozenset({"get_inputs", "get_init_inputs"})
 _METADATA = frozenset({"torch.is_tensor", "torch.is_floating_point", "torch.numel", "torch.cuda.device"})
 
 
-def call(an: Analysis, scope: Scope, node: ast.Call) -> Value:
+def call(an: Walker, scope: Scope, node: ast.Call) -> Value:
     from_reference = reference(an, scope, node.func, node) if isinstance(node.func, ast.Name) else None
     callee = from_reference or an.evaluate(scope, node.func)
     raw = callee.kind is Kind.BUILTIN and callee.name in _RAW_ARGUMENTS
     return invoke(an, scope, node, callee, arguments(an, scope, node, raw=raw))
 
 
-def reference(an: Analysis, scope: Scope, name: ast.Name, evidence: ast.AST) -> Value | None:
+def reference(an: Walker, scope: Scope, name: ast.Name, evidence: ast.AST) -> Value | None:
     """The reference's Model, or its input builders called from the model: reported, or None."""
     if name.id in scope.env:
         return None
@@ -82,7 +82,7 @@ def reference(an: Analysis, scope: Scope, name: ast.Name, evidence: ast.AST) -> 
     return None
 
 
-def arguments(an: Analysis, scope: Scope, node: ast.Call, *, raw: bool = False) -> Args:
+def arguments(an: Walker, scope: Scope, node: ast.Call, *, raw: bool = False) -> Args:
     read = an.evaluate if raw else an.data
     positional: list[Value] = []
     star: Value | None = None
@@ -104,13 +104,13 @@ def arguments(an: Analysis, scope: Scope, node: ast.Call, *, raw: bool = False) 
     return Args(tuple(positional), star, tuple(keywords), double)
 
 
-def _spread(an: Analysis, node: ast.AST, value: Value) -> Value:
+def _spread(an: Walker, node: ast.AST, value: Value) -> Value:
     if value.kind is Kind.REJECTED:
         return REJECTED
     return an.reject(node, f"spreads {value} into a call")
 
 
-def invoke(an: Analysis, scope: Scope, node: ast.Call, callee: Value, args: Args) -> Value:
+def invoke(an: Walker, scope: Scope, node: ast.Call, callee: Value, args: Args) -> Value:
     kind = callee.kind
     if kind is Kind.REJECTED:
         return REJECTED
@@ -140,7 +140,7 @@ def invoke(an: Analysis, scope: Scope, node: ast.Call, callee: Value, args: Args
 # ---- library ----------------------------------------------------------------------------
 
 
-def library(an: Analysis, scope: Scope, node: ast.Call, path: str, args: Args) -> Value:
+def library(an: Walker, scope: Scope, node: ast.Call, path: str, args: Args) -> Value:
     why = forbidden_reason(path)
     if why:
         return an.reject(node, f"uses {path}: {why}", Code.FORBIDDEN)
@@ -169,7 +169,7 @@ def library(an: Analysis, scope: Scope, node: ast.Call, path: str, args: Args) -
     return an.reject(node, f"calls {path}, which is not on the allow-list")
 
 
-def _misplaced(an: Analysis, node: ast.AST, path: str, result: str, context: Context) -> Value:
+def _misplaced(an: Walker, node: ast.AST, path: str, result: str, context: Context) -> Value:
     if context is Context.IMPORT:
         what = "builds a tensor at import time" if result in ("tensor", "tensors") else "runs at import time"
         return an.reject(node, f"{what} ({path})")
@@ -189,7 +189,7 @@ def _container(args: Args) -> Value:
 # ---- builtins ---------------------------------------------------------------------------
 
 
-def builtin(an: Analysis, scope: Scope, node: ast.Call, name: str, args: Args) -> Value:
+def builtin(an: Walker, scope: Scope, node: ast.Call, name: str, args: Args) -> Value:
     if name in FORBIDDEN_BUILTINS:
         return an.reject(node, f"uses {name}: runs code hidden from these checks", Code.FORBIDDEN)
     if name in INTROSPECTION_BUILTINS:
@@ -203,7 +203,7 @@ def builtin(an: Analysis, scope: Scope, node: ast.Call, name: str, args: Args) -
     return _BUILTINS[name](an, scope, node, args)
 
 
-def _computed_name(an: Analysis, node: ast.Call, name: str, args: Args) -> Value:
+def _computed_name(an: Walker, node: ast.Call, name: str, args: Args) -> Value:
     base = args.positional[0] if args.positional else REJECTED
     if name == "setattr" and base.kind is Kind.LIB:
         return an.reject(node, f"patches {base.name} for everyone (setattr)", Code.FORBIDDEN)
@@ -222,7 +222,7 @@ def _items(args: Args) -> list[Value]:
 
 
 def _over_scalars(name: str, result: Value) -> object:
-    def check(an: Analysis, scope: Scope, node: ast.Call, args: Args) -> Value:
+    def check(an: Walker, scope: Scope, node: ast.Call, args: Args) -> Value:
         items = _items(args)
         if any(v.kind is Kind.TENSOR for v in items):
             return an.reject(node, f"{_COMPUTE} (builtin {name} over tensors)", Code.TORCH_COMPUTE)
@@ -236,7 +236,7 @@ def _over_scalars(name: str, result: Value) -> object:
 
 
 def _collect(name: str) -> object:
-    def check(an: Analysis, scope: Scope, node: ast.Call, args: Args) -> Value:
+    def check(an: Walker, scope: Scope, node: ast.Call, args: Args) -> Value:
         if not args.positional:
             return Value(Kind.SEQ, item=SCALAR)
         held = args.positional[0]
@@ -253,23 +253,23 @@ def _collect(name: str) -> object:
     return check
 
 
-def _len(an: Analysis, scope: Scope, node: ast.Call, args: Args) -> Value:
+def _len(an: Walker, scope: Scope, node: ast.Call, args: Args) -> Value:
     return SCALAR
 
 
-def _dict(an: Analysis, scope: Scope, node: ast.Call, args: Args) -> Value:
+def _dict(an: Walker, scope: Scope, node: ast.Call, args: Args) -> Value:
     values = [v for _, v in args.keywords] or [SCALAR]
     return Value(Kind.DICT, item=join_all(values))
 
 
-def _enumerate(an: Analysis, scope: Scope, node: ast.Call, args: Args) -> Value:
+def _enumerate(an: Walker, scope: Scope, node: ast.Call, args: Args) -> Value:
     held = args.positional[0] if args.positional else REJECTED
     if held.kind is not Kind.SEQ:
         return REJECTED if held.kind is Kind.REJECTED else an.reject(node, f"enumerates {held}")
     return Value(Kind.SEQ, item=sequence([SCALAR, held.item or SCALAR]))
 
 
-def _zip(an: Analysis, scope: Scope, node: ast.Call, args: Args) -> Value:
+def _zip(an: Walker, scope: Scope, node: ast.Call, args: Args) -> Value:
     if any(v.kind is Kind.REJECTED for v in args.positional):
         return REJECTED
     if any(v.kind is not Kind.SEQ for v in args.positional):
@@ -277,13 +277,13 @@ def _zip(an: Analysis, scope: Scope, node: ast.Call, args: Args) -> Value:
     return Value(Kind.SEQ, item=sequence([v.item or SCALAR for v in args.positional]))
 
 
-def _isinstance(an: Analysis, scope: Scope, node: ast.Call, args: Args) -> Value:
+def _isinstance(an: Walker, scope: Scope, node: ast.Call, args: Args) -> Value:
     if len(node.args) == 2 and _type_spec(an, scope, node.args[1]):
         return SCALAR
     return an.reject(node, "isinstance with a type the checker does not know")
 
 
-def _type_spec(an: Analysis, scope: Scope, node: ast.AST) -> bool:
+def _type_spec(an: Walker, scope: Scope, node: ast.AST) -> bool:
     if isinstance(node, ast.Tuple):
         return all(_type_spec(an, scope, element) for element in node.elts)
     value = an.evaluate(scope, node)
@@ -294,7 +294,7 @@ def _type_spec(an: Analysis, scope: Scope, node: ast.AST) -> bool:
     )
 
 
-def _super(an: Analysis, scope: Scope, node: ast.Call, args: Args) -> Value:
+def _super(an: Walker, scope: Scope, node: ast.Call, args: Args) -> Value:
     if scope.owner is None or scope.this is None:
         return an.reject(node, "calls super() outside a method")
     return Value(Kind.SUPER, scope.owner.name, item=scope.this)
@@ -332,7 +332,7 @@ _BUILTINS = {
 # ---- the module's own classes ---------------------------------------------------------
 
 
-def instantiate(an: Analysis, scope: Scope, node: ast.Call, name: str, args: Args) -> Value:
+def instantiate(an: Walker, scope: Scope, node: ast.Call, name: str, args: Args) -> Value:
     cls = an.module.classes[name]
     if cls.kind == "function":
         return an.reject(node, f"instantiates autograd Function {name}: call {name}.apply(...)")
@@ -351,7 +351,7 @@ def instantiate(an: Analysis, scope: Scope, node: ast.Call, name: str, args: Arg
 # ---- kernels ----------------------------------------------------------------------------
 
 
-def launcher(an: Analysis, scope: Scope, node: ast.Subscript, kernel: Value) -> Value:
+def launcher(an: Walker, scope: Scope, node: ast.Subscript, kernel: Value) -> Value:
     grid = an.data(scope, node.slice)
     if grid.kind is Kind.REJECTED:
         return REJECTED
@@ -367,7 +367,7 @@ def _ints(value: Value) -> bool:
     return all(part.kind is Kind.SCALAR for part in parts)
 
 
-def _launch(an: Analysis, scope: Scope, node: ast.Call, args: Args) -> Value:
+def _launch(an: Walker, scope: Scope, node: ast.Call, args: Args) -> Value:
     for value in args.values():
         if value.kind not in (Kind.TENSOR, Kind.SCALAR, Kind.REJECTED):
             an.reject(node, f"passes {value} to a kernel")
@@ -376,7 +376,7 @@ def _launch(an: Analysis, scope: Scope, node: ast.Call, args: Args) -> Value:
     return SCALAR
 
 
-def grid_lambda(an: Analysis, scope: Scope, node: ast.Lambda) -> Value:
+def grid_lambda(an: Walker, scope: Scope, node: ast.Lambda) -> Value:
     """`lambda meta: (triton.cdiv(n, meta["BLOCK"]),)`: Python ints from meta and the enclosing names."""
     if scope.context is Context.IMPORT:
         return an.reject(node, "defines a lambda at import time (a kernel grid belongs where the kernel is launched)")

@@ -29,8 +29,8 @@ from sandbox.triton.allowlist.values import (
 )
 
 if TYPE_CHECKING:
-    from sandbox.triton.allowlist.analysis import Analysis
     from sandbox.triton.allowlist.scope import Scope
+    from sandbox.triton.allowlist.walker import Walker
 
 _BUILTIN_NAMES = frozenset(dir(builtins))
 _DATA_KINDS = frozenset(
@@ -51,14 +51,14 @@ _DATA_KINDS = frozenset(
 )
 
 
-def evaluate(an: Analysis, scope: Scope, node: ast.AST) -> Value:
+def evaluate(an: Walker, scope: Scope, node: ast.AST) -> Value:
     handler = _HANDLERS.get(type(node))
     if handler is None:
         return an.reject(node, f"uses {type(node).__name__}, which host code here may not")
     return handler(an, scope, node)
 
 
-def as_data(an: Analysis, node: ast.AST, value: Value) -> Value:
+def as_data(an: Walker, node: ast.AST, value: Value) -> Value:
     """A value about to be stored, passed or returned: functions and library objects may not be."""
     if value.kind in _DATA_KINDS:
         return value
@@ -76,7 +76,7 @@ def as_data(an: Analysis, node: ast.AST, value: Value) -> Value:
     return an.reject(node, f"passes {value} around as a value: calls through values are not followed")
 
 
-def truth(an: Analysis, scope: Scope, node: ast.AST) -> Value:
+def truth(an: Walker, scope: Scope, node: ast.AST) -> Value:
     """A condition: a tensor's truth value is its data, read on the host."""
     value = an.data(scope, node)
     if value.kind is Kind.TENSOR:
@@ -89,7 +89,7 @@ def truth(an: Analysis, scope: Scope, node: ast.AST) -> Value:
 # ---- names ------------------------------------------------------------------------------
 
 
-def _name(an: Analysis, scope: Scope, node: ast.Name) -> Value:
+def _name(an: Walker, scope: Scope, node: ast.Name) -> Value:
     name = node.id
     if name in scope.env:
         return scope.env[name]
@@ -114,27 +114,27 @@ def _name(an: Analysis, scope: Scope, node: ast.Name) -> Value:
     return an.reject(node, f"uses {name}, which is neither defined here nor allowed")
 
 
-def _constant(an: Analysis, scope: Scope, node: ast.Constant) -> Value:
+def _constant(an: Walker, scope: Scope, node: ast.Constant) -> Value:
     return SCALAR
 
 
-def _attribute(an: Analysis, scope: Scope, node: ast.Attribute) -> Value:
+def _attribute(an: Walker, scope: Scope, node: ast.Attribute) -> Value:
     return attributes.attribute(an, scope, node, evaluate(an, scope, node.value), node.attr)
 
 
-def _subscript(an: Analysis, scope: Scope, node: ast.Subscript) -> Value:
+def _subscript(an: Walker, scope: Scope, node: ast.Subscript) -> Value:
     return attributes.subscript(an, scope, node, evaluate(an, scope, node.value))
 
 
 # ---- operators --------------------------------------------------------------------------
 
 
-def _binop(an: Analysis, scope: Scope, node: ast.BinOp) -> Value:
+def _binop(an: Walker, scope: Scope, node: ast.BinOp) -> Value:
     left, right = an.data(scope, node.left), an.data(scope, node.right)
     return binary(an, scope, node, node.op, left, right)
 
 
-def binary(an: Analysis, scope: Scope, node: ast.AST, op: ast.operator, left: Value, right: Value) -> Value:
+def binary(an: Walker, scope: Scope, node: ast.AST, op: ast.operator, left: Value, right: Value) -> Value:
     kinds = {left.kind, right.kind}
     if Kind.REJECTED in kinds:
         return REJECTED
@@ -160,7 +160,7 @@ def binary(an: Analysis, scope: Scope, node: ast.AST, op: ast.operator, left: Va
     return an.reject(node, f"applies {type(op).__name__} to {left} and {right}")
 
 
-def _unaryop(an: Analysis, scope: Scope, node: ast.UnaryOp) -> Value:
+def _unaryop(an: Walker, scope: Scope, node: ast.UnaryOp) -> Value:
     if isinstance(node.op, ast.Not):
         truth(an, scope, node.operand)
         return SCALAR
@@ -176,11 +176,11 @@ def _unaryop(an: Analysis, scope: Scope, node: ast.UnaryOp) -> Value:
     return an.reject(node, f"applies {type(node.op).__name__} to {value}")
 
 
-def _boolop(an: Analysis, scope: Scope, node: ast.BoolOp) -> Value:
+def _boolop(an: Walker, scope: Scope, node: ast.BoolOp) -> Value:
     return join_all([truth(an, scope, value) for value in node.values])
 
 
-def _compare(an: Analysis, scope: Scope, node: ast.Compare) -> Value:
+def _compare(an: Walker, scope: Scope, node: ast.Compare) -> Value:
     sides = [an.data(scope, side) for side in (node.left, *node.comparators)]
     if any(s.kind is Kind.REJECTED for s in sides):
         return REJECTED
@@ -198,7 +198,7 @@ def _compare(an: Analysis, scope: Scope, node: ast.Compare) -> Value:
     return SCALAR
 
 
-def _ifexp(an: Analysis, scope: Scope, node: ast.IfExp) -> Value:
+def _ifexp(an: Walker, scope: Scope, node: ast.IfExp) -> Value:
     truth(an, scope, node.test)
     return join(an.data(scope, node.body), an.data(scope, node.orelse))
 
@@ -206,7 +206,7 @@ def _ifexp(an: Analysis, scope: Scope, node: ast.IfExp) -> Value:
 # ---- displays and comprehensions ------------------------------------------------------
 
 
-def elements(an: Analysis, scope: Scope, nodes: list[ast.expr]) -> list[Value]:
+def elements(an: Walker, scope: Scope, nodes: list[ast.expr]) -> list[Value]:
     out = []
     for part in nodes:
         if isinstance(part, ast.Starred):
@@ -217,7 +217,7 @@ def elements(an: Analysis, scope: Scope, nodes: list[ast.expr]) -> list[Value]:
     return out
 
 
-def _not_iterable(an: Analysis, node: ast.AST, value: Value) -> Value:
+def _not_iterable(an: Walker, node: ast.AST, value: Value) -> Value:
     if value.kind is Kind.REJECTED:
         return REJECTED
     if value.kind is Kind.TENSOR:
@@ -225,11 +225,11 @@ def _not_iterable(an: Analysis, node: ast.AST, value: Value) -> Value:
     return an.reject(node, f"iterates over {value}")
 
 
-def _display(an: Analysis, scope: Scope, node: ast.Tuple | ast.List | ast.Set) -> Value:
+def _display(an: Walker, scope: Scope, node: ast.Tuple | ast.List | ast.Set) -> Value:
     return sequence(elements(an, scope, node.elts))
 
 
-def _dict(an: Analysis, scope: Scope, node: ast.Dict) -> Value:
+def _dict(an: Walker, scope: Scope, node: ast.Dict) -> Value:
     values = []
     for key, value in zip(node.keys, node.values, strict=True):
         if key is None:  # {**other}
@@ -241,7 +241,7 @@ def _dict(an: Analysis, scope: Scope, node: ast.Dict) -> Value:
     return Value(Kind.DICT, item=join_all(values) if values else SCALAR)
 
 
-def iterate(an: Analysis, scope: Scope, node: ast.AST) -> Value:
+def iterate(an: Walker, scope: Scope, node: ast.AST) -> Value:
     """What a `for` over this expression binds at each step."""
     value = an.data(scope, node)
     if value.kind is Kind.SEQ:
@@ -254,7 +254,7 @@ def iterate(an: Analysis, scope: Scope, node: ast.AST) -> Value:
 
 
 def _comprehension(
-    an: Analysis, scope: Scope, node: ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp
+    an: Walker, scope: Scope, node: ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp
 ) -> Value:
     inner = scope.child()
     for generator in node.generators:
@@ -269,11 +269,11 @@ def _comprehension(
     return Value(Kind.SEQ, item=an.data(inner, node.elt))
 
 
-def _lambda(an: Analysis, scope: Scope, node: ast.Lambda) -> Value:
+def _lambda(an: Walker, scope: Scope, node: ast.Lambda) -> Value:
     return calls.grid_lambda(an, scope, node)
 
 
-def _joined(an: Analysis, scope: Scope, node: ast.JoinedStr) -> Value:
+def _joined(an: Walker, scope: Scope, node: ast.JoinedStr) -> Value:
     for part in node.values:
         if isinstance(part, ast.FormattedValue):
             value = an.data(scope, part.value)
@@ -284,20 +284,20 @@ def _joined(an: Analysis, scope: Scope, node: ast.JoinedStr) -> Value:
     return SCALAR
 
 
-def _slice(an: Analysis, scope: Scope, node: ast.Slice) -> Value:
+def _slice(an: Walker, scope: Scope, node: ast.Slice) -> Value:
     for part in (node.lower, node.upper, node.step):
         if part is not None and an.data(scope, part).kind is Kind.TENSOR:
             an.reject(part, "slices with a tensor's value", Code.TORCH_COMPUTE)
     return SCALAR
 
 
-def _named(an: Analysis, scope: Scope, node: ast.NamedExpr) -> Value:
+def _named(an: Walker, scope: Scope, node: ast.NamedExpr) -> Value:
     value = an.data(scope, node.value)
     scope.env[node.target.id] = value
     return value
 
 
-def _starred(an: Analysis, scope: Scope, node: ast.Starred) -> Value:
+def _starred(an: Walker, scope: Scope, node: ast.Starred) -> Value:
     return an.data(scope, node.value)
 
 

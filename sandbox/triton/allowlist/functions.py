@@ -8,35 +8,23 @@ allowed), so they may hold anything, e.g. a copy of `get_inputs`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from sandbox.triton.allowlist.args import Args
 from sandbox.triton.allowlist.guard import Unanalyzable
 from sandbox.triton.allowlist.scope import Scope
 from sandbox.triton.allowlist.tables import Context
 from sandbox.triton.allowlist.values import REJECTED, SCALAR, Kind, Value, join, sequence
 
 if TYPE_CHECKING:
-    from sandbox.triton.allowlist.analysis import Analysis
     from sandbox.triton.allowlist.module import ClassModel, FuncNode
+    from sandbox.triton.allowlist.walker import Walker
 
 MAX_CALL_DEPTH = 24
 
 
-@dataclass(frozen=True)
-class Args:
-    positional: tuple[Value, ...] = ()
-    star: Value | None = None  # what a `*xs` in the call holds
-    keywords: tuple[tuple[str, Value], ...] = ()
-    double_star: Value | None = None
-
-    def values(self) -> list[Value]:
-        extra = [v for v in (self.star, self.double_star) if v is not None]
-        return [*self.positional, *(v for _, v in self.keywords), *extra]
-
-
 def call_function(
-    an: Analysis,
+    an: Walker,
     func: FuncNode,
     args: Args,
     context: Context,

@@ -9,11 +9,11 @@ from sandbox.triton.allowlist.report import Code
 from sandbox.triton.allowlist.values import Kind
 
 if TYPE_CHECKING:
-    from sandbox.triton.allowlist.analysis import Analysis
     from sandbox.triton.allowlist.scope import Scope
+    from sandbox.triton.allowlist.walker import Walker
 
 
-def tensor_index(an: Analysis, scope: Scope, index: ast.AST) -> None:
+def tensor_index(an: Walker, scope: Scope, index: ast.AST) -> None:
     """Basic indexing (ints, slices, None, ...) is a view; a tensor or a list as index is a gather."""
     parts = index.elts if isinstance(index, ast.Tuple) else [index]
     for part in parts:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ast
 from typing import TYPE_CHECKING
 
-from sandbox.triton.allowlist.functions import Args
+from sandbox.triton.allowlist.args import Args
 from sandbox.triton.allowlist.module import is_static
 from sandbox.triton.allowlist.report import Code
 from sandbox.triton.allowlist.tables import (
@@ -43,15 +43,15 @@ from sandbox.triton.allowlist.values import (
 )
 
 if TYPE_CHECKING:
-    from sandbox.triton.allowlist.analysis import Analysis
     from sandbox.triton.allowlist.scope import Scope
+    from sandbox.triton.allowlist.walker import Walker
 
 _RESULTS = {"tensor": TENSOR, "tensors": TENSORS, "scalar": SCALAR, "shape": SHAPE}
 _ALLOCATIONS = frozenset({"new_empty", "new_zeros", "new_ones", "new_full"})
 _COMPUTE = "computes with torch instead of a Triton kernel"
 
 
-def method_call(an: Analysis, scope: Scope, node: ast.Call, base: Value, name: str, args: Args) -> Value:
+def method_call(an: Walker, scope: Scope, node: ast.Call, base: Value, name: str, args: Args) -> Value:
     handler = _BY_KIND.get(base.kind)
     if base.kind is Kind.REJECTED:
         return REJECTED
@@ -60,7 +60,7 @@ def method_call(an: Analysis, scope: Scope, node: ast.Call, base: Value, name: s
     return handler(an, scope, node, base, name, args)
 
 
-def _tensor(an: Analysis, scope: Scope, node: ast.Call, base: Value, name: str, args: Args) -> Value:
+def _tensor(an: Walker, scope: Scope, node: ast.Call, base: Value, name: str, args: Args) -> Value:
     if name in VALUE_READS:
         return an.reject(node, f"{_COMPUTE} (reads tensor values into Python with .{name}())", Code.TORCH_COMPUTE)
     if name in TENSOR_METHODS:
@@ -76,7 +76,7 @@ def _tensor(an: Analysis, scope: Scope, node: ast.Call, base: Value, name: str, 
     return an.reject(node, f"calls tensor method .{name}, which is not on the allow-list")
 
 
-def _instance(an: Analysis, scope: Scope, node: ast.Call, base: Value, name: str, args: Args) -> Value:
+def _instance(an: Walker, scope: Scope, node: ast.Call, base: Value, name: str, args: Args) -> Value:
     cls = an.module.classes[base.name]
     found = an.module.method(cls, "forward" if name == "__call__" else name)
     if found is not None:
@@ -92,7 +92,7 @@ def _instance(an: Analysis, scope: Scope, node: ast.Call, base: Value, name: str
     return an.reject(node, f"calls {base.name}.{name}, which is not defined here")
 
 
-def _class(an: Analysis, scope: Scope, node: ast.Call, base: Value, name: str, args: Args) -> Value:
+def _class(an: Walker, scope: Scope, node: ast.Call, base: Value, name: str, args: Args) -> Value:
     cls = an.module.classes[base.name]
     if name == "apply" and cls.kind == "function":
         found = an.module.method(cls, "forward")
@@ -110,7 +110,7 @@ def _class(an: Analysis, scope: Scope, node: ast.Call, base: Value, name: str, a
     return an.run_function(func, rest, scope.context, owner=owner, bound=this)
 
 
-def _nn(an: Analysis, scope: Scope, node: ast.Call, base: Value, name: str, args: Args) -> Value:
+def _nn(an: Walker, scope: Scope, node: ast.Call, base: Value, name: str, args: Args) -> Value:
     if name in ("forward", "__call__"):
         return an.reject(node, f"{_COMPUTE} (runs a torch nn module)", Code.TORCH_COMPUTE)
     return an.reject(node, f"calls .{name} of a torch nn module")
@@ -119,7 +119,7 @@ def _nn(an: Analysis, scope: Scope, node: ast.Call, base: Value, name: str, args
 _COMPARING = frozenset({"index", "count", "remove", "sort"})  # compare elements: tensor values
 
 
-def _container(an: Analysis, scope: Scope, node: ast.Call, base: Value, name: str, args: Args) -> Value:
+def _container(an: Walker, scope: Scope, node: ast.Call, base: Value, name: str, args: Args) -> Value:
     item = element(base, base.item)
     if name in _COMPARING and (holds_tensor(base) or any(map(holds_tensor, args.values()))):
         return an.reject(node, f"{_COMPUTE} (.{name} compares tensors by value)", Code.TORCH_COMPUTE)
@@ -145,7 +145,7 @@ def _container(an: Analysis, scope: Scope, node: ast.Call, base: Value, name: st
     return an.reject(node, f"calls .{name} of {base}")
 
 
-def _grow(an: Analysis, scope: Scope, receiver: ast.AST, grown: Value) -> None:
+def _grow(an: Walker, scope: Scope, receiver: ast.AST, grown: Value) -> None:
     """A list built up with tensors (or modules) holds tensors from then on."""
     if isinstance(receiver, ast.Name) and receiver.id in scope.env:
         scope.env[receiver.id] = grown
@@ -154,7 +154,7 @@ def _grow(an: Analysis, scope: Scope, receiver: ast.AST, grown: Value) -> None:
             an.module.classes[scope.this.name].attrs[receiver.attr] = grown
 
 
-def _scalar(an: Analysis, scope: Scope, node: ast.Call, base: Value, name: str, args: Args) -> Value:
+def _scalar(an: Walker, scope: Scope, node: ast.Call, base: Value, name: str, args: Args) -> Value:
     if any(map(holds_tensor, args.values())):
         return an.reject(node, f"{_COMPUTE} (formats tensor values with .{name})", Code.TORCH_COMPUTE)
     if name in SCALAR_METHODS:
@@ -162,13 +162,13 @@ def _scalar(an: Analysis, scope: Scope, node: ast.Call, base: Value, name: str, 
     return an.reject(node, f"calls .{name} of {base}")
 
 
-def _ctx(an: Analysis, scope: Scope, node: ast.Call, base: Value, name: str, args: Args) -> Value:
+def _ctx(an: Walker, scope: Scope, node: ast.Call, base: Value, name: str, args: Args) -> Value:
     if name in CTX_METHODS:
         return SCALAR
     return an.reject(node, f"calls ctx.{name}")
 
 
-def _super(an: Analysis, scope: Scope, node: ast.Call, base: Value, name: str, args: Args) -> Value:
+def _super(an: Walker, scope: Scope, node: ast.Call, base: Value, name: str, args: Args) -> Value:
     """super().<name>(...): the next class defined here that has it, else nn.Module's own __init__."""
     cls = an.module.classes[base.name]
     for parent in cls.local_bases:

@@ -19,13 +19,13 @@ from sandbox.triton.allowlist.tables import Context
 from sandbox.triton.allowlist.values import SCALAR, Kind, Value, join
 
 if TYPE_CHECKING:
-    from sandbox.triton.allowlist.analysis import Analysis
     from sandbox.triton.allowlist.scope import Scope
+    from sandbox.triton.allowlist.walker import Walker
 
 _FALLBACK = "catches a failure and carries on with something else"
 
 
-def run_block(an: Analysis, scope: Scope, body: list[ast.stmt]) -> None:
+def run_block(an: Walker, scope: Scope, body: list[ast.stmt]) -> None:
     for stmt in body:
         handler = _HANDLERS.get(type(stmt))
         if handler is None:
@@ -34,18 +34,18 @@ def run_block(an: Analysis, scope: Scope, body: list[ast.stmt]) -> None:
             handler(an, scope, stmt)
 
 
-def _assign(an: Analysis, scope: Scope, stmt: ast.Assign) -> None:
+def _assign(an: Walker, scope: Scope, stmt: ast.Assign) -> None:
     value = an.data(scope, stmt.value)
     for target in stmt.targets:
         targets.bind(an, scope, target, value, stmt)
 
 
-def _annassign(an: Analysis, scope: Scope, stmt: ast.AnnAssign) -> None:
+def _annassign(an: Walker, scope: Scope, stmt: ast.AnnAssign) -> None:
     if stmt.value is not None:
         targets.bind(an, scope, stmt.target, an.data(scope, stmt.value), stmt)
 
 
-def _augassign(an: Analysis, scope: Scope, stmt: ast.AugAssign) -> None:
+def _augassign(an: Walker, scope: Scope, stmt: ast.AugAssign) -> None:
     target = stmt.target
     if isinstance(target, ast.Name):
         current = scope.env.get(target.id)
@@ -70,34 +70,34 @@ def _augassign(an: Analysis, scope: Scope, stmt: ast.AugAssign) -> None:
         )
 
 
-def _expr(an: Analysis, scope: Scope, stmt: ast.Expr) -> None:
+def _expr(an: Walker, scope: Scope, stmt: ast.Expr) -> None:
     an.evaluate(scope, stmt.value)
 
 
-def _return(an: Analysis, scope: Scope, stmt: ast.Return) -> None:
+def _return(an: Walker, scope: Scope, stmt: ast.Return) -> None:
     value = an.data(scope, stmt.value) if stmt.value is not None else SCALAR
     scope.returned = value if scope.returned is None else join(scope.returned, value)
 
 
-def _if(an: Analysis, scope: Scope, stmt: ast.If | ast.While) -> None:
+def _if(an: Walker, scope: Scope, stmt: ast.If | ast.While) -> None:
     exprs.truth(an, scope, stmt.test)
     an.run_block(scope, stmt.body)
     an.run_block(scope, stmt.orelse)
 
 
-def _for(an: Analysis, scope: Scope, stmt: ast.For) -> None:
+def _for(an: Walker, scope: Scope, stmt: ast.For) -> None:
     targets.bind(an, scope, stmt.target, exprs.iterate(an, scope, stmt.iter), stmt)
     an.run_block(scope, stmt.body)
     an.run_block(scope, stmt.orelse)
 
 
-def _assert(an: Analysis, scope: Scope, stmt: ast.Assert) -> None:
+def _assert(an: Walker, scope: Scope, stmt: ast.Assert) -> None:
     exprs.truth(an, scope, stmt.test)
     if stmt.msg is not None:
         an.data(scope, stmt.msg)
 
 
-def _raise(an: Analysis, scope: Scope, stmt: ast.Raise) -> None:
+def _raise(an: Walker, scope: Scope, stmt: ast.Raise) -> None:
     for part in (stmt.exc, stmt.cause):
         if part is None:
             continue
@@ -106,7 +106,7 @@ def _raise(an: Analysis, scope: Scope, stmt: ast.Raise) -> None:
             an.reject(stmt, f"raises {value}")
 
 
-def _try(an: Analysis, scope: Scope, stmt: ast.Try) -> None:
+def _try(an: Walker, scope: Scope, stmt: ast.Try) -> None:
     carries_on = [h for h in stmt.handlers if not all(isinstance(s, ast.Raise) for s in h.body)]
     if carries_on and scope.context is not Context.SETUP:
         an.reject(stmt, _FALLBACK, Code.FALLBACK)
@@ -121,7 +121,7 @@ def _try(an: Analysis, scope: Scope, stmt: ast.Try) -> None:
     an.run_block(scope, stmt.finalbody)
 
 
-def _with(an: Analysis, scope: Scope, stmt: ast.With) -> None:
+def _with(an: Walker, scope: Scope, stmt: ast.With) -> None:
     for item in stmt.items:
         context = item.context_expr
         path = _dotted_call(an, scope, context)
@@ -138,17 +138,17 @@ def _with(an: Analysis, scope: Scope, stmt: ast.With) -> None:
     an.run_block(scope, stmt.body)
 
 
-def _dotted_call(an: Analysis, scope: Scope, node: ast.AST) -> str | None:
+def _dotted_call(an: Walker, scope: Scope, node: ast.AST) -> str | None:
     if isinstance(node, ast.Call) and isinstance(node.func, (ast.Name, ast.Attribute)):
         return dotted(node.func, an.module.imports)
     return None
 
 
-def _global(an: Analysis, scope: Scope, stmt: ast.Global | ast.Nonlocal) -> None:
+def _global(an: Walker, scope: Scope, stmt: ast.Global | ast.Nonlocal) -> None:
     an.reject(stmt, f"declares global {', '.join(stmt.names)}: can memoise outputs across calls", Code.CACHE)
 
 
-def _delete(an: Analysis, scope: Scope, stmt: ast.Delete) -> None:
+def _delete(an: Walker, scope: Scope, stmt: ast.Delete) -> None:
     for target in stmt.targets:
         if isinstance(target, ast.Name) and target.id in scope.env:
             del scope.env[target.id]
@@ -156,15 +156,15 @@ def _delete(an: Analysis, scope: Scope, stmt: ast.Delete) -> None:
             an.reject(stmt, "deletes something other than a local name")
 
 
-def _definition(an: Analysis, scope: Scope, stmt: ast.stmt) -> None:
+def _definition(an: Walker, scope: Scope, stmt: ast.stmt) -> None:
     an.reject(stmt, "defines a function or class inside a function: closures and factories are not followed")
 
 
-def _import(an: Analysis, scope: Scope, stmt: ast.stmt) -> None:
+def _import(an: Walker, scope: Scope, stmt: ast.stmt) -> None:
     an.reject(stmt, "imports inside a function: imports belong at the top of the module")
 
 
-def _nothing(an: Analysis, scope: Scope, stmt: ast.stmt) -> None:
+def _nothing(an: Walker, scope: Scope, stmt: ast.stmt) -> None:
     return None
 
 

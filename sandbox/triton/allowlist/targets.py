@@ -17,13 +17,13 @@ from sandbox.triton.allowlist.tables import Context
 from sandbox.triton.allowlist.values import REJECTED, SCALAR, Kind, Value, join, with_origin
 
 if TYPE_CHECKING:
-    from sandbox.triton.allowlist.analysis import Analysis
     from sandbox.triton.allowlist.scope import Scope
+    from sandbox.triton.allowlist.walker import Walker
 
 _STATE = "can memoise outputs across calls instead of computing them"
 
 
-def bind(an: Analysis, scope: Scope, target: ast.AST, value: Value, stmt: ast.AST) -> None:
+def bind(an: Walker, scope: Scope, target: ast.AST, value: Value, stmt: ast.AST) -> None:
     if isinstance(target, ast.Name):
         scope.env[target.id] = value
     elif isinstance(target, (ast.Tuple, ast.List)):
@@ -38,7 +38,7 @@ def bind(an: Analysis, scope: Scope, target: ast.AST, value: Value, stmt: ast.AS
         an.reject(stmt, f"assigns to {type(target).__name__}")
 
 
-def _unpack(an: Analysis, scope: Scope, target: ast.Tuple | ast.List, value: Value, stmt: ast.AST) -> None:
+def _unpack(an: Walker, scope: Scope, target: ast.Tuple | ast.List, value: Value, stmt: ast.AST) -> None:
     if value.kind is Kind.REJECTED:
         parts = [REJECTED] * len(target.elts)
     elif value.kind is Kind.SEQ:
@@ -55,7 +55,7 @@ def _unpack(an: Analysis, scope: Scope, target: ast.Tuple | ast.List, value: Val
             bind(an, scope, element, part, stmt)
 
 
-def store_attribute(an: Analysis, scope: Scope, target: ast.Attribute, value: Value, stmt: ast.AST) -> None:
+def store_attribute(an: Walker, scope: Scope, target: ast.Attribute, value: Value, stmt: ast.AST) -> None:
     base = an.evaluate(scope, target.value)
     if base.kind is Kind.REJECTED:
         return
@@ -71,7 +71,7 @@ def store_attribute(an: Analysis, scope: Scope, target: ast.Attribute, value: Va
         an.reject(stmt, f"stores an attribute into {base}")
 
 
-def store_item(an: Analysis, scope: Scope, target: ast.Subscript, value: Value, stmt: ast.AST) -> None:
+def store_item(an: Walker, scope: Scope, target: ast.Subscript, value: Value, stmt: ast.AST) -> None:
     base = an.evaluate(scope, target.value)
     if base.kind is Kind.REJECTED:
         return
@@ -87,7 +87,7 @@ def store_item(an: Analysis, scope: Scope, target: ast.Subscript, value: Value, 
             an.reject(stmt, f"stores an item into {base}")
 
 
-def written_state(an: Analysis, scope: Scope, base: Value, node: ast.AST) -> bool:
+def written_state(an: Walker, scope: Scope, base: Value, node: ast.AST) -> bool:
     """Reports a write into something that outlives the call; says whether it did."""
     if base.origin == "module":
         an.reject(node, f"writes a module-level container: {_STATE}", Code.CACHE)
