@@ -3,17 +3,26 @@ runs through the real service, its gold a memo shared by tasks, its failures cle
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
 from collections.abc import Iterator
+from typing import Any
 
 import grpc
 import pytest
 
+from rewards.model import Status, Verdict
 from sandbox.api import pb
 from sandbox.config import ServiceConfig
 from sandbox.embedded import EmbeddedServer
+from sandbox.fairqueue import FairQueue, Overloaded
+from sandbox.language import Language
 from sandbox.languages import standard_languages
+from sandbox.steps import Flow, Job
+from sandbox.worker import RunnerReply
 from tests.conftest import make_backend
-from tests.helpers import status_name
+from tests.helpers import call_task, status_name
 from tests.toy_language import RPN_ENUM, RpnLanguage
 from trainer_plugin.client import SandboxClient
 
@@ -85,3 +94,98 @@ def test_a_language_the_service_was_not_given_is_an_unknown_language(client: San
         client.score(rpn_task("toy-elsewhere", "x", "x", [1]))
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert f"unknown language {RPN_ENUM}" in raised.value.details()
+
+
+# ---------------------------------------------------------------- admission counts every lane
+
+
+class HoldLane:
+    """A lane of a test language that keeps its jobs queued until the test lets them go: a
+    request's admission must count what waits here, as it counts the main pool's queue."""
+
+    def __init__(self, caller_limit: int) -> None:
+        self.queue: FairQueue[Job] = FairQueue(64, caller_limit)
+        self.release = threading.Event()
+        self.queued = 0
+
+    async def run(self, job: Job, caller: str) -> RunnerReply:
+        future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        self.queue.put(caller, job, future)
+        self.queued += 1
+        while not self.release.is_set():
+            await asyncio.sleep(0.01)
+        future.set_result(None)
+        return RunnerReply({"ending": "closed", "elapsed_ms": 0.0}, [])
+
+    def admit(self, caller: str, count: int) -> None:
+        self.queue.admit(caller, count)
+
+    async def start(self) -> None:
+        """Nothing to start."""
+
+    async def close(self) -> None:
+        self.release.set()
+
+
+class HeldLanguage(Language):
+    name = "held"
+    enum = RPN_ENUM + 1
+    admission_lane = "held"
+
+    def __init__(self, lane: HoldLane) -> None:
+        self.lane = lane
+
+    def lanes(self) -> dict[str, HoldLane]:
+        return {"held": self.lane}
+
+    def prepare(self, task: Any, limits: dict[str, int]) -> dict[str, int]:
+        return limits
+
+    def flow(self, plan: dict[str, int]) -> Flow:
+        yield Job({"mode": "held"}, plan["task_ms"], lane="held")
+        return Verdict(Status.PASSED, 1.0)
+
+
+def held_task(task_id: str) -> pb.Task:
+    return pb.Task(id=task_id, language=HeldLanguage.enum, code="held")  # type: ignore[arg-type]
+
+
+def test_a_request_is_refused_when_its_language_lane_is_full_not_only_the_main_queue() -> None:
+    lane = HoldLane(caller_limit=2)
+    config = ServiceConfig(host="127.0.0.1", port=0, workers=1, audit_log=None, caller_queue_limit=2)
+    embedded = EmbeddedServer(config, make_backend("bwrap"), (*standard_languages(), HeldLanguage(lane))).start()
+    client = SandboxClient(embedded.target, timeout=60)
+    try:
+        first: list[pb.Result] = []
+        waiting = threading.Thread(target=lambda: first.extend(client.score_batch([held_task("a"), held_task("b")])))
+        waiting.start()
+        deadline = time.monotonic() + 30
+        while lane.queued < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert lane.queued == 2, "the first request's jobs wait in the held lane"
+        with pytest.raises(grpc.RpcError) as raised:
+            client.score(held_task("c"))
+        assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "per-caller queue limit of 2" in raised.value.details()
+        python = client.score(call_task("other-lane", "def f(x):\n    return x\n", "f", [([1], 1)]))
+        assert status_name(python) == "PASSED", "the main lane's queue is the caller's own: admitted"
+        lane.release.set()
+        waiting.join(30)
+        assert [status_name(r) for r in first] == ["PASSED", "PASSED"]
+    finally:
+        lane.release.set()
+        embedded.stop()
+
+
+def test_the_triton_lanes_admit_by_the_service_queue_limits() -> None:
+    pytest.importorskip("torch")
+    pytest.importorskip("triton")
+    config = ServiceConfig(host="127.0.0.1", port=0, workers=1, audit_log=None, caller_queue_limit=3)
+    embedded = EmbeddedServer(config, make_backend("bwrap"))
+    try:
+        lane = embedded.server.lanes["triton"]
+        lane.admit("someone", 3)
+        with pytest.raises(Overloaded, match="per-caller queue limit of 3"):
+            lane.admit("someone", 4)
+    finally:
+        embedded.server.audit.close()
