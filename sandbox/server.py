@@ -24,6 +24,7 @@ from sandbox import __version__
 from sandbox.api import SERVICE, pb
 from sandbox.audit import AuditLog
 from sandbox.backends.base import Backend
+from sandbox.backends.policy import policy_for
 from sandbox.config import ServiceConfig
 from sandbox.pool import Overloaded, SandboxFailure, WorkerPool
 from sandbox.python.plan import InvalidTask
@@ -92,9 +93,10 @@ class SandboxServer:
         self.config = config
         self.backend = backend
         self.sql = sql or SqlContext()
-        backend.mounts = self.sql.registry.mounts()  # registered databases, read-only in every sandbox
+        policy = policy_for(config).with_mounts(*self.sql.registry.mounts())  # registered databases
         self.pool = WorkerPool(
             backend,
+            policy,
             config.workers,
             max_jobs=config.max_jobs_per_worker,
             queue_limit=config.queue_limit,
@@ -102,7 +104,7 @@ class SandboxServer:
         )
         self.tokens = Tokens(config)
         self.audit = AuditLog(config.audit_log)
-        self.triton = TritonLane(backend, TritonDevice(config.triton_device), config.triton_workers)
+        self.triton = TritonLane(backend, policy, TritonDevice(config.triton_device), config.triton_workers)
         self.scoring = ScoringService(self.pool, self.audit, backend.name, self.triton)
         self.health = health.aio.HealthServicer()
         self.port = config.port

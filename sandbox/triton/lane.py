@@ -24,6 +24,7 @@ from typing import Any
 
 from rewards.triton import CompileRun
 from sandbox.backends.base import Backend
+from sandbox.backends.policy import SandboxPolicy
 from sandbox.pool import WORKER_LOST, Job, SandboxFailure, WorkerPool
 from sandbox.runner import framing
 from sandbox.triton.packages import PackagesMissing, package_mounts
@@ -48,8 +49,17 @@ class CandidateReply(RunnerReply):
 
 
 class TritonLane:
-    def __init__(self, backend: Backend, device: TritonDevice, workers: int, *, cache_bytes: int = 512 << 20) -> None:
-        self.base_backend = backend
+    def __init__(
+        self,
+        backend: Backend,
+        policy: SandboxPolicy,
+        device: TritonDevice,
+        workers: int,
+        *,
+        cache_bytes: int = 512 << 20,
+    ) -> None:
+        self.backend = backend
+        self.base_policy = policy
         self.device = device
         self.workers = workers
         self.cache_bytes = cache_bytes
@@ -62,25 +72,20 @@ class TritonLane:
         self._cached_bytes = 0
         self._running: dict[str, asyncio.Future[Reference]] = {}
 
-    def _backend(self, mode: str) -> Backend:
-        """The service's backend, plus torch/triton mounts and the runner's Triton mode; on a
+    def _policy(self, mode: str) -> SandboxPolicy:
+        """The service's policy, plus torch/triton mounts and the runner's Triton mode; on a
         GPU, one GPU per worker (only these sandboxes see any)."""
-        extra: dict[str, Any] = {}
+        policy = self.base_policy.with_mounts(*package_mounts()).with_runner_options("--triton", mode)
         if mode == "cuda":
-            if self.base_backend.name != "docker":
+            if self.backend.name != "docker":
                 raise TritonUnavailable("Triton on a GPU needs the docker backend (it passes the GPUs through)")
-            extra["gpus"] = self.workers
-        return dataclasses.replace(  # type: ignore[type-var]
-            self.base_backend,
-            mounts=[*self.base_backend.mounts, *package_mounts()],
-            runner_args=("--triton", mode),
-            **extra,
-        )
+            policy = policy.with_gpus(self.workers)
+        return policy
 
     async def _pools(self, kinds: list[tuple[str, int]]) -> list[WorkerPool]:
         """Started pools of (runner mode, workers)."""
         try:
-            pools = [WorkerPool(self._backend(mode), workers, retries=1) for mode, workers in kinds]
+            pools = [WorkerPool(self.backend, self._policy(mode), workers, retries=1) for mode, workers in kinds]
         except PackagesMissing as exc:
             raise TritonUnavailable(f"this server cannot run Triton tasks: {exc}") from None
         try:
