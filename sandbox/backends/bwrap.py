@@ -7,11 +7,14 @@ size-capped tmpfs as the only writable place; the policy's environment and nothi
 no host files, sockets or devices beyond /dev/null and friends.
 
 When the service runs as root (containers, CI), the runner keeps only the policy's
-capabilities, those it needs to drop each job to an unprivileged uid of its own (one uid per worker slot)
-and to kill that uid's processes; so a job can neither signal the runner nor touch
-another worker's jobs. As an ordinary user, bwrap adds a user namespace and jobs share
-the runner's uid: still isolated from the host, but a job that kills its runner costs
-a worker restart instead of nothing (and the job its result: see sandbox/pool.py).
+capabilities, those it needs to drop each job to an unprivileged uid of its own (the
+policy's, one per worker slot) and to kill that uid's processes; so a job can neither
+signal the runner nor touch another worker's jobs. As an ordinary user, bwrap adds a user
+namespace and jobs share the runner's uid (the policy's uids and capabilities cannot be
+had there): still isolated from the host, but a job that kills its runner costs a worker
+restart instead of nothing (and the job its result: see sandbox/pool.py). The policy's
+memory limit before the first job is not applied: a worker's cgroup gets its first
+limit with its first job.
 
 Every process inside, bwrap's init included, runs under the job syscall filter
 (`sandbox.backends.seccomp`), compiled here on the trusted side and handed to bwrap as

@@ -20,10 +20,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from sandbox.config import ServiceConfig
+from sandbox.config import ServiceConfig
 
 RUNNER_DIR = Path(__file__).resolve().parent.parent / "runner"
 # Where engine packages (duckdb; torch and triton) are bound inside: the runner is told it
@@ -68,9 +66,7 @@ class JobRlimits:
 
 
 def _default_rlimits() -> JobRlimits:
-    from sandbox.config import ServiceConfig  # the CLI's defaults are the one source
-
-    return JobRlimits.of(ServiceConfig())
+    return JobRlimits.of(ServiceConfig())  # the service's defaults are the one source
 
 
 @dataclass(frozen=True)
