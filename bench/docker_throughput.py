@@ -28,6 +28,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.humaneval_throughput import bench_service, humaneval_tasks, program, run_baseline  # noqa: E402
 from sandbox.backends.docker import DockerBackend  # noqa: E402
+from sandbox.backends.policy import policy_for  # noqa: E402
+from sandbox.config import ServiceConfig  # noqa: E402
 from sandbox.worker import Worker  # noqa: E402
 from tests.humaneval_data import load_problems  # noqa: E402
 
@@ -63,10 +65,10 @@ def bench_docker_exec(problems: list[dict], workers: int) -> dict[str, float]:
 
 
 async def _start_times(count: int) -> tuple[list[float], list[float]]:
-    backend = DockerBackend(instance=f"bench-{os.getpid()}")
+    backend, policy = DockerBackend(instance=f"bench-{os.getpid()}"), policy_for(ServiceConfig())
     ready, memory = [], []
     for slot in range(count):
-        worker = Worker(backend, slot)
+        worker = Worker(backend, slot, policy)
         t0 = time.perf_counter()
         await worker.start()
         ready.append((time.perf_counter() - t0) * 1000)

@@ -14,6 +14,7 @@ from typing import Any
 
 from rewards.model import Verdict
 from sandbox.api import pb
+from sandbox.backends.policy import JobRlimits
 from sandbox.config import LimitBounds, ServiceConfig
 from sandbox.language import Language
 from sandbox.steps import InvalidTask
@@ -48,9 +49,7 @@ def resolve_limits(limits: Any, config: ServiceConfig) -> dict[str, int]:
         "task_ms": _bounded(limits.task_timeout_ms, config.task_timeout_ms, "limits.task_timeout_ms"),
         "memory_bytes": _bounded(limits.memory_bytes, config.memory_bytes, "limits.memory_bytes"),
         "output_bytes": _bounded(limits.output_bytes, config.output_bytes, "limits.output_bytes"),
-        "max_processes": config.max_processes,
-        "max_open_files": config.max_open_files,
-        "max_file_bytes": config.max_file_bytes,
+        **JobRlimits.of(config).job_limits(),  # the sandbox policy's: not the request's to choose
     }
     resolved["test_ms"] = min(resolved["test_ms"], resolved["task_ms"])
     return resolved

@@ -30,6 +30,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from sandbox.backends.policy import Mount
 from sandbox.host import Host
 from sandbox.lanes import Lane
 from sandbox.steps import MAIN_LANE, Flow
@@ -45,8 +46,8 @@ class Language(ABC):
     def attach(self, host: Host) -> None:  # noqa: B027 - most languages need nothing of it
         """Called once by the service before any task: what the language may use."""
 
-    def mounts(self) -> Sequence[tuple[str, str]]:
-        """(host path, sandbox path) pairs every sandbox gets read-only (e.g. databases)."""
+    def mounts(self) -> Sequence[Mount]:
+        """What every sandbox gets mounted read-only (e.g. registered databases)."""
         return ()
 
     def lanes(self) -> Mapping[str, Lane]:

@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass, field
 
 from sandbox.backends.base import Backend
+from sandbox.backends.policy import JobRlimits, SandboxPolicy
 from sandbox.fairqueue import FairQueue, Overloaded
 from sandbox.runner import framing
 from sandbox.worker import RunnerReply, Worker, WorkerFailure
@@ -34,20 +35,13 @@ __all__ = ["WORKER_LOST", "Job", "Overloaded", "PoolStats", "SandboxFailure", "W
 log = logging.getLogger(__name__)
 
 WORKER_LOST = "worker_lost"  # a reply's ending: the job's worker failed and the control passed
-_PING = framing.pack(
-    {
-        "mode": "ping",
-        "limits": {
-            "task_ms": 5000,
-            "memory_bytes": 64 << 20,
-            "max_processes": 4,
-            "max_open_files": 16,
-            "max_file_bytes": 1 << 20,
-        },
-    }
-)
 _EMPTY_SECRET = framing.pack({})
 _PONG = [{"t": "pong"}, {"t": "exit", "code": 0}]
+
+
+def _control_job(rlimits: JobRlimits) -> bytes:
+    """The control job: a ping, forked and dropped to the job uid under the jobs' rlimits."""
+    return framing.pack({"mode": "ping", "limits": {"task_ms": 5000, "memory_bytes": 64 << 20, **rlimits.job_limits()}})
 
 
 def _lost_reply(failure: WorkerFailure, started: float) -> RunnerReply:
@@ -86,9 +80,12 @@ class PoolStats:
 
 
 class WorkerPool:
+    """`size` workers of `backend`, each a sandbox as `policy` describes it."""
+
     def __init__(
         self,
         backend: Backend,
+        policy: SandboxPolicy,
         size: int,
         *,
         max_jobs: int = 1000,
@@ -98,11 +95,13 @@ class WorkerPool:
         start_attempts: int = 3,
     ) -> None:
         self.backend = backend
+        self.policy = policy
         self.size = size
         self.max_jobs = max_jobs
         self.retries = retries
         self.start_attempts = start_attempts
         self.stats = PoolStats()
+        self._control_frame = _control_job(policy.rlimits)
         self._queue: FairQueue[Job] = FairQueue(queue_limit, caller_queue_limit)
         self._slots: list[asyncio.Task[None]] = []
         self._workers: dict[int, Worker] = {}
@@ -119,7 +118,7 @@ class WorkerPool:
         return sum(worker.alive for worker in self._workers.values())
 
     async def start(self) -> None:
-        workers = [Worker(self.backend, slot) for slot in range(self.size)]
+        workers = [Worker(self.backend, slot, self.policy) for slot in range(self.size)]
         await asyncio.gather(*(w.start() for w in workers))
         for worker in workers:
             self._workers[worker.slot] = worker
@@ -146,7 +145,7 @@ class WorkerPool:
         if old is not None:
             await old.stop()
         for attempt in range(self.start_attempts):
-            worker = Worker(self.backend, slot)
+            worker = Worker(self.backend, slot, self.policy)
             try:
                 await worker.start()
             except (WorkerFailure, OSError) as exc:
@@ -170,7 +169,7 @@ class WorkerPool:
         worker = await self._fresh_worker(slot)
         if worker is not None:
             try:
-                reply = await worker.run(_PING, _EMPTY_SECRET, 5.0)
+                reply = await worker.run(self._control_frame, _EMPTY_SECRET, 5.0)
             except WorkerFailure as failure:
                 self._lost(slot, failure)
                 worker = None

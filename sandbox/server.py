@@ -18,6 +18,7 @@ from sandbox.api import SERVICE
 from sandbox.audit import AuditLog
 from sandbox.auth import TokenInterceptor, Tokens
 from sandbox.backends.base import Backend
+from sandbox.backends.policy import policy_for
 from sandbox.config import ServiceConfig
 from sandbox.driver import Driver
 from sandbox.host import Host
@@ -40,9 +41,11 @@ class SandboxServer:
         self.config = config
         self.backend = backend
         self.languages = {language.enum: language for language in languages}
-        backend.mounts = [mount for language in languages for mount in language.mounts()]
+        # what every sandbox is: the service's settings, and what the languages mount in it
+        self.policy = policy_for(config).with_mounts(*(mount for language in languages for mount in language.mounts()))
         self.pool = WorkerPool(
             backend,
+            self.policy,
             config.workers,
             max_jobs=config.max_jobs_per_worker,
             queue_limit=config.queue_limit,
@@ -50,7 +53,7 @@ class SandboxServer:
         )
         self.tokens = Tokens(config)
         self.audit = AuditLog(config.audit_log)
-        host = Host(config, backend, self.audit)
+        host = Host(config, backend, self.policy, self.audit)
         self.lanes: dict[str, Lane] = {MAIN_LANE: PoolLane(MAIN_LANE, lambda: self.pool)}
         for language in languages:
             language.attach(host)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sandbox.backends.base import Backend, SandboxProcess
+from sandbox.backends.policy import SandboxPolicy
 from sandbox.runner import framing
 
 START_TIMEOUT = 30.0
@@ -69,9 +70,10 @@ def _parse_records(body: bytes) -> list[Any]:
 
 
 class Worker:
-    def __init__(self, backend: Backend, slot: int) -> None:
+    def __init__(self, backend: Backend, slot: int, policy: SandboxPolicy) -> None:
         self.backend = backend
         self.slot = slot
+        self.policy = policy
         self.jobs_done = 0
         self._sandbox: SandboxProcess | None = None
 
@@ -81,7 +83,7 @@ class Worker:
         return self._sandbox is not None and not self._sandbox.reader.at_eof()
 
     async def start(self) -> None:
-        self._sandbox = await self.backend.start(self.slot)
+        self._sandbox = await self.backend.start(self.slot, self.policy)
         try:
             hello = json.loads(await asyncio.wait_for(_read_frame_bytes(self._sandbox.reader), START_TIMEOUT))
         except (asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError, WorkerFailure) as exc:

@@ -436,8 +436,8 @@ def test_bwrap_workers_run_in_cgroups_that_are_removed_at_stop():
         for group in groups.values():
             limits_seen = group.describe()
             assert limits_seen["memory_bytes"] >= 512 * MiB, limits_seen
-            assert limits_seen["pids"] == backend.pids_limit, limits_seen
-            assert limits_seen["cpus"] == pytest.approx(backend.cpus), limits_seen
+            assert limits_seen["pids"] == embedded.server.pool.policy.pids_limit, limits_seen
+            assert limits_seen["cpus"] == pytest.approx(embedded.server.pool.policy.cpus), limits_seen
             assert group.processes(), "the worker's processes are not in its cgroup"
         paths = [path for group in groups.values() for path in group.paths]
         client.close()

@@ -18,6 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from sandbox.backends.base import BackendUnavailable
 from sandbox.backends.docker import LABEL, DockerBackend
+from sandbox.backends.policy import SandboxPolicy
 from sandbox.backends.select import make_backend
 from sandbox.config import ServiceConfig
 from sandbox.embedded import EmbeddedServer
@@ -53,7 +54,7 @@ def docker_server(docker_backend: DockerBackend) -> Iterator[EmbeddedServer]:
 
 
 def test_every_container_is_hardened(docker_server):
-    backend = docker_server.server.backend
+    backend, policy = docker_server.server.backend, docker_server.server.pool.policy
     containers = _containers(backend)
     assert len(containers) == 2
     for container in containers:
@@ -66,8 +67,8 @@ def test_every_container_is_hardened(docker_server):
         assert sorted(host["CapAdd"]) == sorted(["SETUID", "SETGID", "KILL", "DAC_OVERRIDE", "FOWNER", "CHOWN"])
         assert "no-new-privileges" in host["SecurityOpt"]
         assert not any("seccomp=unconfined" in opt for opt in host["SecurityOpt"])  # the default profile applies
-        assert host["Memory"] == backend.memory_bytes and host["MemorySwap"] == backend.memory_bytes
-        assert host["NanoCpus"] == backend.nano_cpus and host["PidsLimit"] == backend.pids_limit
+        assert host["Memory"] == policy.memory_bytes and host["MemorySwap"] == policy.memory_bytes
+        assert host["NanoCpus"] == policy.cpus * 1e9 and host["PidsLimit"] == policy.pids_limit
         assert host["Privileged"] is False
         mounts = container.attrs["Mounts"]
         assert [(m["Destination"], m["RW"]) for m in mounts] == [("/opt/rft-runner", False)]
@@ -243,8 +244,8 @@ def test_triton_variant_runs_kernels_in_the_sandbox():
 
 def test_gpu_workers_get_one_gpu_each() -> None:
     """Configuration only (no GPU here): slot n asks the engine for GPU n % gpus, no other."""
-    backend = DockerBackend(gpus=2)
-    requests = [backend.device_requests(slot) for slot in range(3)]
+    policy = SandboxPolicy()
+    requests = [DockerBackend.device_requests(slot, policy.with_gpus(2)) for slot in range(3)]
     assert [[r.device_ids for r in slot] for slot in requests] == [[["0"]], [["1"]], [["0"]]]
     assert all(r.capabilities == [["gpu"]] for slot in requests for r in slot)
-    assert DockerBackend().device_requests(0) is None
+    assert DockerBackend.device_requests(0, policy) is None

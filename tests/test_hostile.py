@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from sandbox.api import pb
-from sandbox.backends.base import RUNNER_DIR
+from sandbox.backends.policy import RUNNER_DIR, SandboxPolicy
 from sandbox.python.plan import plan_assert_tests
 from sandbox.python.static_checks import check_python
 from tests.helpers import MiB, assert_task, call_task, finding_codes, limits, status_name
@@ -39,7 +39,7 @@ FAST = limits(test_ms=1500, task_ms=4000)
 TASK_SECONDS = 4.0
 SLACK_SECONDS = 3.0  # runner grace + service overhead: a result must come back by task time + this
 MODES = ("calls", "exprs", "whole")
-JOB_UID = 61000  # BwrapBackend.first_job_uid: slot n runs jobs as uid 61000 + n
+JOB_UID = SandboxPolicy().job_uid_base  # slot n runs jobs as uid JOB_UID + n
 
 # The expected answers the hunting candidates look for. They exist in this file and in
 # the service's memory; a sandbox must never let a candidate read them.
@@ -342,7 +342,7 @@ def f():
 
 
 def test_disk_fill_stops_at_limits_and_never_reaches_the_host(client, server, intact):
-    tmp_limit = server.server.backend.tmp_bytes
+    tmp_limit = server.server.pool.policy.tmp_bytes
     file_limit = server.server.config.max_file_bytes
     name = f"rft-fill-{os.getpid()}-{time.monotonic_ns()}"
     code = (

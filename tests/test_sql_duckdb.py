@@ -107,6 +107,9 @@ def test_runaway_query_times_out(duck_client):
     assert (status_name(result), result.score) == ("TIMEOUT", 0.0), result.message
 
 
+HOST_PACKAGES = ""  # no packages dir: here, outside a sandbox, duckdb is the host's
+
+
 def test_the_engine_refuses_files_and_writes_even_without_the_gate(duck_dir):
     """Defense in depth: DuckDB's own settings stop what the static gate would have refused."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sandbox" / "runner"))
@@ -120,12 +123,13 @@ def test_the_engine_refuses_files_and_writes_even_without_the_gate(duck_dir):
         "SET enable_external_access = true",
     ):
         (record,) = sqlrun._duckdb_records(
-            {"databases": [str(duck_dir / "base.duckdb")], "query": query, "limits": job_limits}
+            {"databases": [str(duck_dir / "base.duckdb")], "query": query, "limits": job_limits}, HOST_PACKAGES
         )
         assert record["kind"] in ("rejected", "error"), (query, record)
     assert not Path("/tmp/rft-duck-out.csv").exists()
     (record,) = sqlrun._duckdb_records(
-        {"databases": [str(duck_dir / "base.duckdb")], "query": "SELECT COUNT(*) FROM employees", "limits": job_limits}
+        {"databases": [str(duck_dir / "base.duckdb")], "query": "SELECT COUNT(*) FROM employees", "limits": job_limits},
+        HOST_PACKAGES,
     )
     assert record["kind"] == "ok" and record["rows"] == [[len(BASE["employees"])]], json.dumps(record)
 

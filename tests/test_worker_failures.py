@@ -27,6 +27,7 @@ import pytest
 from sandbox.audit import AuditLog
 from sandbox.backends.base import Backend
 from sandbox.backends.bwrap import BwrapBackend
+from sandbox.backends.policy import SandboxPolicy, policy_for
 from sandbox.config import ServiceConfig
 from sandbox.embedded import EmbeddedServer
 from sandbox.host import Host
@@ -50,11 +51,11 @@ class _Sabotage:
 
     failures = 0
 
-    async def start(self, slot: int):  # type: ignore[no-untyped-def]
+    async def start(self, slot: int, policy: SandboxPolicy):  # type: ignore[no-untyped-def]
         if self.failures > 0:
             self.failures -= 1
             raise OSError("sandbox start sabotaged by the test")
-        return await super().start(slot)  # type: ignore[misc]
+        return await super().start(slot, policy)  # type: ignore[misc]
 
 
 def _sabotageable(backend: Backend) -> Backend:
@@ -263,8 +264,9 @@ def test_the_control_job_passes_in_every_kind_of_runner():
     pytest.importorskip("triton")
 
     async def controls() -> list[bool]:
-        pool = WorkerPool(BwrapBackend(), 1)
-        host = Host(ServiceConfig(triton_workers=1, audit_log=None), BwrapBackend(), AuditLog(None))
+        backend, policy = BwrapBackend(), policy_for(ServiceConfig())
+        pool = WorkerPool(backend, policy, 1)
+        host = Host(ServiceConfig(triton_workers=1, audit_log=None), backend, policy, AuditLog(None))
         lanes = triton_lanes(host, TritonDevice("cpu"), 1)
         await pool.start()
         triton = [await lanes[name]._start() for name in (CANDIDATES, COMPILER)]
@@ -289,8 +291,8 @@ class _SharedUid(BwrapBackend):
     then adds a user namespace and has no other uid to give jobs): a candidate can kill its
     runner. As root (the other tests) it cannot."""
 
-    def runner_argv(self, slot: int) -> list[str]:
-        argv = super().runner_argv(slot)
+    def runner_argv(self, slot: int, policy: SandboxPolicy) -> list[str]:
+        argv = super().runner_argv(slot, policy)
         if "--job-uid" in argv:
             at = argv.index("--job-uid")
             del argv[at : at + 2]

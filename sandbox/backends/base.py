@@ -1,27 +1,22 @@
 """The isolation boundary behind a small interface.
 
 A backend knows how to start one sandboxed runner agent that speaks the frame protocol
-on its stdin/stdout. Everything else (warm pools, fork per job, recycling, retries) is
-shared and lives in `sandbox.pool` and `sandbox.worker`.
+on its stdin/stdout, as a `SandboxPolicy` (`sandbox.backends.policy`) describes it.
+Everything else (warm pools, fork per job, recycling, retries) is shared and lives in
+`sandbox.pool` and `sandbox.worker`.
 """
 
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Protocol
 
-RUNNER_DIR = Path(__file__).resolve().parent.parent / "runner"
-
-# How every backend starts the runner's interpreter: isolated (no env vars, no user site,
-# no script dir on sys.path), writing no bytecode, and reading none either: measured here,
-# a runner loaded from .pyc files (say, compiled by `pip install`) makes every forked job
-# ~1.5 ms slower than one compiled from source at start-up.
-RUNNER_FLAGS = ("-I", "-B", "-X", "pycache_prefix=/nonexistent")
+from sandbox.backends.policy import SandboxPolicy
 
 
 class BackendUnavailable(RuntimeError):
-    """The backend cannot run here (missing binary, no permission, engine down...)."""
+    """The backend cannot run here (missing binary, no permission, engine down...), or
+    cannot give a sandbox what its policy asks for."""
 
 
 class SandboxProcess(Protocol):
@@ -38,14 +33,23 @@ class SandboxProcess(Protocol):
 
 
 class Backend(Protocol):
+    """An isolation engine: its own state (a client, an image, a runtime, a cgroup tree)
+    and a translation of `SandboxPolicy` into a running sandbox. That translation is all a
+    new backend (Firecracker, gVisor-only...) implements: what a sandbox holds, which uids
+    and capabilities, which limits, and how the runner starts are the policy's, never the
+    backend's. Where an engine cannot honour a field (bubblewrap has no GPUs to pass), its
+    `start` raises BackendUnavailable rather than start a weaker sandbox; where it has no
+    way to enforce one at all (uids, when bubblewrap runs unprivileged), its module says so.
+    """
+
     name: str
-    mounts: list[tuple[str, str]]  # extra read-only (host path, sandbox path) binds, e.g. databases
 
     def check(self) -> None:
         """Raise BackendUnavailable with a clear reason if this backend cannot work here."""
 
-    async def start(self, slot: int) -> SandboxProcess:
-        """Start one sandbox for worker `slot` (slots may map to distinct uids)."""
+    async def start(self, slot: int, policy: SandboxPolicy) -> SandboxProcess:
+        """Start one sandbox, as `policy` says, for worker `slot` (slot n runs its jobs as
+        `policy.job_uid(n)`, and gets GPU n % `policy.gpus`)."""
 
     async def cleanup(self) -> None:
         """Remove what a previous (crashed) service or this one left behind."""

@@ -1,16 +1,20 @@
 """Isolation with Linux namespaces via bubblewrap: the embedded default.
 
-Each worker is one `bwrap` process: new PID, network, IPC, UTS and mount namespaces;
-the system mounted read-only (/usr, the interpreter, the runner); a size-capped tmpfs
-as the only writable place; an empty environment; no host files, sockets or devices
-beyond /dev/null and friends.
+Each worker is one `bwrap` process, the translation of its `SandboxPolicy` into bwrap's
+options: new PID, network, IPC, UTS and mount namespaces; the system mounted read-only
+(/usr, the interpreter) and the policy's binds (the runner, databases, packages); a
+size-capped tmpfs as the only writable place; the policy's environment and nothing else;
+no host files, sockets or devices beyond /dev/null and friends.
 
-When the service runs as root (containers, CI), the runner keeps only the capabilities
-it needs to drop each job to an unprivileged uid of its own (one uid per worker slot)
-and to kill that uid's processes; so a job can neither signal the runner nor touch
-another worker's jobs. As an ordinary user, bwrap adds a user namespace and jobs share
-the runner's uid: still isolated from the host, but a job that kills its runner costs
-a worker restart instead of nothing (and the job its result: see sandbox/pool.py).
+When the service runs as root (containers, CI), the runner keeps only the policy's
+capabilities, those it needs to drop each job to an unprivileged uid of its own (the
+policy's, one per worker slot) and to kill that uid's processes; so a job can neither
+signal the runner nor touch another worker's jobs. As an ordinary user, bwrap adds a user
+namespace and jobs share the runner's uid (the policy's uids and capabilities cannot be
+had there): still isolated from the host, but a job that kills its runner costs a worker
+restart instead of nothing (and the job its result: see sandbox/pool.py). The policy's
+memory limit before the first job is not applied: a worker's cgroup gets its first
+limit with its first job.
 
 Every process inside, bwrap's init included, runs under the job syscall filter
 (`sandbox.backends.seccomp`), compiled here on the trusted side and handed to bwrap as
@@ -38,12 +42,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sandbox.backends import cgroups, seccomp
-from sandbox.backends.base import RUNNER_DIR, RUNNER_FLAGS, BackendUnavailable
+from sandbox.backends.base import BackendUnavailable
+from sandbox.backends.policy import SandboxPolicy
 
 log = logging.getLogger(__name__)
 
-RUNNER_MOUNT = "/opt/rft-runner"
-_CAPS = ("CAP_SETUID", "CAP_SETGID", "CAP_KILL", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_CHOWN")
 _STREAM_LIMIT = 64 << 20
 _REMOVE_SECONDS = 2.0  # after a worker stops, how long its cgroup may take to empty
 
@@ -108,6 +111,20 @@ async def _log_stderr(stream: asyncio.StreamReader, slot: int) -> None:
         log.warning("runner[%d] stderr: %s", slot, line.decode("utf-8", "replace").rstrip()[:500])
 
 
+def _binds(policy: SandboxPolicy) -> list[str]:
+    """The policy's read-only binds; their parent directories are made traversable first
+    (bwrap would create them 0700, out of the job uid's reach)."""
+    args: list[str] = []
+    made: set[str] = set()
+    for mount in policy.binds:
+        for parent in reversed(Path(mount.target).parents[:-1]):
+            if str(parent) not in made:
+                made.add(str(parent))
+                args += ["--perms", "0755", "--dir", str(parent)]
+        args += ["--ro-bind", mount.source, mount.target]
+    return args
+
+
 def _site_dirs() -> list[str]:
     paths = {sysconfig.get_paths()[k] for k in ("purelib", "platlib")} | set(site.getsitepackages())
     return sorted(p for p in paths if os.path.isdir(p))
@@ -116,18 +133,10 @@ def _site_dirs() -> list[str]:
 @dataclass
 class BwrapBackend:
     python: str = field(default_factory=lambda: os.path.realpath(sys.executable))
-    tmp_bytes: int = 256 << 20
-    first_job_uid: int = 61000
     site_packages: bool = False
-    mounts: list[tuple[str, str]] = field(default_factory=list)  # (host, sandbox) read-only binds
-    runner_args: tuple[str, ...] = ()  # extra runner options (e.g. --triton cpu)
-    pids_limit: int = 256  # processes and threads of one sandbox, all uids together
-    cpus: float = 1.0  # CPU time of one sandbox, as a number of CPUs
     cgroup_root: str = "/sys/fs/cgroup"
     name: str = "bwrap"
-    # Shared by copies of this backend (dataclasses.replace, as the Triton lane makes them):
-    # one cgroup tree per service, found once.
-    cgroup_tree: cgroups.CgroupTree | None = None
+    cgroup_tree: cgroups.CgroupTree | None = None  # one per service, found once
     containment: str = ""  # what bounds a job's process tree here (set by `check`)
 
     def check(self) -> None:
@@ -137,7 +146,7 @@ class BwrapBackend:
             raise BackendUnavailable(f"the sandbox interpreter {self.python} is not an executable")
         with seccomp.program_fd() as seccomp_fd:  # raises BackendUnavailable without libseccomp
             probe = subprocess.run(
-                [*self.sandbox_argv(0, seccomp_fd=seccomp_fd), "/bin/true"],
+                [*self.sandbox_argv(SandboxPolicy(), seccomp_fd=seccomp_fd), "/bin/true"],
                 capture_output=True,
                 timeout=20,
                 pass_fds=(seccomp_fd,),
@@ -181,11 +190,13 @@ class BwrapBackend:
                 args += ["--tmpfs", path, "--remount-ro", path]
         return args
 
-    def sandbox_argv(self, slot: int, *, seccomp_fd: int, cgroup_binds: tuple[str, ...] = ()) -> list[str]:
-        """bwrap and its options, up to (not including) the command to run inside.
+    def sandbox_argv(self, policy: SandboxPolicy, *, seccomp_fd: int, cgroup_binds: tuple[str, ...] = ()) -> list[str]:
+        """bwrap and its options for `policy`, up to (not including) the command to run inside.
 
         `seccomp_fd` holds the compiled syscall filter (`seccomp.program_fd`) and must be
         passed to bwrap (pass_fds); `cgroup_binds` show the runner its cgroup files."""
+        if policy.gpus:
+            raise BackendUnavailable("bwrap passes no GPUs to its sandboxes: use the docker backend")
         args = [
             "bwrap",
             "--die-with-parent",
@@ -196,16 +207,9 @@ class BwrapBackend:
             "--unshare-uts",
             "--unshare-cgroup-try",
             "--hostname",
-            "sandbox",
+            policy.hostname,
             *self._system_mounts(),
-            "--perms",
-            "0755",
-            "--dir",
-            "/opt",  # bwrap would create it 0700 for the runner's bind: the job uid needs /opt/rft-packages
-            "--ro-bind",
-            str(RUNNER_DIR),
-            RUNNER_MOUNT,
-            *self._extra_mounts(),
+            *_binds(policy),
             *cgroup_binds,
             "--proc",
             "/proc",
@@ -214,48 +218,29 @@ class BwrapBackend:
             "--remount-ro",
             "/dev",
             "--size",
-            str(self.tmp_bytes),
+            str(policy.tmp_bytes),
             "--tmpfs",
-            "/tmp",
+            policy.workdir,
             "--remount-ro",
             "/",
             "--chdir",
-            "/tmp",
+            policy.workdir,
             "--clearenv",
-            "--setenv",
-            "PATH",
-            "/usr/local/bin:/usr/bin:/bin",
-            "--setenv",
-            "LANG",
-            "C.UTF-8",
-            "--cap-drop",
-            "ALL",
         ]
+        for name, value in policy.environment:
+            args += ["--setenv", name, value]
+        args += ["--cap-drop", "ALL"]
         if os.geteuid() == 0:
-            for cap in _CAPS:
-                args += ["--cap-add", cap]
+            for cap in policy.capabilities:
+                args += ["--cap-add", f"CAP_{cap}"]
         else:
             args += ["--unshare-user"]
         return [*args, "--seccomp", str(seccomp_fd)]
 
-    def _extra_mounts(self) -> list[str]:
-        """Read-only binds of databases and engine packages; their parent directories are made
-        traversable first (bwrap would create them 0700, out of the job uid's reach)."""
-        args: list[str] = []
-        made: set[str] = set()
-        for host, inside in self.mounts:
-            for parent in reversed(Path(inside).parents[:-1]):
-                if str(parent) not in made:
-                    made.add(str(parent))
-                    args += ["--perms", "0755", "--dir", str(parent)]
-            args += ["--ro-bind", host, inside]
-        return args
-
-    def runner_argv(self, slot: int) -> list[str]:
-        runner = [self.python, *RUNNER_FLAGS, f"{RUNNER_MOUNT}/agent.py", "--workdir", "/tmp"]
-        if os.geteuid() == 0:
-            runner += ["--job-uid", str(self.first_job_uid + slot)]
-        return [*runner, *self.runner_args]
+    def runner_argv(self, slot: int, policy: SandboxPolicy) -> list[str]:
+        """The runner's command; jobs get uids of their own only as root (see the module's docstring)."""
+        job_uid = policy.job_uid(slot) if os.geteuid() == 0 else None
+        return [self.python, *policy.runner.interpreter_args(), *policy.runner.agent_args(policy.workdir, job_uid)]
 
     async def cleanup(self) -> None:
         """bwrap dies with its parent and takes its PID namespace along; what can outlive a
@@ -266,17 +251,18 @@ class BwrapBackend:
             if removed:
                 log.info("removed %d leftover sandbox cgroups", removed)
 
-    async def start(self, slot: int) -> BwrapProcess:
+    async def start(self, slot: int, policy: SandboxPolicy) -> BwrapProcess:
         self._find_cgroups()
-        group = self.cgroup_tree.create(self.pids_limit, self.cpus) if self.cgroup_tree is not None else None
+        argv = self.runner_argv(slot, policy)
+        group = self.cgroup_tree.create(policy.pids_limit, policy.cpus) if self.cgroup_tree is not None else None
         join = [] if group is None else group.join_argv()
         try:
             with seccomp.program_fd() as seccomp_fd:
                 binds = tuple(group.sandbox_binds()) if group is not None else ()
                 process = await asyncio.create_subprocess_exec(
                     *join,
-                    *self.sandbox_argv(slot, seccomp_fd=seccomp_fd, cgroup_binds=binds),
-                    *self.runner_argv(slot),
+                    *self.sandbox_argv(policy, seccomp_fd=seccomp_fd, cgroup_binds=binds),
+                    *argv,
                     stdin=asyncio.subprocess.PIPE,
                     stdout=asyncio.subprocess.PIPE,
                     stderr=asyncio.subprocess.PIPE,
@@ -290,4 +276,5 @@ class BwrapBackend:
             raise
         assert process.stdout is not None and process.stdin is not None and process.stderr is not None
         task = asyncio.get_running_loop().create_task(_log_stderr(process.stderr, slot))
-        return BwrapProcess(process, process.stdout, process.stdin, task, group, self.cgroup_tree, self.tmp_bytes)
+        tree = self.cgroup_tree
+        return BwrapProcess(process, process.stdout, process.stdin, task, group, tree, policy.tmp_bytes)

@@ -2,13 +2,16 @@
 
 Each container runs the same runner agent as the bubblewrap backend (as its pid 1),
 driven over the container's attached stdin/stdout, so pools, fork-per-job, recycling
-and retries are shared. Hardening on every container: no network, read-only root, a
-size-capped tmpfs as the only writable place, no /dev/shm (private IPC without a
-mount), all capabilities dropped except the six the runner needs to drop each job to
-an unprivileged uid and to kill it, no-new-privileges, the job syscall filter
-(`sandbox.backends.seccomp`: Docker's default profile, tightened), memory / CPU / PID
-limits, no host mount but the read-only runner, no Docker socket inside. Candidate
-code runs as uid 61000+slot with no capabilities.
+and retries are shared; what a container is comes from its `SandboxPolicy`, translated
+into the engine's create() arguments. Hardening on every container: no network,
+read-only root, a size-capped tmpfs as the only writable place, no /dev/shm (private
+IPC without a mount), all capabilities dropped except the policy's (those the runner
+needs to drop each job to an unprivileged uid and to kill it), no-new-privileges, the
+job syscall filter (`sandbox.backends.seccomp`: Docker's default profile, tightened),
+memory / CPU / PID limits, no host mount but the policy's read-only binds, no Docker
+socket inside. Candidate code runs as the policy's uid for its slot with no
+capabilities. The image's environment stays under the policy's (the runner clears it
+at start-up all the same).
 
 A container's memory limit follows the job it runs (`sandbox.backends.cgroups.tree_limit`:
 what the idle runner holds, plus the job's limit, plus a margin), so the limit holds for
@@ -35,14 +38,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sandbox.backends import seccomp
-from sandbox.backends.base import RUNNER_DIR, RUNNER_FLAGS, BackendUnavailable
+from sandbox.backends.base import BackendUnavailable
 from sandbox.backends.cgroups import tree_limit
+from sandbox.backends.policy import SandboxPolicy
 
 log = logging.getLogger(__name__)
 
 LABEL = "rft-sandbox.worker"
-RUNNER_MOUNT = "/opt/rft-runner"
-_CAPS = ["SETUID", "SETGID", "KILL", "DAC_OVERRIDE", "FOWNER", "CHOWN"]
 _STREAM_LIMIT = 64 << 20
 _FRAME = struct.Struct(">BxxxI")  # Docker's multiplexed stream: type, 3 pad bytes, length
 _FALLBACK_BASELINE = 64 << 20  # an idle runner's memory, where the engine reports none
@@ -136,14 +138,6 @@ class DockerBackend:
     image: str = "rft-sandbox:latest"
     runtime: str | None = None
     instance: str = "default"  # label value: which service owns the containers
-    memory_bytes: int = 2 << 30  # whole container until its first job (then it follows the jobs' limits)
-    nano_cpus: int = 1_000_000_000  # one CPU per container
-    pids_limit: int = 256
-    tmp_bytes: int = 256 << 20
-    first_job_uid: int = 61000
-    mounts: list[tuple[str, str]] = field(default_factory=list)  # (host, container) read-only binds
-    runner_args: tuple[str, ...] = ()  # extra runner options (e.g. --triton cuda)
-    gpus: int = 0  # GPUs on this host: worker slot n gets GPU n % gpus alone (NVIDIA Container Toolkit)
     name: str = "docker"
     _docker: Any = field(default=None, repr=False)
 
@@ -186,41 +180,47 @@ class DockerBackend:
         if removed:
             log.info("removed %d leftover sandbox containers", removed)
 
-    def device_requests(self, slot: int) -> list[Any] | None:
-        """One GPU per worker: per-GPU warm workers, and jobs that cannot disturb each other."""
-        if not self.gpus:
+    @staticmethod
+    def device_requests(slot: int, policy: SandboxPolicy) -> list[Any] | None:
+        """One GPU per worker (NVIDIA Container Toolkit): per-GPU warm workers, and jobs
+        that cannot disturb each other."""
+        if not policy.gpus:
             return None
         from docker.types import DeviceRequest
 
-        return [DeviceRequest(device_ids=[str(slot % self.gpus)], capabilities=[["gpu"]])]
+        return [DeviceRequest(device_ids=[str(slot % policy.gpus)], capabilities=[["gpu"]])]
 
-    def _create(self, slot: int) -> tuple[Any, socket.socket]:
-        container = self.docker.containers.create(
-            self.image,
-            entrypoint=["python3", *RUNNER_FLAGS, f"{RUNNER_MOUNT}/agent.py"],
-            command=["--workdir", "/tmp", "--job-uid", str(self.first_job_uid + slot), *self.runner_args],
-            stdin_open=True,
-            tty=False,
-            user="0:0",
-            network_mode="none",
-            ipc_mode="none",
-            read_only=True,
-            tmpfs={"/tmp": f"size={self.tmp_bytes},mode=0755"},
-            cap_drop=["ALL"],
-            cap_add=_CAPS,
-            security_opt=[f"seccomp={seccomp.docker_profile()}", "no-new-privileges"],
-            mem_limit=self.memory_bytes,
-            memswap_limit=self.memory_bytes,
-            nano_cpus=self.nano_cpus,
-            pids_limit=self.pids_limit,
+    def create_options(self, slot: int, policy: SandboxPolicy) -> dict[str, Any]:
+        """The engine's create() arguments for worker `slot`'s container under `policy`."""
+        runner = policy.runner
+        return {
+            "entrypoint": ["python3", *runner.interpreter_args()],
+            "command": runner.agent_args(policy.workdir, policy.job_uid(slot)),
+            "stdin_open": True,
+            "tty": False,
+            "user": "0:0",
+            "network_mode": "none",
+            "ipc_mode": "none",
+            "read_only": True,
+            "tmpfs": {policy.workdir: f"size={policy.tmp_bytes},mode=0755"},
+            "cap_drop": ["ALL"],
+            "cap_add": list(policy.capabilities),
+            "security_opt": [f"seccomp={seccomp.docker_profile()}", "no-new-privileges"],
+            "mem_limit": policy.memory_bytes,
+            "memswap_limit": policy.memory_bytes,
+            "nano_cpus": round(policy.cpus * 1e9),
+            "pids_limit": policy.pids_limit,
             # a list, not a dict keyed by host path: one file may be mounted at two places
-            volumes=[f"{RUNNER_DIR}:{RUNNER_MOUNT}:ro", *(f"{host}:{inside}:ro" for host, inside in self.mounts)],
-            hostname="sandbox",
-            environment={},
-            labels=self._labels(),
-            runtime=self.runtime,
-            device_requests=self.device_requests(slot),
-        )
+            "volumes": [f"{mount.source}:{mount.target}:ro" for mount in policy.binds],
+            "hostname": policy.hostname,
+            "environment": dict(policy.environment),
+            "labels": self._labels(),
+            "runtime": self.runtime,
+            "device_requests": self.device_requests(slot, policy),
+        }
+
+    def _create(self, slot: int, policy: SandboxPolicy) -> tuple[Any, socket.socket]:
+        container = self.docker.containers.create(self.image, **self.create_options(slot, policy))
         try:
             attached = container.attach_socket(params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
             raw = attached._sock  # the hijacked HTTP connection: a plain bidirectional socket
@@ -231,10 +231,10 @@ class DockerBackend:
             raise
         return container, raw
 
-    async def start(self, slot: int) -> DockerProcess:
-        container, raw = await asyncio.to_thread(self._create, slot)
+    async def start(self, slot: int, policy: SandboxPolicy) -> DockerProcess:
+        container, raw = await asyncio.to_thread(self._create, slot, policy)
         raw.setblocking(False)
         source, writer = await asyncio.open_connection(sock=raw, limit=_STREAM_LIMIT)
         stdout = asyncio.StreamReader(limit=_STREAM_LIMIT)
         pump = asyncio.get_running_loop().create_task(_demultiplex(source, stdout, container.short_id))
-        return DockerProcess(container, raw, stdout, writer, pump, self.memory_bytes, self.tmp_bytes)
+        return DockerProcess(container, raw, stdout, writer, pump, policy.memory_bytes, policy.tmp_bytes)

@@ -47,6 +47,7 @@ class Settings:
         self.job_uid: int | None = None
         self.workdir = "/tmp"
         self.triton: str | None = None  # "cpu" or "cuda": this runner serves Triton jobs there
+        self.packages = ""  # where the service's engine packages are mounted (duckdb, torch, triton)
         args = iter(argv)
         for arg in args:
             if arg == "--job-uid":
@@ -55,6 +56,8 @@ class Settings:
                 self.workdir = next(args)
             elif arg == "--triton":
                 self.triton = next(args)
+            elif arg == "--packages":
+                self.packages = next(args)
             else:
                 raise SystemExit(f"runner: unknown argument {arg!r}")
 
@@ -405,7 +408,7 @@ def _run_duckdb(settings: Settings, job: dict[str, Any], jobdir: str) -> bytes:
     pid = _fork_into(settings, limits, jobdir, {report_w})
     if pid == 0:
         try:
-            for record in sqlrun._duckdb_records(job):
+            for record in sqlrun._duckdb_records(job, settings.packages):
                 framing.write(report_w, record)
             framing.write(report_w, {"t": "done"})
         except BaseException:  # noqa: BLE001 - reported, and scored as ours
@@ -662,7 +665,7 @@ def run_job(
     return meta, body
 
 
-def _preload_triton(device: str, jobdir: str) -> None:
+def _preload_triton(device: str, jobdir: str, packages: str) -> None:
     """Import torch and triton once, so every job's fork starts warm (seconds saved per job).
 
     `device` is "cpu" (kernels run in Triton's interpreter), "cuda", or "compile" (kernels
@@ -677,8 +680,7 @@ def _preload_triton(device: str, jobdir: str) -> None:
             "TRITON_INTERPRET": "1" if device == "cpu" else "0",
         }
     )
-    packages = "/opt/rft-packages"  # the service's torch and triton, mounted read-only
-    if os.path.isdir(packages):
+    if packages and os.path.isdir(packages):  # the service's torch and triton, mounted read-only
         sys.path.insert(0, packages)
     import triton.compiler.code_generator  # noqa: F401 - triton whole, in this runner's mode
     import tritonrun  # imports torch
@@ -709,7 +711,7 @@ def main() -> None:
         }
     )
     if settings.triton is not None:
-        _preload_triton(settings.triton, jobdir)
+        _preload_triton(settings.triton, jobdir, settings.packages)
     protocol_out = os.dup(1)
     _protocol.append(protocol_out)
     os.dup2(2, 1)  # a stray print must never corrupt the protocol stream

@@ -136,16 +136,15 @@ def execute(
     return cap.record(columns)
 
 
-PACKAGES = "/opt/rft-packages"  # read-only: engine packages mounted from the service's environment
-
-
-def _duckdb_records(job: dict[str, Any]) -> Iterator[dict[str, Any]]:
+def _duckdb_records(job: dict[str, Any], packages: str) -> Iterator[dict[str, Any]]:
     """DuckDB, in this (forked, job-uid, rlimited) process: read-only, no external access,
     locked configuration, one thread, a memory limit, interrupted at the deadline. Each
-    database's record comes as soon as it is there: the runner keeps the clock."""
+    database's record comes as soon as it is there: the runner keeps the clock. `packages`:
+    where the service's engine packages are mounted, read-only (the runner's `--packages`)."""
     import threading
 
-    sys.path.insert(0, PACKAGES)
+    if packages:
+        sys.path.insert(0, packages)
     import duckdb
 
     limits = job["limits"]

@@ -22,6 +22,7 @@ from rewards.model import Finding, Severity, Status, Verdict
 from rewards.sql import ResultSet, score_sql
 from sandbox.api import pb
 from sandbox.audit import AuditLog
+from sandbox.backends.policy import Mount
 from sandbox.host import Host
 from sandbox.lanes import Lane
 from sandbox.language import Language
@@ -76,7 +77,7 @@ class SqlLanguage(Language):
     def attach(self, host: Host) -> None:
         self.audit = host.audit
 
-    def mounts(self) -> Sequence[tuple[str, str]]:
+    def mounts(self) -> Sequence[Mount]:
         return self.context.registry.mounts()  # registered databases, read-only in every sandbox
 
     def lanes(self) -> Mapping[str, Lane]:

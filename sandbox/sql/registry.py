@@ -27,10 +27,10 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sandbox.backends.policy import Mount
 from sandbox.sql.variants import OPTIONS, VariantSettings, build_variants, default_cache_dir, parse_settings
 
 MOUNT = "/db"
-PACKAGES = "/opt/rft-packages"  # the runner looks here for engine packages (sqlrun.PACKAGES)
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
 
 
@@ -210,11 +210,11 @@ class Registry:
             registry.register(name.strip(), location.strip())
         return registry
 
-    def mounts(self) -> list[tuple[str, str]]:
-        """(host path, sandbox path) pairs to bind read-only: database files alone, never their
-        directories; and the duckdb package when a DuckDB database is registered."""
+    def mounts(self) -> list[Mount]:
+        """What to bind read-only: database files alone, never their directories; and the
+        duckdb package when a DuckDB database is registered."""
         binds = [
-            (str(path), inside)
+            Mount(str(path), inside)
             for db in self.databases.values()
             if db.engine in ("sqlite", "duckdb")
             for path, inside in zip(db.files, db.sandbox_paths(), strict=True)
@@ -224,7 +224,7 @@ class Registry:
         return binds
 
 
-def _duckdb_package() -> list[tuple[str, str]]:
+def _duckdb_package() -> list[Mount]:
     import importlib.util
 
     spec = importlib.util.find_spec("duckdb")
@@ -238,4 +238,4 @@ def _duckdb_package() -> list[tuple[str, str]]:
     except (PackageNotFoundError, AttributeError) as exc:
         raise RegistryError(f"the duckdb package has no metadata: {exc}") from None
     paths = [Path(spec.origin).parent, Path(native.origin), metadata]
-    return [(str(path), f"{PACKAGES}/{path.name}") for path in paths]
+    return [Mount.package(path) for path in paths]

@@ -14,10 +14,7 @@ the reference's outputs could find them in the heap it inherited.
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any
-
-from sandbox.backends.base import Backend
+from sandbox.backends.policy import SandboxPolicy
 from sandbox.host import Host
 from sandbox.lanes import PoolLane
 from sandbox.steps import LanguageUnavailable
@@ -27,26 +24,25 @@ from sandbox.triton.plan import TritonDevice
 CANDIDATES, COMPILER, REFERENCES = "triton", "triton-compile", "triton-reference"
 
 
-def triton_backend(base: Backend, mode: str, workers: int) -> Backend:
-    """The service's backend, plus torch/triton mounts and the runner's Triton mode; on a
+def triton_policy(base: SandboxPolicy, engine: str, mode: str, workers: int) -> SandboxPolicy:
+    """The service's policy, plus torch/triton mounts and the runner's Triton mode; on a
     GPU, one GPU per worker (only these sandboxes see any)."""
-    extra: dict[str, Any] = {}
-    if mode == "cuda":
-        if base.name != "docker":
-            raise LanguageUnavailable("Triton on a GPU needs the docker backend (it passes the GPUs through)")
-        extra["gpus"] = workers
     try:
-        mounts = [*base.mounts, *package_mounts()]
+        policy = base.with_mounts(*package_mounts()).with_runner_options("--triton", mode)
     except PackagesMissing as exc:
         raise LanguageUnavailable(f"this server cannot run Triton tasks: {exc}") from None
-    return dataclasses.replace(base, mounts=mounts, runner_args=("--triton", mode), **extra)  # type: ignore[type-var]
+    if mode == "cuda":
+        if engine != "docker":
+            raise LanguageUnavailable("Triton on a GPU needs the docker backend (it passes the GPUs through)")
+        policy = policy.with_gpus(workers)
+    return policy
 
 
 def triton_lanes(host: Host, device: TritonDevice, workers: int) -> dict[str, PoolLane]:
     """Candidates; on the CPU, the compiler of what the interpreter ran; the references."""
 
     def pool(name: str, mode: str, size: int) -> PoolLane:
-        return host.lazy_pool(name, size, lambda: triton_backend(host.backend, mode, size))
+        return host.lazy_pool(name, size, lambda: triton_policy(host.policy, host.backend.name, mode, size))
 
     lanes = {CANDIDATES: pool(CANDIDATES, device.kind, workers), REFERENCES: pool(REFERENCES, device.kind, 1)}
     if not device.gpu:

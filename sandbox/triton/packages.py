@@ -2,7 +2,8 @@
 
 Sandboxes see none of the service's site-packages (a dataset installed there could be an
 answer key), so Triton runners get exactly the distributions they need: torch, triton and
-numpy with their requirements, each top-level package bound under /opt/rft-packages.
+numpy with their requirements, each top-level package bound where the runner imports
+engine packages from (`Mount.package`).
 A sandbox image that ships them itself (the `triton` target of Dockerfile.sandbox) works
 the same way, from its own site-packages.
 """
@@ -13,7 +14,8 @@ import re
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
-PACKAGES = "/opt/rft-packages"  # the runner puts it first on sys.path (agent._preload_triton)
+from sandbox.backends.policy import Mount
+
 ROOTS = ("torch", "triton", "numpy")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
@@ -34,9 +36,9 @@ def _requirements(requires: list[str] | None) -> list[str]:
     return names
 
 
-def package_mounts(roots: tuple[str, ...] = ROOTS) -> list[tuple[str, str]]:
-    """(host path, sandbox path) binds for `roots` and everything they require."""
-    mounts: dict[str, str] = {}
+def package_mounts(roots: tuple[str, ...] = ROOTS) -> list[Mount]:
+    """Read-only binds for `roots` and everything they require."""
+    mounts: dict[str, Mount] = {}
     seen: set[str] = set()
     todo = list(roots)
     while todo:
@@ -53,12 +55,12 @@ def package_mounts(roots: tuple[str, ...] = ROOTS) -> list[tuple[str, str]]:
         seen.add(key)
         base = Path(dist.locate_file(""))
         info = Path(str(dist._path))  # type: ignore[attr-defined]  # torch reads its own version
-        mounts[str(info)] = f"{PACKAGES}/{info.name}"
+        mounts[str(info)] = Mount.package(info)
         for entry in {str(f).split("/")[0] for f in dist.files or ()}:
             if entry in ("..", "__pycache__") or entry.endswith((".dist-info", ".pth")):
                 continue
             path = base / entry
             if path.exists():
-                mounts[str(path)] = f"{PACKAGES}/{entry}"
+                mounts[str(path)] = Mount.package(path)
         todo += _requirements(dist.requires)
-    return sorted(mounts.items())
+    return [mounts[source] for source in sorted(mounts)]
