@@ -93,7 +93,7 @@ def main() -> None:
 
     from trl import GRPOTrainer
 
-    from trainer_plugin.scoring import ClientOptions
+    from trainer_plugin.client import ClientOptions
     from trainer_plugin.tasks import TaskSpec
     from trainer_plugin.trl import SandboxReward
 

@@ -25,8 +25,8 @@ from sandbox.embedded import EmbeddedServer
 from tests.conftest import start_server
 from tests.helpers import free_port
 from trainer_plugin import openrlhf, verl
+from trainer_plugin.client import ClientOptions
 from trainer_plugin.rewards import RewardCore
-from trainer_plugin.scoring import ClientOptions
 from trainer_plugin.tasks import TaskSpec
 
 ROOT = Path(__file__).resolve().parents[1]

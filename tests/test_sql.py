@@ -17,7 +17,7 @@ from sandbox.sql.registry import Registry
 from tests.conftest import make_backend
 from tests.helpers import finding_codes, limits, status_name, wait_for
 from tests.sql_data import build_company, inline_database
-from trainer_plugin.client import SandboxClient
+from trainer_plugin.client import ClientOptions, SandboxClient
 
 GOLD_BY_DEPT = "SELECT dept, COUNT(*) AS n FROM employees GROUP BY dept"
 
@@ -39,7 +39,7 @@ def sql_server(backend_name: str, company, tmp_path_factory) -> Iterator[Embedde
 
 @pytest.fixture(scope="module")
 def sql_client(sql_server) -> Iterator[SandboxClient]:
-    client = SandboxClient(sql_server.target, timeout=120)
+    client = SandboxClient(ClientOptions(sql_server.target, timeout=120))
     yield client
     client.close()
 

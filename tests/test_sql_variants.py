@@ -25,7 +25,7 @@ from sandbox.sql.registry import Registry, RegistryError
 from sandbox.sql.variants import VariantSettings, build_variants
 from tests.conftest import make_backend
 from tests.helpers import finding_codes, status_name
-from trainer_plugin.client import SandboxClient
+from trainer_plugin.client import ClientOptions, SandboxClient
 
 STAFF_SCHEMA = """
 CREATE TABLE departments (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, budget REAL);
@@ -93,7 +93,7 @@ def variants_client(backend_name: str, staff: Path, tmp_path_factory) -> Iterato
     registry = Registry.from_specs([f"staff={staff}"], cache_dir=cache)
     config = ServiceConfig(host="127.0.0.1", port=0, workers=2, audit_log=None)
     embedded = EmbeddedServer(config, make_backend(backend_name), SqlContext(registry=registry)).start()
-    client = SandboxClient(embedded.target, timeout=120)
+    client = SandboxClient(ClientOptions(embedded.target, timeout=120))
     yield client
     client.close()
     embedded.stop()
@@ -569,7 +569,7 @@ def duck_client(backend_name: str, duck_staff: Path, tmp_path_factory) -> Iterat
     assert registry.databases["staff"].auto == 6
     config = ServiceConfig(host="127.0.0.1", port=0, workers=2, audit_log=None)
     embedded = EmbeddedServer(config, make_backend(backend_name), SqlContext(registry=registry)).start()
-    client = SandboxClient(embedded.target, timeout=120)
+    client = SandboxClient(ClientOptions(embedded.target, timeout=120))
     yield client
     client.close()
     embedded.stop()

@@ -41,7 +41,7 @@ from tests.triton_hostile import (
     SANDBOX_ID_REF,
     UNSEEN_TORCH,
 )
-from trainer_plugin.client import SandboxClient
+from trainer_plugin.client import ClientOptions, SandboxClient
 
 if os.environ.get("RFT_REQUIRE_TRITON") != "1":
     pytest.importorskip("torch")
@@ -52,7 +52,7 @@ if os.environ.get("RFT_REQUIRE_TRITON") != "1":
 def ungated(backend_name: str) -> Iterator[SandboxClient]:
     """A service that ignores static findings: the dynamic layer alone decides."""
     embedded = start_server(backend_name, triton_static_gate=False)
-    client = SandboxClient(embedded.target, timeout=300)
+    client = SandboxClient(ClientOptions(embedded.target, timeout=300))
     yield client
     client.close()
     embedded.stop()

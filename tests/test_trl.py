@@ -18,7 +18,7 @@ import pytest
 
 from sandbox.embedded import EmbeddedServer
 from tests.conftest import start_server
-from trainer_plugin.scoring import ClientOptions
+from trainer_plugin.client import ClientOptions
 from trainer_plugin.tasks import TaskSpec
 from trainer_plugin.trl import SandboxReward, SandboxRewards
 
