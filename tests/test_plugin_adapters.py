@@ -135,7 +135,7 @@ def test_openrlhf_http_endpoint(service: EmbeddedServer) -> None:
 def test_reward_server_command_answers(service: EmbeddedServer) -> None:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "sandbox", "reward-server", "--server", service.target, "--port", str(port)],
+        [sys.executable, "-m", "trainer_plugin", "reward-server", "--server", service.target, "--port", str(port)],
         cwd=ROOT,
         stderr=subprocess.PIPE,
     )

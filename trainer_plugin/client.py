@@ -33,9 +33,8 @@ from typing import Any
 
 import grpc
 
-from sandbox.api import Stub, pb
+from sandbox.api import CLIENT_CHANNEL_ARGS, Stub, pb
 
-_MESSAGE_LIMITS = (("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20))
 # Failures of the transport or of the service's capacity: the same request may succeed later.
 RETRYABLE = frozenset(
     {
@@ -108,7 +107,7 @@ class _Core:
 
     @property
     def _channel_args(self) -> list[tuple[str, Any]]:
-        return [*_MESSAGE_LIMITS, *self.options.channel_args]
+        return [*CLIENT_CHANNEL_ARGS, *self.options.channel_args]
 
     def _credentials(self) -> grpc.ChannelCredentials | None:
         if not self.options.tls:

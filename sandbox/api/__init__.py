@@ -17,6 +17,8 @@ SERVICE = "rft_sandbox.v1.Sandbox"
 SCORE = f"/{SERVICE}/Score"
 SCORE_BATCH = f"/{SERVICE}/ScoreBatch"
 STATS = f"/{SERVICE}/Stats"
+# A client channel's message caps: results (and batches) can pass gRPC's 4 MiB default.
+CLIENT_CHANNEL_ARGS = (("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20))
 
 
 class Stub:
@@ -37,4 +39,4 @@ class Stub:
         )
 
 
-__all__ = ["SCORE", "SCORE_BATCH", "SERVICE", "STATS", "Stub", "pb"]
+__all__ = ["CLIENT_CHANNEL_ARGS", "SCORE", "SCORE_BATCH", "SERVICE", "STATS", "Stub", "pb"]
