@@ -28,8 +28,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.humaneval_throughput import bench_service, humaneval_tasks, program, run_baseline  # noqa: E402
 from sandbox.backends.docker import DockerBackend  # noqa: E402
+from sandbox.python.humaneval import load_problems  # noqa: E402
 from sandbox.worker import Worker  # noqa: E402
-from tests.humaneval_data import load_problems  # noqa: E402
 
 IMAGE = "rft-sandbox:latest"
 

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from sandbox.api import pb  # noqa: E402
-from tests.humaneval_data import canonical_task, load_problems  # noqa: E402
+from sandbox.python.humaneval import canonical_task, load_problems  # noqa: E402
 from trainer_plugin.client import ClientOptions, SandboxClient  # noqa: E402
 
 

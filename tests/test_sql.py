@@ -14,9 +14,9 @@ from sandbox.config import ServiceConfig
 from sandbox.embedded import EmbeddedServer
 from sandbox.sql.plan import SqlContext
 from sandbox.sql.registry import Registry
+from sandbox.sql.samples import build_company, inline_database
 from tests.conftest import make_backend
 from tests.helpers import finding_codes, limits, status_name, wait_for
-from tests.sql_data import build_company, inline_database
 from trainer_plugin.client import ClientOptions, SandboxClient
 
 GOLD_BY_DEPT = "SELECT dept, COUNT(*) AS n FROM employees GROUP BY dept"

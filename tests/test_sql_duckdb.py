@@ -14,9 +14,9 @@ from sandbox.config import ServiceConfig
 from sandbox.embedded import EmbeddedServer
 from sandbox.sql.plan import SqlContext
 from sandbox.sql.registry import Registry
+from sandbox.sql.samples import BASE, VARIANT_1, VARIANT_2
 from tests.conftest import make_backend
 from tests.helpers import limits, status_name
-from tests.sql_data import BASE, VARIANT_1, VARIANT_2
 from trainer_plugin.client import ClientOptions, SandboxClient
 
 duckdb = pytest.importorskip("duckdb")

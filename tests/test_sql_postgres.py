@@ -15,9 +15,9 @@ from sandbox.embedded import EmbeddedServer
 from sandbox.sql.plan import SqlContext
 from sandbox.sql.postgres import PostgresExecutor
 from sandbox.sql.registry import Registry
+from sandbox.sql.samples import BASE, VARIANT_1, VARIANT_2
 from tests.conftest import make_backend
 from tests.helpers import finding_codes, limits, status_name
-from tests.sql_data import BASE, VARIANT_1, VARIANT_2
 from trainer_plugin.client import ClientOptions, SandboxClient
 
 psycopg = pytest.importorskip("psycopg")

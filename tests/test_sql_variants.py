@@ -506,7 +506,7 @@ def test_registration_options_are_validated(staff, tmp_path, suffix, message):
 
 
 def test_registered_variants_and_postgres_refuse_automatic_ones(tmp_path):
-    from tests.sql_data import build_company
+    from sandbox.sql.samples import build_company
 
     company = build_company(tmp_path / "company")
     with pytest.raises(RegistryError, match="has 2 registered variant"):

@@ -21,10 +21,10 @@ import numpy as np
 import pytest
 
 from sandbox.api import pb
+from sandbox.triton.samples import ELEMENTWISE, ELEMENTWISE_REF, MATMUL_REF, SOFTMAX_REF
 from tests.conftest import start_server
 from tests.helpers import finding_codes, status_name
 from tests.test_triton import triton_task
-from tests.triton_data import ELEMENTWISE, ELEMENTWISE_REF, MATMUL_REF, SOFTMAX_REF
 from tests.triton_hostile import (
     AUTOTUNED_MATMUL,
     CAT_GLUE,
