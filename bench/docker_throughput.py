@@ -30,8 +30,8 @@ from bench.humaneval_throughput import bench_service, humaneval_tasks, program, 
 from sandbox.backends.docker import DockerBackend  # noqa: E402
 from sandbox.backends.policy import policy_for  # noqa: E402
 from sandbox.config import ServiceConfig  # noqa: E402
+from sandbox.python.humaneval import load_problems  # noqa: E402
 from sandbox.worker import Worker  # noqa: E402
-from tests.humaneval_data import load_problems  # noqa: E402
 
 IMAGE = "rft-sandbox:latest"
 

@@ -34,8 +34,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from sandbox.api import pb  # noqa: E402
-from tests.humaneval_data import canonical_task, load_problems  # noqa: E402
-from trainer_plugin.client import SandboxClient  # noqa: E402
+from sandbox.python.humaneval import canonical_task, load_problems  # noqa: E402
+from trainer_plugin.client import ClientOptions, SandboxClient  # noqa: E402
 
 
 def _free_port() -> int:
@@ -103,7 +103,7 @@ def served(*options: str) -> Iterator[tuple[subprocess.Popen, SandboxClient]]:
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
-    client = SandboxClient(f"127.0.0.1:{port}", timeout=600)
+    client = SandboxClient(ClientOptions(f"127.0.0.1:{port}", timeout=600))
     try:
         _wait_ready(client, time.monotonic() + 60)
         yield server, client

@@ -33,8 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.humaneval_throughput import served  # noqa: E402
-from trainer_plugin.client import SandboxClient  # noqa: E402
-from trainer_plugin.scoring import ClientOptions  # noqa: E402
+from trainer_plugin.client import ClientOptions, SandboxClient  # noqa: E402
 from trainer_plugin.tasks import TaskSpec  # noqa: E402
 from trainer_plugin.trl import SandboxReward  # noqa: E402
 
@@ -67,7 +66,7 @@ def batch(prompts: int, generations: int, tests: int, seed: int) -> tuple[list[s
 
 def _fresh_channel_score(target: str, task: object) -> float:
     """One request on a new connection, as an HTTP client without a session makes it."""
-    client = SandboxClient(target)
+    client = SandboxClient(ClientOptions(target))
     try:
         return client.score(task).score  # type: ignore[arg-type]
     finally:
@@ -84,7 +83,7 @@ def main() -> None:
     args = parser.parse_args()
     spec = TaskSpec("python")
     with served("--workers", str(args.workers), "--backend", "bwrap") as (_, client):
-        reward = SandboxReward(spec, ClientOptions(targets=(client.target,)))
+        reward = SandboxReward(spec, client.options)
         timings: dict[str, list[float]] = {
             "plugin": [],
             "per completion": [],
@@ -109,7 +108,7 @@ def main() -> None:
                 threaded = list(pool.map(lambda task: client.score(task).score, tasks))
             timings["per completion, 8 threads"].append(time.monotonic() - started)
             started = time.monotonic()
-            fresh = [_fresh_channel_score(client.target, task) for task in tasks]
+            fresh = [_fresh_channel_score(client.options.targets[0], task) for task in tasks]
             timings["per completion, new channel"].append(time.monotonic() - started)
             assert values == single == threaded == fresh, "every way must agree"
         passed = sum(v == 1.0 for v in values)

@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.humaneval_throughput import _percentile, run_baseline, served  # noqa: E402
 from sandbox.api import pb  # noqa: E402
-from tests.sql_data import build_company  # noqa: E402
+from sandbox.sql.samples import build_company  # noqa: E402
 
 GOLD = "SELECT dept, COUNT(*) AS n, AVG(salary) FROM employees GROUP BY dept"
 ANSWERS = [

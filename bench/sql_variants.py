@@ -109,7 +109,7 @@ def bench_builder(sizes: list[str], count: int, max_mb: int, budget_s: float) ->
 
 def bench_throughput(tasks: int, workers: int) -> None:
     from bench.sql_throughput import bench_service
-    from tests.sql_data import build_company
+    from sandbox.sql.samples import build_company
 
     with tempfile.TemporaryDirectory() as tmp:
         base = build_company(Path(tmp) / "company") / "base.sqlite"

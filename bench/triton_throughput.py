@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.humaneval_throughput import served  # noqa: E402
 from sandbox.api import pb  # noqa: E402
-from tests.triton_data import PROBLEMS  # noqa: E402
+from sandbox.triton.samples import PROBLEMS  # noqa: E402
 
 BASELINE = """
 import sys, torch

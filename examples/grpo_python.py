@@ -3,7 +3,7 @@
     python examples/grpo_python.py [--steps 100] [--out docs/grpo_python]
 
 Everything is local and runs on a 2-core CPU in about a minute:
-1. a tiny Qwen2 and a BPE tokenizer are built from scratch (tests/trl_support.py);
+1. a tiny Qwen2 and a BPE tokenizer are built from scratch (trainer_plugin/tiny_model.py);
 2. a few seconds of supervised warm-up teach it to write the three functions asked for,
    half the time right (`a + b`) and half the time wrong (`a - b`, `a * b`...), so it
    starts as a policy with a reward near 0.5;
@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.trl_support import build_tiny_model_dir, grpo_config, load_tokenizer, lora_config  # noqa: E402
+from trainer_plugin.tiny_model import build_tiny_model_dir, grpo_config, load_tokenizer, lora_config  # noqa: E402
 
 PROBLEMS = {
     "add": ("a + b", ["a - b", "a * b", "b - a"], ["assert add(1, 2) == 3", "assert add(-4, 9) == 5"]),
@@ -93,7 +93,7 @@ def main() -> None:
 
     from trl import GRPOTrainer
 
-    from trainer_plugin.scoring import ClientOptions
+    from trainer_plugin.client import ClientOptions
     from trainer_plugin.tasks import TaskSpec
     from trainer_plugin.trl import SandboxReward
 

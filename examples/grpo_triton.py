@@ -40,9 +40,9 @@ def main() -> None:
     from datasets import Dataset
     from trl import GRPOTrainer
 
-    from tests.triton_data import PROBLEMS
-    from tests.trl_support import build_tiny_model_dir, grpo_config, load_tokenizer, lora_config
+    from sandbox.triton.samples import PROBLEMS
     from trainer_plugin.tasks import TaskSpec
+    from trainer_plugin.tiny_model import build_tiny_model_dir, grpo_config, load_tokenizer, lora_config
     from trainer_plugin.trl import SandboxRewards
 
     work = Path(tempfile.mkdtemp(prefix="grpo-triton-"))

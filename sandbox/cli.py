@@ -1,4 +1,8 @@
-"""`rft-sandbox`: serve the API, score a JSONL file of tasks, query the audit log."""
+"""`rft-sandbox`: serve the API, score a JSONL file of tasks on an embedded service, query the audit log.
+
+The trainer side's commands (scoring a file on a running service, the OpenRLHF reward
+endpoint) are the plugin's: `python -m trainer_plugin --help`.
+"""
 
 from __future__ import annotations
 
@@ -7,23 +11,19 @@ import asyncio
 import contextlib
 import json
 import os
-import re
 import signal
-import sys
-import time
-from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import grpc
-from google.protobuf import json_format
 
 from sandbox import logs
-from sandbox.api import pb
+from sandbox.api import CLIENT_CHANNEL_ARGS, Stub, pb, taskfile
 from sandbox.config import ServiceConfig
 
 TOKEN_ENV = "RFT_SANDBOX_TOKEN"  # noqa: S105 - the variable's name, not a secret
+_BATCH_DEADLINE_S = 600.0  # one ScoreBatch call of `score`
 
 
 def _make_backend(args: argparse.Namespace) -> Any:
@@ -100,40 +100,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def read_tasks(path: str) -> list[tuple[int, pb.Task]]:
-    """Every line must be a valid Task; all problems are reported before anything runs.
-
-    Lines are checked with the same validation the server applies (with default
-    limits), so a bad line is named by file and line rather than by batch index.
-    """
+def _validated(config: ServiceConfig) -> Callable[[pb.Task], None]:
+    """The server's own validation of a task (default limits), so a bad line is named by file and line."""
     from sandbox.intake import prepare
     from sandbox.languages import standard_languages
 
-    tasks, errors, seen = [], [], set()
-    config = ServiceConfig()
     languages = {language.enum: language for language in standard_languages()}
-    try:
-        handle = open(path, encoding="utf-8")
-    except OSError as exc:
-        raise SystemExit(f"cannot read {path}: {exc.strerror}") from None
-    with handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                task = json_format.Parse(line, pb.Task())
-                if task.language != pb.SQL:  # SQL tasks name databases only the server knows
-                    prepare(task, config, languages)
-            except (json_format.ParseError, ValueError) as exc:
-                errors.append(f"{path}:{number}: {exc}")
-                continue
-            if task.id in seen:
-                errors.append(f"{path}:{number}: id: duplicates an earlier task's id {task.id!r}")
-            seen.add(task.id)
-            tasks.append((number, task))
-    if errors:
-        raise SystemExit("invalid tasks file:\n" + "\n".join(errors[:20]))
-    return tasks
+
+    def check(task: pb.Task) -> None:
+        if task.language != pb.SQL:  # SQL tasks name databases only the server knows
+            prepare(task, config, languages)
+
+    return check
 
 
 @contextlib.contextmanager
@@ -145,66 +123,24 @@ def _embedded_server(args: argparse.Namespace) -> Iterator[str]:
         yield server.target
 
 
-def _progress(done: int, total: int, started: float) -> None:
-    width = 30
-    filled = width * done // max(total, 1)
-    rate = done / max(time.monotonic() - started, 1e-9)
-    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total}  {rate:.1f} tasks/s")
-    sys.stderr.flush()
-
-
-def summarise(results: list[pb.Result]) -> str:
-    statuses = Counter(pb.Status.Name(r.status) for r in results)
-    findings = Counter(f.code for r in results for f in r.findings)
-    mean = sum(r.score for r in results) / len(results) if results else 0.0
-    lines = [f"{'status':<16}{'count':>8}", "-" * 24]
-    lines += [f"{name:<16}{count:>8}" for name, count in statuses.most_common()]
-    lines += ["-" * 24, f"{'tasks':<16}{len(results):>8}", f"{'mean score':<16}{mean:>8.3f}"]
-    if findings:
-        lines += ["", "findings:"] + [f"  {code}: {count}" for code, count in findings.most_common()]
-    return "\n".join(lines)
-
-
-def _name_the_line(details: str, path: str, numbered: list[tuple[int, pb.Task]], start: int) -> str:
-    """`tasks[3].sql.database: ...` from the server, for batch `start`, as `FILE:LINE: sql.database: ...`."""
-    match = re.match(r"tasks\[(\d+)\]\.(.*)", details, re.S)
-    if not match or start + int(match.group(1)) >= len(numbered):
-        return details
-    return f"{path}:{numbered[start + int(match.group(1))][0]}: {match.group(2)}"
-
-
 def cmd_score(args: argparse.Namespace) -> int:
-    from trainer_plugin.client import SandboxClient
-
-    numbered = read_tasks(args.tasks)
-    tasks = [task for _, task in numbered]
-    if not tasks:
-        raise SystemExit(f"{args.tasks}: no tasks")
-    out = Path(args.out) if args.out else Path(args.tasks).with_suffix(".results.jsonl")
-    results: list[pb.Result] = []
-    with contextlib.ExitStack() as stack:
-        target = args.server or stack.enter_context(_embedded_server(args))
-        client = SandboxClient(target, token=args.token or os.environ.get(TOKEN_ENV))
-        stack.callback(client.close)
-        started = time.monotonic()
-        sink = None
-        start = 0
-        try:
-            for start in range(0, len(tasks), args.batch_size):
-                for result in client.score_batch(tasks[start : start + args.batch_size]):
-                    if sink is None:  # created with the first result: a refused request leaves no file
-                        sink = stack.enter_context(open(out, "w", encoding="utf-8"))
-                    results.append(result)
-                    sink.write(json.dumps(json_format.MessageToDict(result)) + "\n")
-                    if not args.quiet:
-                        _progress(len(results), len(tasks), started)
-        except grpc.RpcError as exc:
-            kept = f"; {len(results)} results kept in {out}" if results else ""
-            details = _name_the_line(exc.details() or "", args.tasks, numbered, start)
-            raise SystemExit(f"\nserver {target}: {exc.code().name}: {details}{kept}") from None
-    if not args.quiet:
-        sys.stderr.write("\n")
-    print(summarise(results))
+    try:
+        numbered = taskfile.read_tasks(args.tasks, _validated(ServiceConfig()))
+        out = taskfile.results_path(args.tasks, args.out)
+        with _embedded_server(args) as target, grpc.insecure_channel(target, options=CLIENT_CHANNEL_ARGS) as channel:
+            stub = Stub(channel)
+            results = taskfile.score_file(
+                numbered,
+                args.tasks,
+                out,
+                lambda tasks: stub.ScoreBatch(pb.ScoreBatchRequest(tasks=tasks), timeout=_BATCH_DEADLINE_S),
+                target=target,
+                batch_size=args.batch_size,
+                progress=not args.quiet,
+            )
+    except taskfile.TaskFileError as exc:
+        raise SystemExit(str(exc)) from None
+    print(taskfile.summarise(results))
     print(f"results: {out}")
     return 0
 
@@ -216,26 +152,6 @@ def cmd_audit(args: argparse.Namespace) -> int:
         raise SystemExit(f"no audit log at {args.log}")
     for entry in query(args.log, code=args.code, severity=args.severity, task_id=args.task, since=args.since):
         print(json.dumps(entry, ensure_ascii=False))
-    return 0
-
-
-def cmd_reward_server(args: argparse.Namespace) -> int:
-    from trainer_plugin.openrlhf import make_reward_server
-    from trainer_plugin.rewards import RewardCore
-    from trainer_plugin.scoring import ClientOptions
-    from trainer_plugin.tasks import TaskSpec
-
-    options = ClientOptions(
-        targets=args.server, token=args.token or os.environ.get(TOKEN_ENV) or None, timeout=args.deadline
-    )
-    server = make_reward_server(RewardCore(TaskSpec(args.language), options), args.host, args.port)
-    print(f"reward server on http://{args.host}:{server.server_port}/get_reward", file=sys.stderr, flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
     return 0
 
 
@@ -316,25 +232,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="INFO")
     serve.set_defaults(func=cmd_serve)
 
-    score = commands.add_parser("score", help="score a JSONL file of tasks")
+    score = commands.add_parser(
+        "score",
+        help="score a JSONL file of tasks on an embedded service (a running one: python -m trainer_plugin score)",
+    )
     score.add_argument("tasks", help="JSONL, one rft_sandbox.v1.Task per line (proto JSON)")
-    score.add_argument("--server", default=None, help="HOST:PORT of a running service (default: embedded)")
     score.add_argument("--out", default=None, help="results JSONL (default: TASKS.results.jsonl)")
     score.add_argument("--batch-size", type=int, default=512)
     score.add_argument("--quiet", action="store_true", help="no progress bar")
     service_options(score)
     score.set_defaults(func=cmd_score)
-
-    reward = commands.add_parser("reward-server", help="HTTP reward endpoint for OpenRLHF (POST /get_reward)")
-    reward.add_argument("--server", default="127.0.0.1:50051", help="sandbox service(s): HOST:PORT[,HOST:PORT...]")
-    reward.add_argument("--token", default=None, help=f"the service's bearer token (or ${TOKEN_ENV})")
-    reward.add_argument("--language", default="python", choices=("python", "sql", "triton"))
-    reward.add_argument("--host", default="127.0.0.1")
-    reward.add_argument("--port", type=int, default=5000)
-    reward.add_argument(
-        "--deadline", type=float, default=150.0, help="seconds per request (OpenRLHF gives up after 180)"
-    )
-    reward.set_defaults(func=cmd_reward_server)
 
     audit = commands.add_parser("audit", help="query the audit log")
     audit.add_argument("--log", default="rft-sandbox-audit.jsonl")

@@ -20,7 +20,7 @@ from sandbox.backends.docker import DockerBackend
 from sandbox.config import ServiceConfig
 from sandbox.embedded import EmbeddedServer
 from tests.helpers import healthy_task, status_name
-from trainer_plugin.client import SandboxClient
+from trainer_plugin.client import ClientOptions, SandboxClient
 
 BACKENDS = {"bwrap": BwrapBackend, "docker": DockerBackend}
 
@@ -68,7 +68,7 @@ def server(backend_name: str, audit_path: str) -> Iterator[EmbeddedServer]:
 
 @pytest.fixture(scope="session")
 def client(server: EmbeddedServer) -> Iterator[SandboxClient]:
-    sandbox_client = SandboxClient(server.target, timeout=120)
+    sandbox_client = SandboxClient(ClientOptions(server.target, timeout=120))
     yield sandbox_client
     sandbox_client.close()
 

@@ -1,8 +1,9 @@
-"""The `rft-sandbox` console script, run for real in a subprocess."""
+"""The `rft-sandbox` console script and the plugin's `python -m trainer_plugin`, run for real in subprocesses."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -12,6 +13,8 @@ from pathlib import Path
 import pytest
 
 CLI = [shutil.which("rft-sandbox")] if shutil.which("rft-sandbox") else [sys.executable, "-m", "sandbox.cli"]
+PLUGIN = [sys.executable, "-m", "trainer_plugin"]
+ROOT = Path(__file__).resolve().parent.parent
 
 GOOD = "def f(x):\n    return x + 1\n"
 HALF = "def f(x):\n    return 2 if x == 1 else 0\n"
@@ -28,8 +31,18 @@ def task_line(task_id: str, code: str, cases: list[tuple[int, int]] | None = Non
     )
 
 
+def _run(command: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess[str]:
+    """In another directory, with this checkout first on the path (not whichever copy is installed)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
 def run_cli(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    return _run([*CLI, *args], cwd, timeout)
+
+
+def run_plugin(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return _run([*PLUGIN, *args], cwd, timeout)
 
 
 def summary_counts(stdout: str) -> dict[str, str]:
@@ -75,7 +88,7 @@ def test_score_against_a_running_server(server, tmp_path):
     out = tmp_path / "out" / "results.jsonl"
     out.parent.mkdir()
     before = server.server.pool.stats.jobs_completed
-    done = run_cli(
+    done = run_plugin(
         "score", str(tasks), "--server", server.target, "--out", str(out), "--quiet", "--batch-size", "4", cwd=tmp_path
     )
     assert done.returncode == 0, done.stderr
@@ -86,6 +99,30 @@ def test_score_against_a_running_server(server, tmp_path):
     rows = summary_counts(done.stdout)
     assert rows["PASSED"] == "4" and rows["FAILED"] == "2" and rows["tasks"] == "6", done.stdout
     assert server.server.pool.stats.jobs_completed == before + 6, "the tasks ran on the given server"
+    assert not (tmp_path / "in.results.jsonl").exists()
+
+
+def test_remote_score_names_the_line_the_service_refuses(server, tmp_path):
+    """The plugin cannot run the service's validation: the service's refusal names the line."""
+    tasks = tmp_path / "in.jsonl"
+    bad = json.loads(task_line("bad", GOOD))
+    bad["python"]["entryPoint"] = "not an identifier"
+    tasks.write_text(
+        "".join(line + "\n" for line in [task_line("ok-1", GOOD), task_line("ok-2", GOOD), json.dumps(bad)])
+    )
+    done = run_plugin("score", str(tasks), "--server", server.target, "--quiet", "--batch-size", "2", cwd=tmp_path)
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr, done.stderr
+    assert f"{tasks}:3: python.entry_point" in done.stderr, done.stderr
+    assert "2 results kept" in done.stderr, done.stderr  # the first batch had been scored
+
+
+def test_remote_score_checks_what_it_can_before_sending(tmp_path):
+    tasks = tmp_path / "in.jsonl"
+    tasks.write_text(task_line("same", GOOD) + "\n" + '{"id": "x", "code": ' + "\n" + task_line("same", GOOD) + "\n")
+    done = run_plugin("score", str(tasks), "--server", "127.0.0.1:1", cwd=tmp_path)
+    assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr
+    assert f"{tasks}:2:" in done.stderr and f"{tasks}:3: id: duplicates" in done.stderr, done.stderr
     assert not (tmp_path / "in.results.jsonl").exists()
 
 
@@ -174,7 +211,7 @@ def test_audit_query(tmp_path):
     [
         ([], ["serve", "score", "audit"]),
         (["serve"], ["--backend", "--workers", "--token", "--audit-log", "--port"]),
-        (["score"], ["tasks", "--server", "--out", "--batch-size", "--audit-log"]),
+        (["score"], ["tasks", "--out", "--batch-size", "--audit-log", "--backend"]),
         (["audit"], ["--log", "--code", "--severity", "--task", "--since"]),
     ],
     ids=["main", "serve", "score", "audit"],
@@ -191,3 +228,27 @@ def test_no_subcommand_is_a_usage_error(tmp_path):
     done = run_cli(cwd=tmp_path, timeout=30)
     assert done.returncode == 2
     assert "usage: rft-sandbox" in done.stderr
+
+
+def test_the_service_has_no_plugin_commands(tmp_path):
+    done = run_cli("reward-server", "--help", cwd=tmp_path, timeout=30)
+    assert done.returncode == 2 and "invalid choice" in done.stderr, done.stderr
+    done = run_cli("score", "--help", cwd=tmp_path, timeout=30)
+    assert "--server" not in done.stdout  # scoring on a running service is the plugin's command
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        ([], ["score", "reward-server"]),
+        (["score"], ["tasks", "--server", "--token", "--out", "--batch-size", "--quiet"]),
+        (["reward-server"], ["--server", "--token", "--language", "--port", "--deadline"]),
+    ],
+    ids=["main", "score", "reward-server"],
+)
+def test_plugin_help(tmp_path, command, expected):
+    done = run_plugin(*command, "--help", cwd=tmp_path, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: python -m trainer_plugin"), done.stdout
+    for word in expected:
+        assert word in done.stdout, (word, done.stdout)

@@ -30,7 +30,7 @@ from sandbox.runner.codec import encode
 from tests.conftest import start_server
 from tests.helpers import MiB, assert_task, call_task, healthy_task, limits, status_name
 from tests.test_hostile import FORK_BOMB
-from trainer_plugin.client import SandboxClient
+from trainer_plugin.client import ClientOptions, SandboxClient
 
 ROOMY = limits(test_ms=20_000, task_ms=30_000, memory=512 * MiB)
 
@@ -389,7 +389,7 @@ def _with_identity(body: str) -> str:
 def solo(backend_name: str) -> Iterator[SandboxClient]:
     """One worker: consecutive jobs run in the same sandbox."""
     embedded = start_server(backend_name, workers=1)
-    client = SandboxClient(embedded.target, timeout=120)
+    client = SandboxClient(ClientOptions(embedded.target, timeout=120))
     yield client
     client.close()
     embedded.stop()
@@ -429,7 +429,7 @@ def test_bwrap_workers_run_in_cgroups_that_are_removed_at_stop():
         pytest.skip(f"no usable cgroup here: {backend.containment}")
     embedded = EmbeddedServer(ServiceConfig(host="127.0.0.1", port=0, workers=2, audit_log=None), backend).start()
     try:
-        client = SandboxClient(embedded.target, timeout=60)
+        client = SandboxClient(ClientOptions(embedded.target, timeout=60))
         assert status_name(client.score(healthy_task())) == "PASSED"
         groups = backend.cgroup_tree.live
         assert len(groups) == 2, groups
@@ -474,7 +474,7 @@ def test_bwrap_without_a_usable_cgroup_degrades_to_rlimits(tmp_path, caplog):
     assert any("cgroup" in record.getMessage() for record in caplog.records)
     embedded = EmbeddedServer(ServiceConfig(host="127.0.0.1", port=0, workers=1, audit_log=None), backend).start()
     try:
-        client = SandboxClient(embedded.target, timeout=60)
+        client = SandboxClient(ClientOptions(embedded.target, timeout=60))
         assert status_name(client.score(healthy_task())) == "PASSED"
         client.close()
     finally:

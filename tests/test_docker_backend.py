@@ -24,7 +24,7 @@ from sandbox.config import ServiceConfig
 from sandbox.embedded import EmbeddedServer
 from tests.conftest import make_backend as fixture_backend
 from tests.helpers import call_task, healthy_task, limits, status_name
-from trainer_plugin.client import SandboxClient
+from trainer_plugin.client import ClientOptions, SandboxClient
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -87,7 +87,7 @@ def test_candidates_run_unprivileged_inside(docker_server):
         "    nnp = [l.split()[1] for l in status.splitlines() if l.startswith('NoNewPrivs')][0]\n"
         "    return [os.getuid() != 0, caps == '0000000000000000', nnp == '1', os.path.exists('/dev/shm')]\n"
     )
-    client = SandboxClient(docker_server.target)
+    client = SandboxClient(ClientOptions(docker_server.target))
     result = client.score(call_task("uid", code, "f", [([], [True, True, True, False])]))
     assert status_name(result) == "PASSED", result
     assert result.backend == "docker"
@@ -110,7 +110,7 @@ def test_leftovers_are_removed_on_start_and_containers_on_shutdown(docker_backen
 def test_killed_containers_mid_batch_give_one_result_each_and_no_second_draw(docker_server):
     """A job whose container is killed under it gets a candidate verdict (the fresh container
     passes its control job); a job that had not reached its container runs on a fresh one."""
-    client = SandboxClient(docker_server.target, timeout=120)
+    client = SandboxClient(ClientOptions(docker_server.target, timeout=120))
     code = "import time\ndef f(x):\n    time.sleep(0.3)\n    return x\n"
     tasks = [call_task(f"kill-{i}", code, "f", [([i], i)]) for i in range(10)]
     before = client.stats()
@@ -155,7 +155,7 @@ def test_runtime_is_passed_through(docker_backend):
     try:
         (container,) = _containers(backend)
         assert container.attrs["HostConfig"]["Runtime"] == "runc"
-        result = SandboxClient(embedded.target).score(healthy_task("runc"))
+        result = SandboxClient(ClientOptions(embedded.target)).score(healthy_task("runc"))
         assert status_name(result) == "PASSED"
     finally:
         embedded.stop()
@@ -173,7 +173,7 @@ def _docker_up() -> None:
 
 def test_engine_down_means_sandbox_error_and_not_serving_then_recovery(docker_server):
     """Stop dockerd in the middle: no wrong answers, no hang, health says so; start it: service recovers."""
-    client = SandboxClient(docker_server.target, timeout=120)
+    client = SandboxClient(ClientOptions(docker_server.target, timeout=120))
     assert status_name(client.score(healthy_task("before"))) == "PASSED"
     subprocess.run(["bash", str(ROOT / "scripts" / "docker-down")], check=True, timeout=60)
     try:
@@ -236,7 +236,7 @@ def test_triton_variant_runs_kernels_in_the_sandbox():
             [([1000], float(sum(range(1000)) * 2))],
             limits(test_ms=60_000, task_ms=120_000, memory=4096 << 20),
         )
-        result = SandboxClient(embedded.target, timeout=180).score(task)
+        result = SandboxClient(ClientOptions(embedded.target, timeout=180)).score(task)
         assert status_name(result) == "PASSED", (result.message, result.stderr_excerpt)
     finally:
         embedded.stop()

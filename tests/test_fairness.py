@@ -22,7 +22,7 @@ from sandbox.embedded import EmbeddedServer
 from sandbox.fairqueue import FairQueue, Overloaded
 from tests.conftest import make_backend, start_server
 from tests.helpers import call_task, free_port, healthy_task, status_name, wait_for
-from trainer_plugin.client import SandboxClient
+from trainer_plugin.client import ClientOptions, SandboxClient
 
 # ---------------------------------------------------------------- the queue
 
@@ -145,9 +145,9 @@ def slow_task(task_id: str, x: int = 1):
 def connect(target: str, timeout: float, token: str | None = None) -> SandboxClient:
     """A client on a connection of its own: gRPC shares one connection between channels of a
     process to the same target, and without named tokens a caller is a connection."""
-    client = SandboxClient(target, token=token, timeout=timeout)
-    client._channel = grpc.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
-    return client
+    return SandboxClient(
+        ClientOptions(target, token=token, timeout=timeout, channel_args=(("grpc.use_local_subchannel_pool", 1),))
+    )
 
 
 class Batch:
@@ -277,8 +277,9 @@ def test_a_named_token_is_one_caller_across_connections(team_server):
         assert status_name(shared.score(healthy_task("shared"))) == "PASSED"
         backlog.join()
         more.join()
+        named = ClientOptions(team_server.target, token="team-a", timeout=10)  # a name is not a secret
         with pytest.raises(grpc.RpcError) as wrong:
-            SandboxClient(team_server.target, token="team-a", timeout=10).stats()  # a name is not a secret
+            SandboxClient(named).stats()
         assert wrong.value.code() == grpc.StatusCode.UNAUTHENTICATED
     finally:
         for client in (a1, a2, b, shared):

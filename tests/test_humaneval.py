@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sandbox.api import pb
-from tests.humaneval_data import canonical_task, load_problems, wrong_task
+from sandbox.python.humaneval import canonical_task, load_problems, wrong_task
 
 PROBLEMS = load_problems()
 

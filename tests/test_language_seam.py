@@ -24,7 +24,7 @@ from sandbox.worker import RunnerReply
 from tests.conftest import make_backend
 from tests.helpers import call_task, status_name
 from tests.toy_language import RPN_ENUM, RpnLanguage
-from trainer_plugin.client import SandboxClient
+from trainer_plugin.client import ClientOptions, SandboxClient
 
 
 def rpn_task(task_id: str, candidate: str, gold: str, inputs: list[int]) -> pb.Task:
@@ -36,7 +36,7 @@ def rpn_task(task_id: str, candidate: str, gold: str, inputs: list[int]) -> pb.T
 def toy() -> Iterator[tuple[EmbeddedServer, SandboxClient]]:
     config = ServiceConfig(host="127.0.0.1", port=0, workers=2, audit_log=None)
     embedded = EmbeddedServer(config, make_backend("bwrap"), (*standard_languages(), RpnLanguage())).start()
-    yield embedded, SandboxClient(embedded.target, timeout=60)
+    yield embedded, SandboxClient(ClientOptions(embedded.target, timeout=60))
     embedded.stop()
 
 
@@ -154,7 +154,7 @@ def test_a_request_is_refused_when_its_language_lane_is_full_not_only_the_main_q
     lane = HoldLane(caller_limit=2)
     config = ServiceConfig(host="127.0.0.1", port=0, workers=1, audit_log=None, caller_queue_limit=2)
     embedded = EmbeddedServer(config, make_backend("bwrap"), (*standard_languages(), HeldLanguage(lane))).start()
-    client = SandboxClient(embedded.target, timeout=60)
+    client = SandboxClient(ClientOptions(embedded.target, timeout=60))
     try:
         first: list[pb.Result] = []
         waiting = threading.Thread(target=lambda: first.extend(client.score_batch([held_task("a"), held_task("b")])))

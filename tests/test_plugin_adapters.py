@@ -25,8 +25,8 @@ from sandbox.embedded import EmbeddedServer
 from tests.conftest import start_server
 from tests.helpers import free_port
 from trainer_plugin import openrlhf, verl
+from trainer_plugin.client import ClientOptions
 from trainer_plugin.rewards import RewardCore
-from trainer_plugin.scoring import ClientOptions
 from trainer_plugin.tasks import TaskSpec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -135,7 +135,7 @@ def test_openrlhf_http_endpoint(service: EmbeddedServer) -> None:
 def test_reward_server_command_answers(service: EmbeddedServer) -> None:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "sandbox", "reward-server", "--server", service.target, "--port", str(port)],
+        [sys.executable, "-m", "trainer_plugin", "reward-server", "--server", service.target, "--port", str(port)],
         cwd=ROOT,
         stderr=subprocess.PIPE,
     )

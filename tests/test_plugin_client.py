@@ -1,4 +1,4 @@
-"""The trainer plugin's scoring client against real services over loopback gRPC.
+"""The trainer plugin's client (`score_all`) against real services over loopback gRPC.
 
 Order and ids kept, duplicates scored once, bad tasks costing only themselves, dead
 endpoints failed over, an outage turned into SANDBOX_ERROR results (never an exception
@@ -22,7 +22,7 @@ from sandbox.api import pb
 from sandbox.embedded import EmbeddedServer
 from tests.conftest import start_server
 from tests.helpers import call_task, free_port
-from trainer_plugin.scoring import ClientOptions, Scorer
+from trainer_plugin.client import ClientOptions, SandboxClient
 from trainer_plugin.tasks import TaskBuildError, TaskSpec, completion_text
 
 GOOD = "def add(a, b):\n    return a + b\n"
@@ -40,8 +40,8 @@ def service() -> Iterator[EmbeddedServer]:
     server.stop()
 
 
-def scorer_for(*targets: str, **options: object) -> Scorer:
-    return Scorer(ClientOptions(targets=targets, token="s3cret", **options))  # type: ignore[arg-type]
+def scorer_for(*targets: str, **options: object) -> SandboxClient:
+    return SandboxClient(ClientOptions(targets=targets, token="s3cret", **options))  # type: ignore[arg-type]
 
 
 def test_results_in_order_with_ids_and_duplicates_scored_once(service: EmbeddedServer) -> None:
@@ -85,7 +85,7 @@ def test_outage_gives_sandbox_errors_not_exceptions() -> None:
 
 
 def test_wrong_token_is_not_retried_and_not_a_zero(service: EmbeddedServer) -> None:
-    scorer = Scorer(ClientOptions(targets=(service.target,), token="wrong", retries=5, backoff=1.0))
+    scorer = SandboxClient(ClientOptions(targets=(service.target,), token="wrong", retries=5, backoff=1.0))
     started = time.monotonic()
     (result,) = scorer.score_all([add_task("a", GOOD)])
     assert result.status == pb.SANDBOX_ERROR and "UNAUTHENTICATED" in result.message
@@ -105,7 +105,7 @@ def test_retries_ride_out_a_restart() -> None:
     thread = threading.Thread(target=restart_later, args=(box,))
     thread.start()
     try:
-        scorer = Scorer(ClientOptions(targets=(f"127.0.0.1:{port}",), retries=8, backoff=0.3, timeout=60))
+        scorer = SandboxClient(ClientOptions(targets=(f"127.0.0.1:{port}",), retries=8, backoff=0.3, timeout=60))
         (result,) = scorer.score_all([add_task("a", GOOD)])
         assert result.status == pb.PASSED, result.message
     finally:
@@ -119,7 +119,7 @@ def _score_in_child(blob: bytes, queue: multiprocessing.Queue) -> None:
     queue.put([r.score for r in scorer.score_all([add_task("c", GOOD)])])
 
 
-def test_scorer_pickles_into_a_fresh_process(service: EmbeddedServer) -> None:
+def test_client_pickles_into_a_fresh_process(service: EmbeddedServer) -> None:
     scorer = scorer_for(service.target)
     scorer.score_all([add_task("warm", GOOD)])  # channels and loop exist now: they must not travel
     context = multiprocessing.get_context("spawn")
@@ -170,9 +170,9 @@ def test_tls_endpoint(tmp_path: Path) -> None:
     )  # fmt: skip
     server = start_server("bwrap", tls_cert=str(cert), tls_key=str(key))
     try:
-        secure = Scorer(ClientOptions(targets=(server.target,), tls=True, root_certificates=cert.read_bytes()))
+        secure = SandboxClient(ClientOptions(targets=(server.target,), tls=True, root_certificates=cert.read_bytes()))
         assert [r.status for r in secure.score_all([add_task("tls", GOOD)])] == [pb.PASSED]
-        plain = Scorer(ClientOptions(targets=(server.target,), retries=0, timeout=5))
+        plain = SandboxClient(ClientOptions(targets=(server.target,), retries=0, timeout=5))
         (refused,) = plain.score_all([add_task("plain", GOOD)])
         assert refused.status == pb.SANDBOX_ERROR  # a plaintext client gets no verdict from a TLS port
     finally:

@@ -30,7 +30,7 @@ from sandbox.steps import LanguageUnavailable
 from sandbox.triton.lane import CANDIDATES, triton_policy
 from tests.conftest import make_backend
 from tests.helpers import call_task, limits, status_name
-from trainer_plugin.client import SandboxClient
+from trainer_plugin.client import ClientOptions, SandboxClient
 
 # The kernel's capability numbers (linux/capability.h) for the names a policy uses.
 CAP_BITS = {"CHOWN": 0, "DAC_OVERRIDE": 1, "FOWNER": 3, "KILL": 5, "SETGID": 6, "SETUID": 7}
@@ -148,7 +148,7 @@ def test_a_sandbox_is_what_its_policy_says_on_every_backend(policy_server):
     binds and the rlimits are the policy's, on bwrap and on Docker, default or not."""
     embedded, policy = policy_server
     task = call_task("policy", PROBE, "probe", [([policy.workdir, _expected(policy)], {})], limits(test_ms=5000))
-    client = SandboxClient(embedded.target, timeout=60)
+    client = SandboxClient(ClientOptions(embedded.target, timeout=60))
     try:
         result = client.score(task)
     finally:

@@ -29,7 +29,7 @@ from sandbox.config import ServiceConfig
 from sandbox.embedded import EmbeddedServer
 from tests.conftest import start_server
 from tests.helpers import call_task, healthy_task, status_name, wait_for
-from trainer_plugin.client import SandboxClient
+from trainer_plugin.client import ClientOptions, SandboxClient
 
 REPO = Path(__file__).resolve().parent.parent
 SLEEPY = "import time\n\ndef f(x, seconds):\n    time.sleep(seconds)\n    return x + 1\n"
@@ -111,7 +111,7 @@ def token_server() -> Iterator[EmbeddedServer]:
 
 @pytest.mark.parametrize("token", [None, "wrong", "s3cret ", "S3CRET"])
 def test_token_rejects_missing_or_wrong(token_server, token):
-    client = SandboxClient(token_server.target, token=token, timeout=30)
+    client = SandboxClient(ClientOptions(token_server.target, token=token, timeout=30))
     try:
         calls = {
             "Score": lambda: client.score(healthy_task("t")),
@@ -132,7 +132,7 @@ def test_token_rejects_missing_or_wrong(token_server, token):
 
 
 def test_token_accepts_the_right_one(token_server):
-    client = SandboxClient(token_server.target, token="s3cret", timeout=60)
+    client = SandboxClient(ClientOptions(token_server.target, token="s3cret", timeout=60))
     try:
         result = client.score(healthy_task("authed"))
         assert status_name(result) == "PASSED" and result.score == 1.0
@@ -160,7 +160,7 @@ def small_queue_server() -> Iterator[EmbeddedServer]:
 
 
 def test_admission_control(small_queue_server):
-    client = SandboxClient(small_queue_server.target, timeout=60)
+    client = SandboxClient(ClientOptions(small_queue_server.target, timeout=60))
     try:
         before = client.stats().jobs_completed
         received = []
@@ -184,7 +184,7 @@ def test_admission_control(small_queue_server):
 
 
 def test_deadline_is_honoured_and_abandoned_work_dropped(server, assert_healthy):
-    client = SandboxClient(server.target, timeout=0.8)
+    client = SandboxClient(ClientOptions(server.target, timeout=0.8))
     try:
         wait_idle(client)
         before = client.stats().jobs_completed
@@ -195,7 +195,7 @@ def test_deadline_is_honoured_and_abandoned_work_dropped(server, assert_healthy)
         assert time.monotonic() - started < 3.0
     finally:
         client.close()
-    monitor = SandboxClient(server.target, timeout=30)
+    monitor = SandboxClient(ClientOptions(server.target, timeout=30))
     try:
         # the two running jobs finish (~1 s); the six queued ones are dropped, not run
         wait_idle(monitor, timeout=3.0)
@@ -206,7 +206,7 @@ def test_deadline_is_honoured_and_abandoned_work_dropped(server, assert_healthy)
 
 
 def test_score_deadline(server, assert_healthy):
-    client = SandboxClient(server.target, timeout=0.5)
+    client = SandboxClient(ClientOptions(server.target, timeout=0.5))
     try:
         with pytest.raises(grpc.RpcError) as info:
             client.score(sleepy_task("slow-single", 1.0))
@@ -334,7 +334,7 @@ def _broken_backend_error_or_results(backend: BwrapBackend) -> None:
         embedded.stop()  # ends the server's event loop thread
         return
     try:
-        client = SandboxClient(embedded.target, timeout=60)
+        client = SandboxClient(ClientOptions(embedded.target, timeout=60))
         result = client.score(healthy_task("infra"))
         assert status_name(result) == "SANDBOX_ERROR" and result.score == 0.0
         client.close()
@@ -356,7 +356,7 @@ def breakable_server() -> Iterator[EmbeddedServer]:
 
 def test_infrastructure_failure_is_never_a_wrong_answer(breakable_server):
     """Sandboxes die and cannot be restarted: results are SANDBOX_ERROR, quickly, not FAILED."""
-    client = SandboxClient(breakable_server.target, timeout=60)
+    client = SandboxClient(ClientOptions(breakable_server.target, timeout=60))
     try:
         assert status_name(client.score(healthy_task("before"))) == "PASSED"
         breakable_server.server.backend.python = "/nonexistent/python"  # every restart now fails

@@ -15,10 +15,10 @@ from sandbox.embedded import EmbeddedServer
 from sandbox.languages import standard_languages
 from sandbox.sql.plan import SqlContext
 from sandbox.sql.registry import Registry
+from sandbox.sql.samples import build_company, inline_database
 from tests.conftest import make_backend
 from tests.helpers import finding_codes, limits, status_name, wait_for
-from tests.sql_data import build_company, inline_database
-from trainer_plugin.client import SandboxClient
+from trainer_plugin.client import ClientOptions, SandboxClient
 
 GOLD_BY_DEPT = "SELECT dept, COUNT(*) AS n FROM employees GROUP BY dept"
 
@@ -42,7 +42,7 @@ def sql_server(backend_name: str, company, tmp_path_factory) -> Iterator[Embedde
 
 @pytest.fixture(scope="module")
 def sql_client(sql_server) -> Iterator[SandboxClient]:
-    client = SandboxClient(sql_server.target, timeout=120)
+    client = SandboxClient(ClientOptions(sql_server.target, timeout=120))
     yield client
     client.close()
 

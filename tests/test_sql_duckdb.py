@@ -15,10 +15,10 @@ from sandbox.embedded import EmbeddedServer
 from sandbox.languages import standard_languages
 from sandbox.sql.plan import SqlContext
 from sandbox.sql.registry import Registry
+from sandbox.sql.samples import BASE, VARIANT_1, VARIANT_2
 from tests.conftest import make_backend
 from tests.helpers import limits, status_name
-from tests.sql_data import BASE, VARIANT_1, VARIANT_2
-from trainer_plugin.client import SandboxClient
+from trainer_plugin.client import ClientOptions, SandboxClient
 
 duckdb = pytest.importorskip("duckdb")
 GOLD = "SELECT dept, COUNT(*) AS n FROM employees GROUP BY dept"
@@ -52,7 +52,7 @@ def duck_client(backend_name: str, duck_dir: Path) -> Iterator[SandboxClient]:
     context = SqlContext(registry=Registry.from_specs([f"company_duck={duck_dir}"]))
     config = ServiceConfig(host="127.0.0.1", port=0, workers=2, audit_log=None)
     embedded = EmbeddedServer(config, make_backend(backend_name), standard_languages(sql=context)).start()
-    client = SandboxClient(embedded.target, timeout=120)
+    client = SandboxClient(ClientOptions(embedded.target, timeout=120))
     yield client
     client.close()
     embedded.stop()

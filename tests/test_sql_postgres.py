@@ -16,10 +16,10 @@ from sandbox.languages import standard_languages
 from sandbox.sql.plan import SqlContext
 from sandbox.sql.postgres import PostgresExecutor
 from sandbox.sql.registry import Registry
+from sandbox.sql.samples import BASE, VARIANT_1, VARIANT_2
 from tests.conftest import make_backend
 from tests.helpers import finding_codes, limits, status_name
-from tests.sql_data import BASE, VARIANT_1, VARIANT_2
-from trainer_plugin.client import SandboxClient
+from trainer_plugin.client import ClientOptions, SandboxClient
 
 psycopg = pytest.importorskip("psycopg")
 SUPER_DSN = os.environ.get("RFT_PG_DSN", "")
@@ -72,7 +72,7 @@ def pg_client(pg_dsn) -> Iterator[SandboxClient]:
     context = SqlContext(registry=Registry.from_specs([f"company_pg={pg_dsn}"]))
     config = ServiceConfig(host="127.0.0.1", port=0, workers=1, audit_log=None)
     embedded = EmbeddedServer(config, make_backend("bwrap"), standard_languages(sql=context)).start()
-    client = SandboxClient(embedded.target, timeout=120)
+    client = SandboxClient(ClientOptions(embedded.target, timeout=120))
     yield client
     client.close()
     embedded.stop()

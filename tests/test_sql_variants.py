@@ -26,7 +26,7 @@ from sandbox.sql.registry import Registry, RegistryError
 from sandbox.sql.variants import VariantSettings, build_variants
 from tests.conftest import make_backend
 from tests.helpers import finding_codes, status_name
-from trainer_plugin.client import SandboxClient
+from trainer_plugin.client import ClientOptions, SandboxClient
 
 STAFF_SCHEMA = """
 CREATE TABLE departments (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, budget REAL);
@@ -96,7 +96,7 @@ def variants_client(backend_name: str, staff: Path, tmp_path_factory) -> Iterato
     embedded = EmbeddedServer(
         config, make_backend(backend_name), standard_languages(sql=SqlContext(registry=registry))
     ).start()
-    client = SandboxClient(embedded.target, timeout=120)
+    client = SandboxClient(ClientOptions(embedded.target, timeout=120))
     yield client
     client.close()
     embedded.stop()
@@ -509,7 +509,7 @@ def test_registration_options_are_validated(staff, tmp_path, suffix, message):
 
 
 def test_registered_variants_and_postgres_refuse_automatic_ones(tmp_path):
-    from tests.sql_data import build_company
+    from sandbox.sql.samples import build_company
 
     company = build_company(tmp_path / "company")
     with pytest.raises(RegistryError, match="has 2 registered variant"):
@@ -574,7 +574,7 @@ def duck_client(backend_name: str, duck_staff: Path, tmp_path_factory) -> Iterat
     embedded = EmbeddedServer(
         config, make_backend(backend_name), standard_languages(sql=SqlContext(registry=registry))
     ).start()
-    client = SandboxClient(embedded.target, timeout=120)
+    client = SandboxClient(ClientOptions(embedded.target, timeout=120))
     yield client
     client.close()
     embedded.stop()

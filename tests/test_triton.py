@@ -14,17 +14,9 @@ import grpc
 import pytest
 
 from sandbox.api import pb
+from sandbox.triton.samples import ELEMENTWISE, ELEMENTWISE_REF, HEADER, PROBLEMS, SOFTMAX_REF
 from tests.helpers import finding_codes, limits, status_name
-from tests.triton_data import (
-    CAUGHT_STATICALLY,
-    DYNAMIC_CHEATS,
-    ELEMENTWISE,
-    ELEMENTWISE_REF,
-    HEADER,
-    PROBLEMS,
-    SOFTMAX_REF,
-    STATIC_CHEATS,
-)
+from tests.triton_data import CAUGHT_STATICALLY, DYNAMIC_CHEATS, STATIC_CHEATS
 from trainer_plugin.client import SandboxClient
 
 if os.environ.get("RFT_REQUIRE_TRITON") != "1":  # scripts/test (CI) requires them: a missing one fails

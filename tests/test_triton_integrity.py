@@ -21,10 +21,10 @@ import numpy as np
 import pytest
 
 from sandbox.api import pb
+from sandbox.triton.samples import ELEMENTWISE, ELEMENTWISE_REF, MATMUL_REF, SOFTMAX_REF
 from tests.conftest import start_server
 from tests.helpers import finding_codes, status_name
 from tests.test_triton import triton_task
-from tests.triton_data import ELEMENTWISE, ELEMENTWISE_REF, MATMUL_REF, SOFTMAX_REF
 from tests.triton_hostile import (
     AUTOTUNED_MATMUL,
     CAT_GLUE,
@@ -41,7 +41,7 @@ from tests.triton_hostile import (
     SANDBOX_ID_REF,
     UNSEEN_TORCH,
 )
-from trainer_plugin.client import SandboxClient
+from trainer_plugin.client import ClientOptions, SandboxClient
 
 if os.environ.get("RFT_REQUIRE_TRITON") != "1":
     pytest.importorskip("torch")
@@ -52,7 +52,7 @@ if os.environ.get("RFT_REQUIRE_TRITON") != "1":
 def ungated(backend_name: str) -> Iterator[SandboxClient]:
     """A service that ignores static findings: the dynamic layer alone decides."""
     embedded = start_server(backend_name, triton_static_gate=False)
-    client = SandboxClient(embedded.target, timeout=300)
+    client = SandboxClient(ClientOptions(embedded.target, timeout=300))
     yield client
     client.close()
     embedded.stop()

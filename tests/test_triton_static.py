@@ -14,10 +14,11 @@ import pytest
 
 from rewards.model import Finding, Severity
 from sandbox.api import pb
-from sandbox.python.extract import extract_code
+from sandbox.api.completions import extract_code
+from sandbox.triton.samples import PROBLEMS
 from sandbox.triton.static_checks import CandidateSyntaxError, check_triton
 from tests.helpers import finding_codes, status_name
-from tests.triton_data import DYNAMIC_CHEATS, HONEST_SHAPES, HOSTILE, PROBLEMS, STATIC_CHEATS
+from tests.triton_data import DYNAMIC_CHEATS, HONEST_SHAPES, HOSTILE, STATIC_CHEATS
 from trainer_plugin.client import SandboxClient
 
 

@@ -1,6 +1,6 @@
 """Real TRL `GRPOTrainer` steps on the CPU with the sandbox service as the reward.
 
-A tiny Qwen2 and a BPE tokenizer are built locally (tests/trl_support.py), LoRA via peft,
+A tiny Qwen2 and a BPE tokenizer are built locally (trainer_plugin/tiny_model.py), LoRA via peft,
 rewards from a real service over loopback gRPC. The model is random, so its completions
 are junk that fails to compile: the point is the plumbing (finite rewards, named
 components and findings in the logs, an outage as NaN without a crash, the async path).
@@ -18,8 +18,9 @@ import pytest
 
 from sandbox.embedded import EmbeddedServer
 from tests.conftest import start_server
-from trainer_plugin.scoring import ClientOptions
+from trainer_plugin.client import ClientOptions
 from trainer_plugin.tasks import TaskSpec
+from trainer_plugin.tiny_model import build_tiny_model_dir, grpo_config, load_tokenizer, lora_config
 from trainer_plugin.trl import SandboxReward, SandboxRewards
 
 if os.environ.get("RFT_REQUIRE_TRL") == "1":  # scripts/test (CI) installs them: missing is a failure
@@ -27,7 +28,7 @@ if os.environ.get("RFT_REQUIRE_TRL") == "1":  # scripts/test (CI) installs them:
 else:
     trl = pytest.importorskip("trl")
     pytest.importorskip("peft")
-from tests.trl_support import build_tiny_model_dir, grpo_config, load_tokenizer, lora_config, tiny_dataset
+from tests.trl_support import tiny_dataset
 
 SPEC = TaskSpec("python", columns={"assert_code": "tests"})
 GOOD = "```python\ndef add(a, b):\n    return a + b\n```"

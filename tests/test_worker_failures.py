@@ -36,7 +36,7 @@ from sandbox.triton.lane import CANDIDATES, COMPILER, triton_lanes
 from sandbox.triton.plan import TritonDevice
 from tests.conftest import make_backend
 from tests.helpers import assert_task, call_task, finding_codes, healthy_task, limits, status_name
-from trainer_plugin.client import SandboxClient
+from trainer_plugin.client import ClientOptions, SandboxClient
 
 SLEEPY = "import time\n\ndef f(x, seconds):\n    time.sleep(seconds)\n    return x\n"
 
@@ -155,7 +155,7 @@ def _delta(client: SandboxClient, before) -> dict[str, int]:
 
 @pytest.fixture
 def client(one_worker: EmbeddedServer) -> Iterator[SandboxClient]:
-    sandbox_client = SandboxClient(one_worker.target, timeout=90)
+    sandbox_client = SandboxClient(ClientOptions(one_worker.target, timeout=90))
     yield sandbox_client
     one_worker.server.backend.failures = 0
     assert status_name(sandbox_client.score(healthy_task("after"))) == "PASSED"  # the service recovered
@@ -309,7 +309,7 @@ def unprivileged_server() -> Iterator[str]:
 
 @pytest.mark.parametrize("mode", ["calls", "whole"])
 def test_a_candidate_that_kills_its_runner_gets_zero_once_not_sandbox_error(unprivileged_server, mode):
-    client = SandboxClient(unprivileged_server, timeout=60)
+    client = SandboxClient(ClientOptions(unprivileged_server, timeout=60))
     try:
         if mode == "calls":
             task = call_task("killer", KILL_RUNNER, "f", [([1], 1)])

@@ -8,7 +8,7 @@ dynamic layer alone catches. All solve the elementwise problem of tests/triton_d
 
 from __future__ import annotations
 
-from tests.triton_data import HEADER, MATMUL
+from sandbox.triton.samples import HEADER, MATMUL
 
 _KERNEL = """
 

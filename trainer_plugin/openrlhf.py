@@ -2,7 +2,7 @@
 
 File:      --reward.remote_url <site-packages>/trainer_plugin/openrlhf.py
            (OpenRLHF imports it and calls `reward_func(queries, prompts, labels)`, per sample)
-Endpoint:  rft-sandbox reward-server --port 5000 --server 127.0.0.1:50051
+Endpoint:  python -m trainer_plugin reward-server --port 5000 --server 127.0.0.1:50051
            --reward.remote_url http://127.0.0.1:5000/get_reward
 
 `queries` are prompt + response decoded with special tokens (the response is

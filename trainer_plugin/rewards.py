@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sandbox.api import pb
-from trainer_plugin.scoring import AsyncScorer, ClientOptions, Scorer
+from trainer_plugin.client import AsyncSandboxClient, ClientOptions, SandboxClient
 from trainer_plugin.tasks import TaskSpec
 
 # Every component the service reports, by language; adapters that need fixed keys use all.
@@ -88,8 +88,8 @@ class RewardCore:
 
     spec: TaskSpec = field(default_factory=spec_from_env)
     options: ClientOptions = field(default_factory=options_from_env)
-    _sync: Scorer | None = field(default=None, repr=False)
-    _async: AsyncScorer | None = field(default=None, repr=False)
+    _sync: SandboxClient | None = field(default=None, repr=False)
+    _async: AsyncSandboxClient | None = field(default=None, repr=False)
 
     def __getstate__(self) -> dict[str, Any]:
         return {"spec": self.spec, "options": self.options, "_sync": None, "_async": None}
@@ -99,12 +99,12 @@ class RewardCore:
 
     def score(self, completions: Sequence[Any], rows: Sequence[Mapping[str, Any]]) -> list[pb.Result]:
         if self._sync is None:
-            self._sync = Scorer(self.options)
+            self._sync = SandboxClient(self.options)
         return self._sync.score_all(self.tasks(completions, rows))
 
     async def ascore(self, completions: Sequence[Any], rows: Sequence[Mapping[str, Any]]) -> list[pb.Result]:
         if self._async is None:
-            self._async = AsyncScorer(self.options)
+            self._async = AsyncSandboxClient(self.options)
         return await self._async.score_all(self.tasks(completions, rows))
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sandbox.api import pb
-from sandbox.python.extract import extract_code
+from sandbox.api.completions import extract_code
 
 LANGUAGES = ("python", "sql", "triton")
 # role -> default dataset column, per language

@@ -28,8 +28,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sandbox.api import pb
+from trainer_plugin.client import ClientOptions
 from trainer_plugin.rewards import BatchSummary, RewardCore, reward_value, rows_from_columns
-from trainer_plugin.scoring import ClientOptions
 from trainer_plugin.tasks import TaskSpec, completion_text
 
 _TRAINER_KWARGS = ("trainer_state", "log_metric", "log_extra", "environments")

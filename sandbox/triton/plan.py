@@ -18,7 +18,7 @@ from rewards.model import Finding, Severity, Status, Verdict
 from rewards.tensors import TensorError, decode_list
 from rewards.triton import ReferenceRun, TritonRules, Weights
 from rewards.triton_report import Forged, check_candidate_report
-from sandbox.python.extract import extract_code
+from sandbox.api.completions import extract_code
 from sandbox.steps import InvalidTask
 from sandbox.triton.static_checks import CandidateSyntaxError, check_triton
 

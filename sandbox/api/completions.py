@@ -1,4 +1,9 @@
-"""Pull the Python program out of a raw model completion (Python and Triton tasks)."""
+"""Pull the Python program out of a raw model completion: one rule for both sides of the wire.
+
+The trainer plugin applies it to Python completions before sending them (a Python task's
+`code` is the program itself); the service applies it to Triton completions, which travel
+raw. SQL has its own extractor on the service side (`sandbox/sql/extract.py`).
+"""
 
 from __future__ import annotations
 

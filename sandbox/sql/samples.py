@@ -1,4 +1,4 @@
-"""SQLite databases the SQL tests build: a base and two variants of one schema.
+"""Sample SQLite databases (the tests' and the SQL benchmarks'): a base and two variants of one schema.
 
 The data has NULLs, floats, duplicate rows and ties, and is arranged so that some
 wrong queries return the right rows on the base database by coincidence but not on
@@ -55,7 +55,7 @@ def write_database(path: Path, data: dict[str, list[tuple]]) -> Path:
         for table, rows in data.items():
             if rows:
                 marks = ",".join("?" * len(rows[0]))
-                conn.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
+                conn.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)  # noqa: S608 - our own table names
     conn.close()
     return path
 
