@@ -26,8 +26,9 @@ from dataclasses import dataclass, field
 
 from sandbox.backends.base import Backend
 from sandbox.fairqueue import FairQueue, Overloaded
-from sandbox.runner import framing
-from sandbox.worker import RunnerReply, Worker, WorkerFailure
+from sandbox.wire import framing
+from sandbox.wire.messages import Ending, Mode, PingJob, Tag
+from sandbox.worker import RunnerReply, Worker, WorkerFailure, refusal
 
 __all__ = ["WORKER_LOST", "Job", "Overloaded", "PoolStats", "SandboxFailure", "WorkerPool"]
 
@@ -35,19 +36,19 @@ log = logging.getLogger(__name__)
 
 WORKER_LOST = "worker_lost"  # a reply's ending: the job's worker failed and the control passed
 _PING = framing.pack(
-    {
-        "mode": "ping",
-        "limits": {
+    PingJob(
+        mode=Mode.PING,
+        limits={
             "task_ms": 5000,
             "memory_bytes": 64 << 20,
             "max_processes": 4,
             "max_open_files": 16,
             "max_file_bytes": 1 << 20,
         },
-    }
+    )
 )
 _EMPTY_SECRET = framing.pack({})
-_PONG = [{"t": "pong"}, {"t": "exit", "code": 0}]
+_PONG = [{"t": Tag.PONG}, {"t": Tag.EXIT, "code": 0}]
 
 
 def _lost_reply(failure: WorkerFailure, started: float) -> RunnerReply:
@@ -175,7 +176,7 @@ class WorkerPool:
                 self._lost(slot, failure)
                 worker = None
             else:
-                if reply.meta.get("ending") == "closed" and reply.records == _PONG:
+                if reply.meta.get("ending") == Ending.CLOSED and reply.records == _PONG:
                     return worker
                 log.error("worker %d failed the control job: %r %r", slot, reply.meta, reply.records[:4])
                 await worker.stop()
@@ -221,7 +222,11 @@ class WorkerPool:
                 return worker
             self.stats.job_runs += 1
             self.stats.jobs_completed += 1
-            if not job.future.done():
+            refused = refusal(reply)
+            if refused is not None:
+                log.error("worker %d: %s", slot, refused)
+                self._fail(job, refused)
+            elif not job.future.done():
                 job.future.set_result(reply)
             # "recycle": the runner answered but cannot take another job (an SQL engine stalled)
             if worker.jobs_done >= self.max_jobs or reply.meta.get("leftover_processes") or reply.meta.get("recycle"):

@@ -18,12 +18,12 @@ from sandbox.api import pb
 from sandbox.audit import AuditLog
 from sandbox.pool import WORKER_LOST, Job, SandboxFailure, WorkerPool
 from sandbox.python.plan import InvalidTask
-from sandbox.runner import framing
 from sandbox.sql.plan import GoldKey, GoldRequest, SqlContext, executions
 from sandbox.sql.postgres import PostgresExecutor
 from sandbox.tasks import PreparedTask
 from sandbox.triton.lane import TritonLane
 from sandbox.triton.plan import ReferenceFailed
+from sandbox.wire import framing
 from sandbox.worker import RunnerReply
 
 log = logging.getLogger(__name__)

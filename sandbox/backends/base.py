@@ -12,6 +12,10 @@ from pathlib import Path
 from typing import Protocol
 
 RUNNER_DIR = Path(__file__).resolve().parent.parent / "runner"
+# The wire (`sandbox.wire`), mounted read-only next to the runner's own directory in every
+# sandbox: the runner finds it as its sibling `wire`, in a sandbox as in the repository.
+WIRE_DIR = RUNNER_DIR.parent / "wire"
+WIRE_MOUNT = "/opt/wire"
 
 # How every backend starts the runner's interpreter: isolated (no env vars, no user site,
 # no script dir on sys.path), writing no bytecode, and reading none either: measured here,

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sandbox.backends import cgroups, seccomp
-from sandbox.backends.base import RUNNER_DIR, RUNNER_FLAGS, BackendUnavailable
+from sandbox.backends.base import RUNNER_DIR, RUNNER_FLAGS, WIRE_DIR, WIRE_MOUNT, BackendUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -205,6 +205,7 @@ class BwrapBackend:
             "--ro-bind",
             str(RUNNER_DIR),
             RUNNER_MOUNT,
+            *("--ro-bind", str(WIRE_DIR), WIRE_MOUNT),
             *self._extra_mounts(),
             *cgroup_binds,
             "--proc",

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sandbox.backends import seccomp
-from sandbox.backends.base import RUNNER_DIR, RUNNER_FLAGS, BackendUnavailable
+from sandbox.backends.base import RUNNER_DIR, RUNNER_FLAGS, WIRE_DIR, WIRE_MOUNT, BackendUnavailable
 from sandbox.backends.cgroups import tree_limit
 
 log = logging.getLogger(__name__)
@@ -214,7 +214,11 @@ class DockerBackend:
             nano_cpus=self.nano_cpus,
             pids_limit=self.pids_limit,
             # a list, not a dict keyed by host path: one file may be mounted at two places
-            volumes=[f"{RUNNER_DIR}:{RUNNER_MOUNT}:ro", *(f"{host}:{inside}:ro" for host, inside in self.mounts)],
+            volumes=[
+                f"{RUNNER_DIR}:{RUNNER_MOUNT}:ro",
+                f"{WIRE_DIR}:{WIRE_MOUNT}:ro",
+                *(f"{host}:{inside}:ro" for host, inside in self.mounts),
+            ],
             hostname="sandbox",
             environment={},
             labels=self._labels(),

@@ -31,10 +31,10 @@ from rewards.model import Finding, Severity, Status, Verdict
 from rewards.sql import Execution, ResultSet, SqlWeights, results_match, score_sql
 from sandbox.api import pb
 from sandbox.python.plan import InvalidTask
-from sandbox.runner import codec
 from sandbox.sql.extract import extract_sql
 from sandbox.sql.gate import check_query, gold_orders_rows
 from sandbox.sql.order import plan_order, sort_keys
+from sandbox.wire import codec
 
 if TYPE_CHECKING:
     from sandbox.sql.registry import Registry

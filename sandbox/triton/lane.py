@@ -25,9 +25,9 @@ from typing import Any
 from rewards.triton import CompileRun
 from sandbox.backends.base import Backend
 from sandbox.pool import WORKER_LOST, Job, SandboxFailure, WorkerPool
-from sandbox.runner import framing
 from sandbox.triton.packages import PackagesMissing, package_mounts
 from sandbox.triton.plan import Reference, ReferenceRequest, TritonDevice, TritonPlan, read_reference
+from sandbox.wire import framing
 from sandbox.worker import RunnerReply
 
 log = logging.getLogger(__name__)
