@@ -36,7 +36,7 @@ sys.path.insert(1, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 import framing
 import harness
 import zygote
-from messages import Ending, Engine, Mode, Role, Tag
+from messages import Ending, Engine, Kind, Mode, Role, Tag
 
 _PR_SET_DUMPABLE = 4
 JOB_CGROUP = "/run/rft-job-cgroup"  # sandbox.backends.cgroups.JOB_CGROUP: the job's cgroups, if any
@@ -450,7 +450,7 @@ def _run_duckdb(settings: Settings, job: dict[str, Any], jobdir: str) -> bytes:
         records += [*sqlrun.unanswered(records, len(job["databases"]), why), {"t": Tag.DONE}]
     elif ending == Ending.CLOSED and not finished:
         code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
-        kind = "memory" if code == -signal.SIGKILL else "error"  # SIGKILL, not ours: the memory limit
+        kind = Kind.MEMORY if code == -signal.SIGKILL else Kind.ERROR  # SIGKILL, not ours: the memory limit
         why = f"the engine's process ended without an answer (exit status {code})"
         records += [{**r, "kind": kind, "msg": why} for r in sqlrun.unanswered(records, len(job["databases"]), why)]
         records.append({"t": Tag.DONE})

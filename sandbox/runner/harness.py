@@ -548,7 +548,7 @@ class WholeRun:
         if kind in _EXITS:
             return self.fail(Kind.EXIT, kind)
         if kind in ("MemoryError", "RecursionError"):  # limits exhausted, not a raised error
-            return self.fail(Kind.MEMORY if kind == "MemoryError" else "exception", kind)
+            return self.fail(Kind.MEMORY if kind == "MemoryError" else Kind.EXCEPTION, kind)
         if kind == "UnserializableResult":
             return self.fail(Kind.UNSERIALIZABLE, message)
         bases = candidate.exception_bases(described.get("mro"))

@@ -104,12 +104,12 @@ def _open(path: str, query: str = "") -> sqlite3.Connection:
 def _classify(error: BaseException) -> str:
     text = str(error).lower()
     if "interrupted" in text:
-        return "timeout"
+        return Kind.TIMEOUT
     if "not authorized" in text or "prohibited" in text:
-        return "rejected"
+        return Kind.REJECTED
     if isinstance(error, MemoryError) or "out of memory" in text:
-        return "memory"
-    return "error"
+        return Kind.MEMORY
+    return Kind.ERROR
 
 
 def execute(

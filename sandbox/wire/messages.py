@@ -34,18 +34,18 @@ each record's tag, fields and order, and a record it does not expect rejects the
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypedDict
+from typing import Any, Final, Literal, TypedDict
 
 
 class Mode:
     """A job's `mode`: which part of the runner runs it."""
 
-    CALLS = "calls"
-    IO = "io"
-    WHOLE = "whole"
-    SQL = "sql"
-    TRITON = "triton"
-    PING = "ping"
+    CALLS: Final = "calls"
+    IO: Final = "io"
+    WHOLE: Final = "whole"
+    SQL: Final = "sql"
+    TRITON: Final = "triton"
+    PING: Final = "ping"
 
 
 ModeName = Literal["calls", "io", "whole", "sql", "triton", "ping"]
@@ -56,45 +56,45 @@ class Role:
     """A Triton job's `role`: the task's reference, the candidate, or (on the CPU) the
     ahead-of-time compile of the kernels the candidate launched."""
 
-    REFERENCE = "reference"
-    CANDIDATE = "candidate"
-    COMPILE = "compile"
+    REFERENCE: Final = "reference"
+    CANDIDATE: Final = "candidate"
+    COMPILE: Final = "compile"
 
 
 class Engine:
     """An SQL job's `engine`."""
 
-    SQLITE = "sqlite"
-    DUCKDB = "duckdb"
-    POSTGRES = "postgres"
+    SQLITE: Final = "sqlite"
+    DUCKDB: Final = "duckdb"
+    POSTGRES: Final = "postgres"
 
 
 class Tag:
     """A record's `t`."""
 
     # Python (calls, io): one `test` per request; whole: `site` per assert, then one `check`
-    TEST = "test"
-    SITE = "site"
-    CHECK = "check"
-    LOAD = "load"  # the candidate did not load (Python); the module loaded or not (Triton)
-    DONE = "done"  # the harness finished (Python, SQL, Triton candidate and reference)
+    TEST: Final = "test"
+    SITE: Final = "site"
+    CHECK: Final = "check"
+    LOAD: Final = "load"  # the candidate did not load (Python); the module loaded or not (Triton)
+    DONE: Final = "done"  # the harness finished (Python, SQL, Triton candidate and reference)
     # The trusted harness's own failure (the runner's, the isolated harness's, the SQL
     # engine's): SANDBOX_ERROR. Its wire name dates from when the harness was the "judge".
-    INTERNAL_ERROR = "judge_error"
-    SQL = "sql"  # one database's result
+    INTERNAL_ERROR: Final = "judge_error"
+    SQL: Final = "sql"  # one database's result
     # Triton, written in the candidate's process
-    TRIAL = "trial"
-    ERROR = "error"  # the reference failed (a reference job only)
-    TIMING = "timing"
-    RERUN = "rerun"
-    GHOST = "ghost"
-    LAUNCH = "launch"
-    COMPILE = "compile"
-    COMPILED = "compiled"
-    HARNESS_ERROR = "harness_error"  # the harness failed in the candidate's process: its failure
+    TRIAL: Final = "trial"
+    ERROR: Final = "error"  # the reference failed (a reference job only)
+    TIMING: Final = "timing"
+    RERUN: Final = "rerun"
+    GHOST: Final = "ghost"
+    LAUNCH: Final = "launch"
+    COMPILE: Final = "compile"
+    COMPILED: Final = "compiled"
+    HARNESS_ERROR: Final = "harness_error"  # the harness failed in the candidate's process: its failure
     # ping
-    PONG = "pong"
-    EXIT = "exit"
+    PONG: Final = "pong"
+    EXIT: Final = "exit"
 
 
 TagName = Literal[
@@ -118,38 +118,38 @@ FORGEABLE = frozenset({Mode.TRITON})  # modes whose records the candidate's own 
 class Kind:
     """A record's `kind`: how a test (`test`, `load`) or a database (`sql`) went."""
 
-    VALUE = "value"  # a call returned a value
-    IO = "io"  # a program ran to its end: its stdout
-    EXCEPTION = "exception"
-    LOAD_ERROR = "load_error"
-    NOT_RUN = "not_run"  # the task's time ran out first
-    TIMEOUT = "timeout"
-    EXIT = "exit"
-    CRASH = "crash"
-    OUTPUT_LIMIT = "output_limit"
-    REPORT_LIMIT = "report_limit"
-    MEMORY = "memory"
-    GARBAGE = "garbage"  # the candidate wrote what is not the protocol into its channel
-    HARNESS_KILLED = "harness_killed"  # no candidate process could be started (the zygote died)
+    VALUE: Final = "value"  # a call returned a value
+    IO: Final = "io"  # a program ran to its end: its stdout
+    EXCEPTION: Final = "exception"
+    LOAD_ERROR: Final = "load_error"
+    NOT_RUN: Final = "not_run"  # the task's time ran out first
+    TIMEOUT: Final = "timeout"
+    EXIT: Final = "exit"
+    CRASH: Final = "crash"
+    OUTPUT_LIMIT: Final = "output_limit"
+    REPORT_LIMIT: Final = "report_limit"
+    MEMORY: Final = "memory"
+    GARBAGE: Final = "garbage"  # the candidate wrote what is not the protocol into its channel
+    HARNESS_KILLED: Final = "harness_killed"  # no candidate process could be started (the zygote died)
     # whole mode, why a proxied call failed (the start of a site's `why`)
-    LOST = "lost"  # the candidate process that held the object is gone
-    UNSERIALIZABLE = "unserializable"
+    LOST: Final = "lost"  # the candidate process that held the object is gone
+    UNSERIALIZABLE: Final = "unserializable"
     # SQL
-    OK = "ok"
-    ERROR = "error"
-    REJECTED = "rejected"
-    DB_ERROR = "db_error"  # the database could not be opened: ours
+    OK: Final = "ok"
+    ERROR: Final = "error"
+    REJECTED: Final = "rejected"
+    DB_ERROR: Final = "db_error"  # the database could not be opened: ours
 
 
-CUSTOM_EQ = "custom_eq"  # a whole-mode check's event: an object with the candidate's own __eq__ compared
+CUSTOM_EQ: Final = "custom_eq"  # a whole-mode check's event: an object with the candidate's own __eq__ compared
 
 
 class Ending:
     """The runner's meta `ending`: how the job's report ended."""
 
-    CLOSED = "closed"
-    DEADLINE = "deadline"
-    OVERFLOW = "overflow"
+    CLOSED: Final = "closed"
+    DEADLINE: Final = "deadline"
+    OVERFLOW: Final = "overflow"
 
 
 def unexpected_records(mode: str, records: list[Any]) -> str | None:
