@@ -29,7 +29,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
-from sandbox.runner.codec import Opaque
+from sandbox.wire.codec import Opaque
 
 DEFAULT_REL_TOL = 1e-6
 DEFAULT_ABS_TOL = 1e-9

@@ -10,7 +10,7 @@ The evaluator is deliberately small: a whitelist of node types, pure builtins, `
 functions and non-mutating methods of plain values, with size guards on everything that
 can grow (``*``, ``**``, ``<<``, ``range``). What it cannot evaluate is decided statically
 (`supported`), and such tests run in the sandbox's judge instead. Values come from
-`sandbox.runner.codec.decode`: plain built-ins, standard-library value types, or `Opaque`,
+`sandbox.wire.codec.decode`: plain built-ins, standard-library value types, or `Opaque`,
 which no comparison may pass.
 """
 
@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from rewards.compare import DEFAULT_ABS_TOL, DEFAULT_REL_TOL, values_equal
-from sandbox.runner.codec import Opaque, find_custom_eq
+from sandbox.wire.codec import Opaque, find_custom_eq
 
 OBSERVATION = "\x00obs"  # prefix of slot names: no Python source can spell it
 MAX_ITEMS = 1_000_000  # longest sequence an operation here may build

@@ -1,7 +1,7 @@
 """Score a Python candidate from what the sandbox observed.
 
 Pure and trusted: it receives the expectations (which never entered the sandbox) and
-the judge's records (which come from inside and are treated as untrusted data:
+the harness's records (which come from inside and are treated as untrusted data:
 validated field by field, any malformed record is ignored and the test counts as not
 run). Score = fraction of tests passed; a critical finding makes it 0 (REJECTED).
 """
@@ -14,10 +14,15 @@ from typing import Any, Protocol
 from rewards.compare import short_repr, stdout_matches, values_equal
 from rewards.model import Finding, NeedsJudge, Severity, Status, TestResult, Verdict, dedupe
 from rewards.predicate import Evaluator, NotData, ObservationFailed, Unjudgeable
-from sandbox.runner.codec import decode, find_custom_eq
+from sandbox.wire.codec import decode, find_custom_eq
+from sandbox.wire.messages import CUSTOM_EQ, Ending, Kind, Tag
 
 # When tests fail for different reasons, the result's status names the most telling one.
 _STATUS_PRIORITY = (Status.MEMORY_LIMIT, Status.OUTPUT_LIMIT, Status.TIMEOUT, Status.RUNTIME_ERROR)
+# Kinds of this side's own, never on the wire: no record came for the test, or its value
+# does not decode.
+_MISSING = "missing"
+_UNDECODABLE = "undecodable"
 
 
 class ExpectationLike(Protocol):
@@ -55,30 +60,30 @@ def _harness_killed(evidence: str = "") -> Finding:
 
 
 def _status_of_failure(kind: str, exc_type: str = "") -> Status:
-    if kind in ("exception", "load_error") and exc_type == "MemoryError":
+    if kind in (Kind.EXCEPTION, Kind.LOAD_ERROR) and exc_type == "MemoryError":
         return Status.MEMORY_LIMIT
     return {
-        "timeout": Status.TIMEOUT,
-        "not_run": Status.TIMEOUT,
-        "output_limit": Status.OUTPUT_LIMIT,
-        "report_limit": Status.OUTPUT_LIMIT,
-        "memory": Status.MEMORY_LIMIT,
+        Kind.TIMEOUT: Status.TIMEOUT,
+        Kind.NOT_RUN: Status.TIMEOUT,
+        Kind.OUTPUT_LIMIT: Status.OUTPUT_LIMIT,
+        Kind.REPORT_LIMIT: Status.OUTPUT_LIMIT,
+        Kind.MEMORY: Status.MEMORY_LIMIT,
     }.get(kind, Status.RUNTIME_ERROR)
 
 
 def _explain_failure(record: dict[str, Any]) -> str:
     kind = record.get("kind")
-    if kind in ("exception", "load_error"):
+    if kind in (Kind.EXCEPTION, Kind.LOAD_ERROR):
         return f"{record.get('type', '')}: {record.get('msg', '')}"[:300]
-    if kind == "crash":
+    if kind == Kind.CRASH:
         return f"crashed (signal {record.get('signal')})"
-    if kind == "exit":
+    if kind == Kind.EXIT:
         return f"process exited (code {record.get('code')}) before answering"
-    if kind == "timeout":
+    if kind == Kind.TIMEOUT:
         return "test time limit exceeded"
-    if kind == "not_run":
+    if kind == Kind.NOT_RUN:
         return "not run: task time limit exceeded"
-    if kind == "report_limit":
+    if kind == Kind.REPORT_LIMIT:
         return "the values returned by the whole job exceed the report limit"
     return str(kind)[:100]
 
@@ -93,7 +98,7 @@ def _judge_test(
     def result(passed: bool, status: Status, message: str = "") -> TestResult:
         return TestResult(index, passed, status, exp.name, message, duration)
 
-    if kind == "value" and exp.op == "eq":
+    if kind == Kind.VALUE and exp.op == "eq":
         try:
             value = _observed_value(record, findings)
         except ObservationFailed:
@@ -101,7 +106,7 @@ def _judge_test(
         if values_equal(value, exp.expected, rel_tol, abs_tol):
             return result(True, Status.PASSED)
         return result(False, Status.FAILED, f"got {short_repr(value)}")
-    if kind == "io" and exp.op == "stdout":
+    if kind == Kind.IO and exp.op == "stdout":
         stdout = record.get("stdout")
         if isinstance(stdout, str) and stdout_matches(stdout, str(exp.expected)):
             return result(True, Status.PASSED)
@@ -127,12 +132,12 @@ def _judge_assert(
     def observe(call: int) -> Any:
         record = records.get(call, default)
         used.append(record)
-        if record.get("kind") != "value":
+        if record.get("kind") != Kind.VALUE:
             raise ObservationFailed(record)
         try:
             return decode(record.get("value"))
         except (ValueError, TypeError, RecursionError):
-            raise ObservationFailed({"kind": "undecodable"}) from None
+            raise ObservationFailed({"kind": _UNDECODABLE}) from None
 
     evaluator = Evaluator(exp.names, observe, rel_tol, abs_tol)
     try:
@@ -175,7 +180,7 @@ def _observed_value(record: dict[str, Any], findings: list[Finding]) -> Any:
     try:
         value = decode(record.get("value"))
     except (ValueError, TypeError, RecursionError):
-        raise ObservationFailed({"kind": "undecodable"}) from None
+        raise ObservationFailed({"kind": _UNDECODABLE}) from None
     cheat = find_custom_eq(value)
     if cheat is not None:
         findings.append(_always_equal(f"{cheat.type_name}: {cheat.text}"))
@@ -186,24 +191,24 @@ def _failed_run(index: int, name: str, record: dict[str, Any], findings: list[Fi
     """A test whose candidate call produced no value: how it failed, and what that reveals."""
     kind = record.get("kind")
     exc_type = str(record.get("type", ""))
-    if kind == "exit" or (kind == "exception" and exc_type == "SystemExit"):
+    if kind == Kind.EXIT or (kind == Kind.EXCEPTION and exc_type == "SystemExit"):
         findings.append(_early_exit(name))
-    if kind == "harness_killed":
+    if kind == Kind.HARNESS_KILLED:
         findings.append(_harness_killed(name))
-    if kind == "garbage":
+    if kind == Kind.GARBAGE:
         findings.append(
             _finding(
                 "protocol_tampering", Severity.WARNING, "the candidate wrote malformed data into the harness channel"
             )
         )
-    if kind == "undecodable":
+    if kind == _UNDECODABLE:
         return TestResult(index, False, Status.FAILED, name, "the returned value could not be decoded", duration)
     return TestResult(index, False, _status_of_failure(str(kind), exc_type), name, _explain_failure(record), duration)
 
 
 def _judge_sites(expectations: Sequence[ExpectationLike], records: list[dict[str, Any]]) -> list[TestResult]:
-    sites = {r.get("site"): r for r in records if r.get("t") == "site"}
-    checks = [r for r in records if r.get("t") == "check"]
+    sites = {r.get("site"): r for r in records if r.get("t") == Tag.SITE}
+    checks = [r for r in records if r.get("t") == Tag.CHECK]
     completed = bool(checks and checks[0].get("completed") is True)
     error = str(checks[0].get("error", "")) if checks else "the test harness did not report"
     tests = []
@@ -217,29 +222,37 @@ def _judge_sites(expectations: Sequence[ExpectationLike], records: list[dict[str
         why = str(site.get("why") or error or "assertion not reached")[:300]
         kind, _, detail = why.partition(": ")
         status = Status.FAILED if why == "assertion is false" else _status_of_failure(kind, detail)
-        if kind not in ("timeout", "not_run", "output_limit", "exception", "crash", "exit", "memory"):
+        if kind not in (
+            Kind.TIMEOUT,
+            Kind.NOT_RUN,
+            Kind.OUTPUT_LIMIT,
+            Kind.EXCEPTION,
+            Kind.CRASH,
+            Kind.EXIT,
+            Kind.MEMORY,
+        ):
             status = Status.FAILED if site else Status.RUNTIME_ERROR
         tests.append(TestResult(index, False, status, exp.name, why))
     return tests
 
 
 def _whole_mode_findings(records: list[dict[str, Any]]) -> list[Finding]:
-    """What the judge saw the candidate do while running unsplittable tests."""
-    check = next((r for r in records if r.get("t") == "check"), {})
+    """What the isolated harness saw the candidate do while running unsplittable tests."""
+    check = next((r for r in records if r.get("t") == Tag.CHECK), {})
     events = check.get("events") if isinstance(check.get("events"), dict) else {}
     evidence = check.get("evidence") if isinstance(check.get("evidence"), dict) else {}
     findings = []
-    if events.get("custom_eq"):
-        findings.append(_always_equal(str(evidence.get("custom_eq", ""))))
-    if events.get("exit") or events.get("exception:SystemExit"):
+    if events.get(CUSTOM_EQ):
+        findings.append(_always_equal(str(evidence.get(CUSTOM_EQ, ""))))
+    if events.get(Kind.EXIT) or events.get(f"{Kind.EXCEPTION}:SystemExit"):
         findings.append(_early_exit())
-    if events.get("garbage"):
+    if events.get(Kind.GARBAGE):
         findings.append(
             _finding(
                 "protocol_tampering", Severity.WARNING, "the candidate wrote malformed data into the harness channel"
             )
         )
-    if events.get("harness_killed"):
+    if events.get(Kind.HARNESS_KILLED):
         findings.append(_harness_killed())
     return findings
 
@@ -257,16 +270,16 @@ def score_python(
     """The verdict on one job's records. `defer`: raise NeedsJudge rather than fail a split
     assert that met a value that is not data (the task has a whole-mode fallback)."""
     records = [r for r in records if isinstance(r, dict)]
-    judge_error = next((r for r in records if r.get("t") == "judge_error"), None)
-    if judge_error is not None:
-        error = str(judge_error.get("error"))[-500:]
+    internal = next((r for r in records if r.get("t") == Tag.INTERNAL_ERROR), None)
+    if internal is not None:
+        error = str(internal.get("error"))[-500:]
         return Verdict(Status.SANDBOX_ERROR, 0.0, message=f"test harness failed: {error}")
-    setup = next((r for r in records if r.get("t") == "check" and "setup_error" in r), None)
+    setup = next((r for r in records if r.get("t") == Tag.CHECK and "setup_error" in r), None)
     if setup is not None:  # the task's own setup code failed before any candidate call
         return Verdict(Status.SANDBOX_ERROR, 0.0, message=f"the task's setup_code failed: {setup['setup_error']}"[:500])
     findings = list(static_findings)
-    done = next((r for r in records if r.get("t") == "done"), None)
-    load = next((r for r in records if r.get("t") == "load"), None)
+    done = next((r for r in records if r.get("t") == Tag.DONE), None)
+    load = next((r for r in records if r.get("t") == Tag.LOAD), None)
 
     if whole:
         tests = _judge_sites(expectations, records)
@@ -274,9 +287,9 @@ def score_python(
     else:
         by_index: dict[int, dict[str, Any]] = {}
         for r in records:
-            if r.get("t") == "test" and isinstance(r.get("i"), int) and r["i"] not in by_index:
+            if r.get("t") == Tag.TEST and isinstance(r.get("i"), int) and r["i"] not in by_index:
                 by_index[r["i"]] = r
-        default = {"kind": "not_run"} if runner.get("ending") == "deadline" else {"kind": "missing"}
+        default = {"kind": Kind.NOT_RUN} if runner.get("ending") == Ending.DEADLINE else {"kind": _MISSING}
         try:
             tests = [
                 _judge_assert(i, exp, by_index, default, rel_tol, abs_tol, findings)
@@ -293,9 +306,9 @@ def score_python(
     message = ""
     if load is not None:
         message = f"failed to load: {_explain_failure(load)}"
-        if load.get("kind") == "exit" or (load.get("kind") == "load_error" and load.get("type") == "SystemExit"):
+        if load.get("kind") == Kind.EXIT or (load.get("kind") == Kind.LOAD_ERROR and load.get("type") == "SystemExit"):
             findings.append(_early_exit("while loading"))
-        if load.get("kind") == "harness_killed":
+        if load.get("kind") == Kind.HARNESS_KILLED:
             findings.append(_harness_killed(str(load.get("msg", ""))))
         load_status = (
             Status.SYNTAX_ERROR
@@ -303,9 +316,9 @@ def score_python(
             else _status_of_failure(str(load.get("kind")), str(load.get("type", "")))
         )
         tests = [TestResult(t.index, False, load_status, t.name, message) for t in tests]
-    if done is None and runner.get("ending") == "closed":
+    if done is None and runner.get("ending") == Ending.CLOSED:
         findings.append(_harness_killed())
-    if runner.get("ending") == "overflow":
+    if runner.get("ending") == Ending.OVERFLOW:
         tests = [t if t.passed else TestResult(t.index, False, Status.OUTPUT_LIMIT, t.name, t.message) for t in tests]
     oom_kills = runner.get("oom_kills")  # counted by the kernel in the sandbox's cgroup, not reported by the job
     out_of_memory = type(oom_kills) is int and oom_kills > 0
@@ -329,7 +342,7 @@ def score_python(
 
     passed = sum(t.passed for t in tests)
     fraction = passed / len(tests) if tests else 0.0
-    complete = done is not None and runner.get("ending") == "closed"
+    complete = done is not None and runner.get("ending") == Ending.CLOSED
     components = {"compiles": 1.0, "tests_passed": fraction}
     stdout = str(done.get("stdout", ""))[:4096] if done else ""
     stderr = str(done.get("stderr", ""))[:4096] if done else ""

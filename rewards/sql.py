@@ -55,6 +55,7 @@ from typing import Any
 
 from rewards.compare import DEFAULT_ABS_TOL, DEFAULT_REL_TOL
 from rewards.model import Finding, Severity, Status, TestResult, Verdict, dedupe
+from sandbox.wire.messages import Kind
 
 # A non-finite float becomes a token: exact, and never part of tolerance arithmetic.
 _NAN = ("$float", "nan")
@@ -73,11 +74,11 @@ _SEARCH_BUDGET = 2_000
 _MAX_AMBIGUOUS_COLUMNS = 200
 
 _STATUS_OF_KIND = {
-    "error": Status.RUNTIME_ERROR,
-    "timeout": Status.TIMEOUT,
-    "memory": Status.MEMORY_LIMIT,
-    "output_limit": Status.OUTPUT_LIMIT,
-    "rejected": Status.REJECTED,
+    Kind.ERROR: Status.RUNTIME_ERROR,
+    Kind.TIMEOUT: Status.TIMEOUT,
+    Kind.MEMORY: Status.MEMORY_LIMIT,
+    Kind.OUTPUT_LIMIT: Status.OUTPUT_LIMIT,
+    Kind.REJECTED: Status.REJECTED,
 }
 # When variants fail for different reasons, the verdict's status names the most telling one.
 _STATUS_PRIORITY = (Status.MEMORY_LIMIT, Status.OUTPUT_LIMIT, Status.TIMEOUT, Status.RUNTIME_ERROR)
@@ -110,7 +111,7 @@ class Execution:
 
     result: ResultSet | None  # None when it did not run to completion
     error: str = ""  # engine error text ("" if none)
-    kind: str = "ok"  # ok | error | timeout | rejected | memory | output_limit
+    kind: str = Kind.OK  # ok | error | timeout | rejected | memory | output_limit
 
 
 @dataclass(frozen=True)
@@ -940,18 +941,18 @@ class _Outcome:
 
 
 def _execution_failure(execution: Execution) -> tuple[Status, str]:
-    kind = execution.kind if execution.kind in _STATUS_OF_KIND else "error"
+    kind = execution.kind if execution.kind in _STATUS_OF_KIND else Kind.ERROR
     error = str(execution.error)[:300]
-    if execution.kind == "ok":  # "ok" without a result: did not run to completion
+    if execution.kind == Kind.OK:  # "ok" without a result: did not run to completion
         return Status.RUNTIME_ERROR, "error: no result was returned"
     text = {
-        "error": f"error: {error}" if error else "error",
-        "timeout": "timed out",
-        "memory": "memory limit exceeded",
-        "output_limit": "output limit exceeded",
-        "rejected": f"rejected: {error}" if error else "rejected",
+        Kind.ERROR: f"error: {error}" if error else "error",
+        Kind.TIMEOUT: "timed out",
+        Kind.MEMORY: "memory limit exceeded",
+        Kind.OUTPUT_LIMIT: "output limit exceeded",
+        Kind.REJECTED: f"rejected: {error}" if error else "rejected",
     }[kind]
-    if error and kind in ("timeout", "memory", "output_limit"):
+    if error and kind in (Kind.TIMEOUT, Kind.MEMORY, Kind.OUTPUT_LIMIT):
         text += f": {error}"
     return _STATUS_OF_KIND[kind], text
 
@@ -983,7 +984,7 @@ def _judge(
     blowup_factor: float,
     segments: list[_Segment] | None = None,
 ) -> _Outcome:
-    if execution.kind != "ok" or execution.result is None:
+    if execution.kind != Kind.OK or execution.result is None:
         status, message = _execution_failure(execution)
         return _Outcome(False, status, False, message)
     cand = _table(execution.result)
@@ -1103,7 +1104,7 @@ def score_sql(
             )
         )
     critical = [f.code for f in findings if f.severity is Severity.CRITICAL]
-    rejected = [i for i, e in enumerate(candidate) if e.kind == "rejected"]
+    rejected = [i for i, e in enumerate(candidate) if e.kind == Kind.REJECTED]
     if critical or rejected:
         components["cheat_penalty"] = 1.0
         why = "; ".join(critical) if critical else f"{_db_name(rejected[0])}: {outcomes[rejected[0]].message}"

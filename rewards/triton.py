@@ -29,6 +29,7 @@ from typing import Any
 from rewards.model import Finding, Severity, Status, TestResult, Verdict, dedupe
 from rewards.tensors import Tensor, TensorError, compare_all, decode_list
 from rewards.triton_report import Forged, check_candidate_report, check_compile_report
+from sandbox.wire.messages import Ending, Tag
 
 # aten ops a forward may run outside its kernels: allocation, views, layout and dtype
 # copies, reading a scalar. Anything else is torch computing (part of) the answer.
@@ -99,8 +100,8 @@ class CompileRun:
     runner: dict[str, Any]
 
 
-def _first(records: list[dict[str, Any]], kind: str) -> dict[str, Any] | None:
-    return next((r for r in records if r["t"] == kind), None)
+def _first(records: list[dict[str, Any]], tag: str) -> dict[str, Any] | None:
+    return next((r for r in records if r["t"] == tag), None)
 
 
 def _text(value: Any, cap: int = 500) -> str:
@@ -121,13 +122,13 @@ def _last_line(error: str) -> str:
 def _ended_early(runner: dict[str, Any], records: list[dict[str, Any]]) -> tuple[Status, str]:
     """Why the report stops before its end: the harness's error in the candidate's process
     (the candidate's failure, whatever broke it), else what the runner saw."""
-    crash = _first(records, "harness_error")
+    crash = _first(records, Tag.HARNESS_ERROR)
     if crash is not None:
         error = _text(crash.get("error"), 2000)
         return _error_status(error), f"the harness failed in the candidate's process: {_last_line(error)}"
-    if runner.get("ending") == "deadline":
+    if runner.get("ending") == Ending.DEADLINE:
         return Status.TIMEOUT, "ran out of time"
-    if runner.get("ending") == "overflow":
+    if runner.get("ending") == Ending.OVERFLOW:
         return Status.OUTPUT_LIMIT, "reported more than the report cap"
     code = runner.get("exit_code")
     if isinstance(code, int) and code == -24:  # SIGXCPU: the CPU-time limit
@@ -162,7 +163,7 @@ def score_triton(
         why = "the report holds records its harness did not write"
         findings.append(Finding("forged_report", Severity.CRITICAL, why, str(exc)[:_MAX_EVIDENCE]))
         return _finish(Verdict(Status.REJECTED, 0.0, components=components, findings=findings, message=why))
-    load = _first(records, "load")
+    load = _first(records, Tag.LOAD)
     if load is None or load.get("ok") is not True:
         if load is None:
             status, why = _ended_early(runner, records)
@@ -175,11 +176,11 @@ def score_triton(
     trials = _judge_trials(reference, records, runner, rules, findings)
     passed = sum(t.passed for t in trials)
     components["correctness"] = passed / len(trials)
-    done = _first(records, "done") is not None
+    done = _first(records, Tag.DONE) is not None
     compile_errors = _compile_errors(records, rules, compiled, done)
     ran = any(t.status is not Status.RUNTIME_ERROR for t in trials)
     components["compiles"] = 1.0 if ran and not compile_errors else 0.0
-    if any(r.get("tampered") is True for r in records if r["t"] in ("rerun", "ghost")):
+    if any(r.get("tampered") is True for r in records if r["t"] in (Tag.RERUN, Tag.GHOST)):
         findings.append(_tampering("the rerun or the ghost replay"))
     if passed:
         _judge_replays(reference, records, rules, findings)
@@ -231,17 +232,17 @@ def _compile_errors(
         return []
     launched: set[str] = set()
     for record in records:
-        if record["t"] == "trial":
+        if record["t"] == Tag.TRIAL:
             launched |= set(record["launches"])
     if not launched:
         return []
     if compiled is None:  # no launch was reported: the candidate's run stopped first, or it lost them
         return ["unfinished"] if not done else [f"kernel {sorted(launched)[0]}: its launch was not reported"]
-    if _first(compiled.records, "compiled") is None:
+    if _first(compiled.records, Tag.COMPILED) is None:
         return ["unfinished"]
     done_kernels, errors = set(), []
     for record in compiled.records:
-        if record["t"] == "compile":
+        if record["t"] == Tag.COMPILE:
             name = record["kernel"]
             if record["ok"] is True:
                 done_kernels.add(name)
@@ -267,7 +268,7 @@ def _judge_trials(
     rules: TritonRules,
     findings: list[Finding],
 ) -> list[TestResult]:
-    by_index = {r["index"]: r for r in records if r["t"] == "trial"}  # each once: the report was checked
+    by_index = {r["index"]: r for r in records if r["t"] == Tag.TRIAL}  # each once: the report was checked
     results, ops, kernel_ops, launches_seen = [], Counter[str](), Counter[str](), False
     for index, expected in enumerate(reference.outputs):
         record = by_index.get(index)
@@ -331,12 +332,12 @@ def _judge_replays(
     reference: ReferenceRun, records: list[dict[str, Any]], rules: TritonRules, findings: list[Finding]
 ) -> None:
     """Determinism (the first trial again) and the ghost replay (kernels as no-ops)."""
-    first = _first(records, "trial")
+    first = _first(records, Tag.TRIAL)
     try:
         original = decode_list(first.get("output")) if first else None
     except TensorError:
         original = None
-    rerun = _first(records, "rerun")
+    rerun = _first(records, Tag.RERUN)
     if original is not None and rerun is not None:
         try:
             again = decode_list(rerun.get("output"))
@@ -353,7 +354,7 @@ def _judge_replays(
                     outcome.message[:_MAX_EVIDENCE],
                 )
             )
-    ghost = _first(records, "ghost")
+    ghost = _first(records, Tag.GHOST)
     if ghost is not None and "output" in ghost:
         try:
             replay = decode_list(ghost.get("output"))
@@ -382,7 +383,7 @@ def _judge_speed(
     """The speed term (None when speed is not measured) and a note for the message."""
     if not rules.speed_measured:
         return None, "speed not measured (CPU interpreter: correctness only)"
-    timing = _first(records, "timing")
+    timing = _first(records, Tag.TIMING)
     ref_ms = reference.timing_ms
     if timing is None or not isinstance(ref_ms, (int, float)) or ref_ms <= 0:
         return 0.0, "speed not measured (no timing reported)"

@@ -16,12 +16,15 @@ A report may stop anywhere (a deadline, a crash: the runner says which, in its m
 may end with the harness's own error (`harness_error`, the candidate's failure). Nothing
 may follow `done`, `compiled` or an error. What the trusted runner knows about the job
 (how it ended, its exit code) is never in the records: a child's `exit` or `judge_error`
-record is an unknown tag here.
+(`Tag.INTERNAL_ERROR`) record is an unknown tag here. This is the service-side check of
+Triton records (`sandbox.wire.messages.FORGEABLE`): an unknown record rejects the candidate.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from sandbox.wire.messages import Tag
 
 MAX_TEXT = 2000  # the harness keeps the last 2000 characters of an error
 MAX_NAME = 200  # a kernel's or an aten op's name
@@ -81,19 +84,19 @@ def _list(value: Any) -> bool:
 # tag -> (required fields, optional fields, check of the values)
 _TRIAL_CHECKS = {"index": lambda v: type(v) is int, "launches": _counts, "ops": _counts, "kernel_ops": _counts}
 _SHAPES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
-    "load": (frozenset({"ok"}), frozenset({"error"})),
-    "trial": (
+    Tag.LOAD: (frozenset({"ok"}), frozenset({"error"})),
+    Tag.TRIAL: (
         frozenset(_TRIAL_CHECKS),
         frozenset({"error", "ms", "tampered", "inputs_changed", "problem", "output"}),
     ),
-    "launch": (frozenset({"kernel", "signature", "constants", "options"}), frozenset()),
-    "rerun": (frozenset({"output", "tampered"}), frozenset()),
-    "ghost": (frozenset({"tampered"}), frozenset({"output", "error"})),
-    "timing": (frozenset({"median_ms", "spread", "device_name", "outputs"}), frozenset()),
-    "done": (frozenset(), frozenset()),
-    "compile": (frozenset({"kernel", "ok"}), frozenset({"stages", "error"})),
-    "compiled": (frozenset(), frozenset()),
-    "harness_error": (frozenset({"error"}), frozenset()),
+    Tag.LAUNCH: (frozenset({"kernel", "signature", "constants", "options"}), frozenset()),
+    Tag.RERUN: (frozenset({"output", "tampered"}), frozenset()),
+    Tag.GHOST: (frozenset({"tampered"}), frozenset({"output", "error"})),
+    Tag.TIMING: (frozenset({"median_ms", "spread", "device_name", "outputs"}), frozenset()),
+    Tag.DONE: (frozenset(), frozenset()),
+    Tag.COMPILE: (frozenset({"kernel", "ok"}), frozenset({"stages", "error"})),
+    Tag.COMPILED: (frozenset(), frozenset()),
+    Tag.HARNESS_ERROR: (frozenset({"error"}), frozenset()),
 }
 
 
@@ -104,10 +107,10 @@ def _well_formed(record: dict[str, Any]) -> bool:
     fields = record.keys() - {"t"}
     if not required <= fields or not fields <= required | optional:
         return False
-    if tag == "load":
+    if tag == Tag.LOAD:
         ok = record["ok"]
         return type(ok) is bool and ok is ("error" not in record) and _text(record.get("error", ""))
-    if tag == "trial":
+    if tag == Tag.TRIAL:
         if not all(check(record[name]) for name, check in _TRIAL_CHECKS.items()):
             return False
         if "error" in record:  # the trial raised: an error, and no output
@@ -118,24 +121,24 @@ def _well_formed(record: dict[str, Any]) -> bool:
         if type(record["tampered"]) is not bool or type(record["inputs_changed"]) is not bool:
             return False
         return ("output" in record) is (record["problem"] is None) and _list(record.get("output", []))
-    if tag == "launch":
+    if tag == Tag.LAUNCH:
         return _launch(record)
-    if tag in ("rerun", "ghost") and type(record["tampered"]) is not bool:
+    if tag in (Tag.RERUN, Tag.GHOST) and type(record["tampered"]) is not bool:
         return False
-    if tag == "rerun":
+    if tag == Tag.RERUN:
         return _list(record["output"])
-    if tag == "ghost":
+    if tag == Tag.GHOST:
         return ("output" in record) is not ("error" in record) and (
             _list(record["output"]) if "output" in record else _text(record["error"])
         )
-    if tag == "timing":
+    if tag == Tag.TIMING:
         return (
             _number(record["median_ms"])
             and _number(record["spread"])
             and _text(record["device_name"], MAX_NAME)
             and _list(record["outputs"])
         )
-    if tag == "compile":
+    if tag == Tag.COMPILE:
         if not _text(record["kernel"], MAX_NAME) or type(record["ok"]) is not bool:
             return False
         if record["ok"]:
@@ -147,7 +150,7 @@ def _well_formed(record: dict[str, Any]) -> bool:
                 and all(_text(s, MAX_NAME) for s in stages)
             )
         return fields == {"kernel", "ok", "error"} and _text(record["error"])
-    if tag == "harness_error":
+    if tag == Tag.HARNESS_ERROR:
         return _text(record["error"])
     return True  # done, compiled
 
@@ -163,8 +166,10 @@ def _records(records: list[Any], tags: frozenset[str]) -> list[dict[str, Any]]:
     return records
 
 
-_CANDIDATE_TAGS = frozenset({"load", "trial", "launch", "rerun", "ghost", "timing", "done", "harness_error"})
-_COMPILE_TAGS = frozenset({"compile", "compiled", "harness_error"})
+_CANDIDATE_TAGS = frozenset(
+    {Tag.LOAD, Tag.TRIAL, Tag.LAUNCH, Tag.RERUN, Tag.GHOST, Tag.TIMING, Tag.DONE, Tag.HARNESS_ERROR}
+)
+_COMPILE_TAGS = frozenset({Tag.COMPILE, Tag.COMPILED, Tag.HARNESS_ERROR})
 
 
 def check_candidate_report(records: list[Any], trials: int, timed: bool) -> None:
@@ -177,21 +182,21 @@ def check_candidate_report(records: list[Any], trials: int, timed: bool) -> None
         tag = record["t"]
         if state == "ended":
             raise Forged(f"record {at} ({tag}): after the end of the report")
-        if tag == "harness_error":
+        if tag == Tag.HARNESS_ERROR:
             state = "ended"
         elif state == "load":
-            if tag != "load":
+            if tag != Tag.LOAD:
                 raise Forged(f"record {at} ({tag}): the report must start with load")
             state, expected = ("trials", []) if record["ok"] else ("after", [])
-        elif state == "trials" and tag == "trial":
+        elif state == "trials" and tag == Tag.TRIAL:
             if next_trial >= trials:
                 raise Forged(f"record {at}: trial {record['index']} of a job of {trials} trials")
             if record["index"] != next_trial:
                 raise Forged(f"record {at}: trial {record['index']} where trial {next_trial} was due")
             if next_trial == 0 and "output" in record:
-                expected = [("rerun", True), ("ghost", False)] + ([("timing", False)] if timed else [])
+                expected = [(Tag.RERUN, True), (Tag.GHOST, False)] + ([(Tag.TIMING, False)] if timed else [])
             next_trial += 1
-        elif state == "trials" and tag == "launch" and next_trial:
+        elif state == "trials" and tag == Tag.LAUNCH and next_trial:
             if record["kernel"] in kernels:
                 raise Forged(f"record {at}: a second launch record for kernel {record['kernel'][:MAX_NAME]!r}")
             kernels.add(record["kernel"])
@@ -201,10 +206,10 @@ def check_candidate_report(records: list[Any], trials: int, timed: bool) -> None
                 expected.pop(0)
             if expected and expected[0][0] == tag:
                 expected.pop(0)
-            elif tag == "done" and not expected:
+            elif tag == Tag.DONE and not expected:
                 state = "ended"
             else:
-                due = expected[0][0] if expected else "done"
+                due = expected[0][0] if expected else Tag.DONE
                 raise Forged(f"record {at} ({tag}): {due} was due")
         else:
             raise Forged(f"record {at} ({tag}): out of order (trial {next_trial} of {trials} was due)")
@@ -216,9 +221,9 @@ def check_compile_report(records: list[Any], kernels: list[str]) -> None:
     _records(records, _COMPILE_TAGS)
     for at, record in enumerate(records):
         tag = record["t"]
-        if at and records[at - 1]["t"] in ("compiled", "harness_error"):
+        if at and records[at - 1]["t"] in (Tag.COMPILED, Tag.HARNESS_ERROR):
             raise Forged(f"record {at} ({tag}): after the end of the report")
-        if tag == "compile" and (at >= len(kernels) or record["kernel"] != kernels[at]):
+        if tag == Tag.COMPILE and (at >= len(kernels) or record["kernel"] != kernels[at]):
             raise Forged(f"record {at}: a compile record for {record['kernel'][:MAX_NAME]!r}, not a kernel sent")
-        if tag == "compiled" and at != len(kernels):
+        if tag == Tag.COMPILED and at != len(kernels):
             raise Forged(f"record {at}: compiled after {at} of {len(kernels)} kernels")

@@ -17,8 +17,8 @@ from typing import Protocol
 
 from sandbox.pool import Job as PoolJob
 from sandbox.pool import SandboxFailure, WorkerPool
-from sandbox.runner import framing
 from sandbox.steps import Job
+from sandbox.wire import framing
 from sandbox.worker import RunnerReply
 
 log = logging.getLogger(__name__)

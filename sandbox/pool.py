@@ -27,8 +27,9 @@ from dataclasses import dataclass, field
 from sandbox.backends.base import Backend
 from sandbox.backends.policy import JobRlimits, SandboxPolicy
 from sandbox.fairqueue import FairQueue, Overloaded
-from sandbox.runner import framing
-from sandbox.worker import RunnerReply, Worker, WorkerFailure
+from sandbox.wire import framing
+from sandbox.wire.messages import Ending, Mode, PingJob, Tag
+from sandbox.worker import RunnerReply, Worker, WorkerFailure, refusal
 
 __all__ = ["WORKER_LOST", "Job", "Overloaded", "PoolStats", "SandboxFailure", "WorkerPool"]
 
@@ -36,12 +37,14 @@ log = logging.getLogger(__name__)
 
 WORKER_LOST = "worker_lost"  # a reply's ending: the job's worker failed and the control passed
 _EMPTY_SECRET = framing.pack({})
-_PONG = [{"t": "pong"}, {"t": "exit", "code": 0}]
+_PONG = [{"t": Tag.PONG}, {"t": Tag.EXIT, "code": 0}]
 
 
 def _control_job(rlimits: JobRlimits) -> bytes:
     """The control job: a ping, forked and dropped to the job uid under the jobs' rlimits."""
-    return framing.pack({"mode": "ping", "limits": {"task_ms": 5000, "memory_bytes": 64 << 20, **rlimits.job_limits()}})
+    return framing.pack(
+        PingJob(mode=Mode.PING, limits={"task_ms": 5000, "memory_bytes": 64 << 20, **rlimits.job_limits()})
+    )
 
 
 def _lost_reply(failure: WorkerFailure, started: float) -> RunnerReply:
@@ -174,7 +177,7 @@ class WorkerPool:
                 self._lost(slot, failure)
                 worker = None
             else:
-                if reply.meta.get("ending") == "closed" and reply.records == _PONG:
+                if reply.meta.get("ending") == Ending.CLOSED and reply.records == _PONG:
                     return worker
                 log.error("worker %d failed the control job: %r %r", slot, reply.meta, reply.records[:4])
                 await worker.stop()
@@ -220,7 +223,11 @@ class WorkerPool:
                 return worker
             self.stats.job_runs += 1
             self.stats.jobs_completed += 1
-            if not job.future.done():
+            refused = refusal(reply)
+            if refused is not None:
+                log.error("worker %d: %s", slot, refused)
+                self._fail(job, refused)
+            elif not job.future.done():
                 job.future.set_result(reply)
             # "recycle": the runner answered but cannot take another job (an SQL engine stalled)
             if worker.jobs_done >= self.max_jobs or reply.meta.get("leftover_processes") or reply.meta.get("recycle"):

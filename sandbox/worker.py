@@ -1,4 +1,4 @@
-"""The service's handle on one warm sandbox: send a job, get the judge's records back.
+"""The service's handle on one warm sandbox: send a job, get the harness's records back.
 
 Anything that goes wrong at this level (the sandbox died, hung, or spoke garbage) is a
 `WorkerFailure`. Whose fault it was is for the pool to find out (`sandbox.pool`): the
@@ -15,7 +15,8 @@ from typing import Any
 
 from sandbox.backends.base import Backend, SandboxProcess
 from sandbox.backends.policy import SandboxPolicy
-from sandbox.runner import framing
+from sandbox.wire import framing
+from sandbox.wire.messages import FORGEABLE, unexpected_records
 
 START_TIMEOUT = 30.0
 _MAX_REPLY = 64 << 20
@@ -43,8 +44,25 @@ class _Progress:
 
 @dataclass
 class RunnerReply:
-    meta: dict[str, Any]  # ending, leftover_processes, elapsed_ms (runner's own view)
-    records: list[Any]  # the judge's records, untrusted
+    meta: dict[str, Any]  # mode, ending, leftover_processes, elapsed_ms (runner's own view)
+    records: list[Any]  # the harness's records, untrusted
+
+
+def refusal(reply: RunnerReply) -> str | None:
+    """Why a reply the runner sent is one of our own failures (SANDBOX_ERROR), or None.
+
+    The runner refused the job (a mode it does not know: the service sent it), or the reply
+    holds a record its mode does not produce. Only trusted code writes the records of those
+    modes (`sandbox.wire.messages`), so such a record is a bug of ours, never the candidate's;
+    the records of a mode the candidate can write into are checked by their scorer instead
+    (`rewards.triton_report`), where a record it does not expect rejects the candidate."""
+    if reply.meta.get("runner_error"):
+        return f"the runner refused the job: {str(reply.meta['runner_error'])[:300]}"
+    mode = reply.meta.get("mode")
+    if type(mode) is str and mode in FORGEABLE:
+        return None
+    problem = unexpected_records(mode, reply.records)
+    return f"the runner's reply is not its protocol: {problem}" if problem else None
 
 
 async def _read_frame_bytes(reader: asyncio.StreamReader) -> bytes:

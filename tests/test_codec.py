@@ -13,7 +13,7 @@ import uuid
 import pytest
 
 from rewards.compare import short_repr
-from sandbox.runner import codec
+from sandbox.wire import codec
 
 Counter, OrderedDict, defaultdict, deque = (
     collections.Counter,

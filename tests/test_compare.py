@@ -6,8 +6,8 @@ from fractions import Fraction as F
 import pytest
 
 from rewards.compare import short_repr, stdout_matches, values_equal
-from sandbox.runner import codec
-from sandbox.runner.codec import Opaque
+from sandbox.wire import codec
+from sandbox.wire.codec import Opaque
 
 Counter, OrderedDict, defaultdict, deque = (
     collections.Counter,

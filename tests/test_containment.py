@@ -26,7 +26,7 @@ from sandbox.backends import cgroups
 from sandbox.backends.bwrap import BwrapBackend
 from sandbox.config import ServiceConfig
 from sandbox.embedded import EmbeddedServer
-from sandbox.runner.codec import encode
+from sandbox.wire.codec import encode
 from tests.conftest import start_server
 from tests.helpers import MiB, assert_task, call_task, healthy_task, limits, status_name
 from tests.test_hostile import FORK_BOMB

@@ -71,7 +71,7 @@ def test_every_container_is_hardened(docker_server):
         assert host["NanoCpus"] == policy.cpus * 1e9 and host["PidsLimit"] == policy.pids_limit
         assert host["Privileged"] is False
         mounts = container.attrs["Mounts"]
-        assert [(m["Destination"], m["RW"]) for m in mounts] == [("/opt/rft-runner", False)]
+        assert sorted((m["Destination"], m["RW"]) for m in mounts) == [("/opt/rft-runner", False), ("/opt/wire", False)]
         assert not any("docker.sock" in m["Source"] for m in mounts)
         assert "/tmp" in host["Tmpfs"] and "size=" in host["Tmpfs"]["/tmp"]
         assert container.attrs["Config"]["Env"] in (None, []) or all(

@@ -837,6 +837,8 @@ WRITE_TARGETS = {
     "stdlib-json": (str(Path(os.__file__).parent / "json" / "__init__.py"), False),
     "runner-agent": ("/opt/rft-runner/agent.py", False),
     "runner-dir": ("/opt/rft-runner/rft-hostile-probe", True),
+    "wire-messages": ("/opt/wire/messages.py", False),
+    "wire-dir": ("/opt/wire/rft-hostile-probe", True),
     "root": ("/rft-hostile-probe", True),
     "etc": ("/etc/rft-hostile-probe", True),
     "dev": ("/dev/rft-hostile-probe", True),

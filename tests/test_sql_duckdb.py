@@ -112,7 +112,8 @@ HOST_PACKAGES = ""  # no packages dir: here, outside a sandbox, duckdb is the ho
 
 def test_the_engine_refuses_files_and_writes_even_without_the_gate(duck_dir):
     """Defense in depth: DuckDB's own settings stop what the static gate would have refused."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sandbox" / "runner"))
+    root = Path(__file__).resolve().parents[1] / "sandbox"
+    sys.path[:0] = [str(root / "runner"), str(root / "wire")]  # as the runner finds them
     import sqlrun
 
     job_limits = {"task_ms": 5000, "test_ms": 5000, "max_rows": 100, "max_result_bytes": 1 << 20}

@@ -154,7 +154,7 @@ def test_an_answer_made_by_glue_alone_is_caught(client: SandboxClient) -> None:
 
 _LAUNCHES = """
 import json, os, sys
-sys.path.insert(0, os.path.join(sys.argv[1], "sandbox", "runner"))
+sys.path[:0] = [os.path.join(sys.argv[1], "sandbox", "runner"), os.path.join(sys.argv[1], "sandbox", "wire")]
 os.chdir(sys.argv[2])
 import torch, tritonrun
 job = json.loads(sys.stdin.read())

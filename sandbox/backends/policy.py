@@ -24,6 +24,9 @@ from pathlib import Path
 from sandbox.config import ServiceConfig
 
 RUNNER_DIR = Path(__file__).resolve().parent.parent / "runner"
+# The wire (`sandbox.wire`) is mounted next to the runner's directory: the runner finds it
+# as its sibling `wire`, in a sandbox as in the repository.
+WIRE_DIR = RUNNER_DIR.parent / "wire"
 # Where engine packages (duckdb; torch and triton) are bound inside: the runner is told it
 # in its argv (`--packages`), and `Mount.package` places a package there.
 PACKAGES = "/opt/rft-packages"
@@ -75,6 +78,7 @@ class RunnerCommand:
     for bubblewrap, the image's for Docker)."""
 
     code: Mount = Mount(str(RUNNER_DIR), "/opt/rft-runner")  # the runner's source, read-only
+    wire: Mount = Mount(str(WIRE_DIR), "/opt/wire")  # the messages it shares with the service
     flags: tuple[str, ...] = RUNNER_FLAGS
     options: tuple[str, ...] = ()  # what this kind of runner serves, e.g. ("--triton", "cpu")
 
@@ -109,8 +113,8 @@ class SandboxPolicy:
 
     @property
     def binds(self) -> tuple[Mount, ...]:
-        """Every read-only bind, the runner's first."""
-        return (self.runner.code, *self.mounts)
+        """Every read-only bind, the runner's and the wire's first."""
+        return (self.runner.code, self.runner.wire, *self.mounts)
 
     def job_uid(self, slot: int) -> int:
         return self.job_uid_base + slot

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rewards import predicate
-from sandbox.runner import codec
+from sandbox.wire import codec
 
 CANDIDATE = "candidate"
 _BUILTIN_NAMES = frozenset(dir(builtins))

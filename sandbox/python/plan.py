@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sandbox.python.asserts import AssertPlan, InvalidTests, defined_names, plan_asserts
-from sandbox.runner import codec
 from sandbox.steps import InvalidTask
+from sandbox.wire import codec
 
 MAX_TESTS = 1000
 

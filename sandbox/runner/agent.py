@@ -2,12 +2,15 @@
 
 Started once per warm worker (by bubblewrap or inside a container), it reads jobs as
 frames on stdin and answers each with a meta frame and a report frame on stdout. Jobs
-without secrets it judges itself, forking one candidate process (job uid, rlimits) per
-job. Whole-mode jobs, whose test code holds expected values, get a zygote forked before
-the secret is read and a separate non-dumpable judge. After every job it kills every
-process that is not itself and wipes the job's files, so nothing survives into the next.
+without secrets it runs the test harness for itself, forking one candidate process (job
+uid, rlimits) per job. Whole-mode jobs, whose test code holds expected values, get a zygote
+forked before the secret is read and a separate non-dumpable harness. A job of a mode it
+does not know is refused (`runner_error` in the meta): the service sent it, not a candidate.
+After every job it kills every process that is not itself and wipes the job's files, so
+nothing survives into the next.
 
-Stdlib only: it must run on whatever Python the sandbox image has.
+Stdlib only: it must run on whatever Python the sandbox image has. The messages it reads
+and writes are named in the wire (`messages`), which is mounted next to this directory.
 """
 
 from __future__ import annotations
@@ -28,10 +31,12 @@ import traceback
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(1, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "wire"))  # its sibling
 
 import framing
-import judge
+import harness
 import zygote
+from messages import Ending, Engine, Kind, Mode, Role, Tag
 
 _PR_SET_DUMPABLE = 4
 JOB_CGROUP = "/run/rft-job-cgroup"  # sandbox.backends.cgroups.JOB_CGROUP: the job's cgroups, if any
@@ -63,7 +68,7 @@ class Settings:
 
 
 def _prctl(option: int, value: int) -> None:
-    import ctypes  # only the isolated judge needs it: keeping it out keeps every fork cheaper
+    import ctypes  # only the isolated harness needs it: keeping it out keeps every fork cheaper
 
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(option, value, 0, 0, 0) != 0:
@@ -120,7 +125,7 @@ def _enter_job(
 
 
 def _fork_into(settings: Settings, limits: dict[str, Any], jobdir: str, keep: set[int], contain: bool = True) -> int:
-    """A job process; `contain`: in the job's cgroup (all but the judge, which runs only the
+    """A job process; `contain`: in the job's cgroup (all but the harness, which runs only the
     task's code and must keep the job's deadlines while the job's tree is at its limits)."""
     pid = os.fork()
     if pid == 0:
@@ -134,7 +139,7 @@ def _fork_into(settings: Settings, limits: dict[str, Any], jobdir: str, keep: se
 def _kill_everything_else(expected: set[int]) -> int:
     """SIGKILL every process in this sandbox but us (and init) until none is left.
 
-    Returns how many were alive besides the job's zygote and judge: daemons and
+    Returns how many were alive besides the job's zygote and harness: daemons and
     stragglers a candidate tried to leave behind.
     """
     me = os.getpid()
@@ -344,12 +349,12 @@ class Buffer:
             remaining = deadline - time.monotonic()
             ready = remaining > 0 and select.select([fd], [], [], remaining)[0]
             if not ready:
-                return "deadline"
+                return Ending.DEADLINE
             if self.length == len(self.data):
-                return "overflow"
+                return Ending.OVERFLOW
             got = os.readv(fd, [self.view[self.length :]])
             if not got:
-                return "closed"
+                return Ending.CLOSED
             self.length += got
 
     def contents(self) -> memoryview:
@@ -360,25 +365,25 @@ class Buffer:
         self.length = 0
 
 
-def _judge_here(settings: Settings, job: dict[str, Any], jobdir: str) -> tuple[str, bytes]:
-    """Jobs without secrets: the runner judges them itself, one fork (the candidate) per job."""
+def _harness_here(settings: Settings, job: dict[str, Any], jobdir: str) -> tuple[str, bytes]:
+    """Jobs without secrets: the runner is their harness, one fork (the candidate) per job."""
     records: list[bytes] = []
 
     def enter(keep: set[int]) -> None:
         _enter_job(settings, job["limits"], jobdir, keep, quiet=False)
 
     try:
-        judge.Judge(job, zygote.DirectSpawner(job, enter), records.append).run({})
-    except Exception:  # noqa: BLE001 - a judge bug is reported, and scored as ours
-        records.append(framing.pack({"t": "judge_error", "error": traceback.format_exc()[-2000:]}))
-    return "closed", b"".join(records)
+        harness.Harness(job, zygote.DirectSpawner(job, enter), records.append).run({})
+    except Exception:  # noqa: BLE001 - a harness bug is reported, and scored as ours
+        records.append(framing.pack({"t": Tag.INTERNAL_ERROR, "error": traceback.format_exc()[-2000:]}))
+    return Ending.CLOSED, b"".join(records)
 
 
 def _run_sql(settings: Settings, job: dict[str, Any], jobdir: str) -> bytes:
     """SQL jobs run in this process: the query is data for SQLite, walled in by SQLite itself."""
     import sqlrun  # only workers that see SQL pay for the module
 
-    if job.get("engine") == "duckdb":
+    if job.get("engine") == Engine.DUCKDB:
         return _run_duckdb(settings, job, jobdir)
     started = time.monotonic()
 
@@ -388,7 +393,8 @@ def _run_sql(settings: Settings, job: dict[str, Any], jobdir: str) -> bytes:
         ends the process, whose engine no other job may share."""
         try:
             elapsed = round((time.monotonic() - started) * 1000, 3)
-            meta = {"ending": "closed", "leftover_processes": 0, "elapsed_ms": elapsed, "recycle": True}
+            meta = {"mode": Mode.SQL, "ending": Ending.CLOSED, "leftover_processes": 0, "elapsed_ms": elapsed}
+            meta["recycle"] = True
             _send_reply(_protocol[0], meta, b"".join(framing.pack(r) for r in records))
         finally:
             os._exit(0)
@@ -410,9 +416,9 @@ def _run_duckdb(settings: Settings, job: dict[str, Any], jobdir: str) -> bytes:
         try:
             for record in sqlrun._duckdb_records(job, settings.packages):
                 framing.write(report_w, record)
-            framing.write(report_w, {"t": "done"})
+            framing.write(report_w, {"t": Tag.DONE})
         except BaseException:  # noqa: BLE001 - reported, and scored as ours
-            framing.write(report_w, {"t": "judge_error", "error": traceback.format_exc()[-2000:]})
+            framing.write(report_w, {"t": Tag.INTERNAL_ERROR, "error": traceback.format_exc()[-2000:]})
         finally:
             os._exit(0)
     os.close(report_w)
@@ -429,7 +435,7 @@ def _run_duckdb(settings: Settings, job: dict[str, Any], jobdir: str) -> bytes:
             break
         data = os.read(report_r, 1 << 16)
         if not data:
-            ending = "closed"
+            ending = Ending.CLOSED
             break
         try:
             arrived = frames.feed(data)
@@ -437,22 +443,22 @@ def _run_duckdb(settings: Settings, job: dict[str, Any], jobdir: str) -> bytes:
             ending = "garbled"
             break
         records.extend(r for r in arrived if isinstance(r, dict))
-        if any(r.get("t") == "sql" for r in arrived):
+        if any(r.get("t") == Tag.SQL for r in arrived):
             started = time.monotonic()  # the next database starts now
     os.close(report_r)
-    finished = any(r.get("t") in ("done", "judge_error") for r in records)
+    finished = any(r.get("t") in (Tag.DONE, Tag.INTERNAL_ERROR) for r in records)
     if ending == "stalled" and not finished:
         os.kill(pid, signal.SIGKILL)
         why = f"the engine ran {sqlrun.STALL_GRACE:g} s past the deadline: stopped from outside it"
-        records += [*sqlrun.unanswered(records, len(job["databases"]), why), {"t": "done"}]
-    elif ending == "closed" and not finished:
+        records += [*sqlrun.unanswered(records, len(job["databases"]), why), {"t": Tag.DONE}]
+    elif ending == Ending.CLOSED and not finished:
         code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
-        kind = "memory" if code == -signal.SIGKILL else "error"  # SIGKILL, not ours: the memory limit
+        kind = Kind.MEMORY if code == -signal.SIGKILL else Kind.ERROR  # SIGKILL, not ours: the memory limit
         why = f"the engine's process ended without an answer (exit status {code})"
         records += [{**r, "kind": kind, "msg": why} for r in sqlrun.unanswered(records, len(job["databases"]), why)]
-        records.append({"t": "done"})
+        records.append({"t": Tag.DONE})
     elif ending == "garbled":
-        records.append({"t": "judge_error", "error": "the DuckDB child's report is not frames"})
+        records.append({"t": Tag.INTERNAL_ERROR, "error": "the DuckDB child's report is not frames"})
     return b"".join(framing.pack(r) for r in records)
 
 
@@ -468,18 +474,18 @@ def _send_reply(fd: int, meta: dict[str, Any], body: bytes | memoryview) -> None
 
 def _collect(fd: int, deadline: float) -> tuple[str, bytes]:
     """Read a child's report until it closes it, the deadline passes or the cap is reached."""
-    chunks, size, ending = [], 0, "deadline"
+    chunks, size, ending = [], 0, Ending.DEADLINE
     while time.monotonic() < deadline:
         if not select.select([fd], [], [], max(deadline - time.monotonic(), 0))[0]:
             break
         data = os.read(fd, 1 << 16)
         if not data:
-            ending = "closed"
+            ending = Ending.CLOSED
             break
         chunks.append(data)
         size += len(data)
         if size > _MAX_REPORT:
-            ending = "overflow"
+            ending = Ending.OVERFLOW
             break
     os.close(fd)
     return ending, b"".join(chunks)
@@ -514,14 +520,14 @@ def _run_triton(
     if pid == 0:
         try:
             tempfile.tempdir = jobdir  # the runner resolved it before any job directory existed
-            if settings.triton == "compile":
+            if settings.triton == Role.COMPILE:
                 import tritoncompile
 
                 tritoncompile.run(job, lambda r: framing.write(report_w, r))
             else:
                 tritonrun.run({**job, "device": settings.triton}, lambda r: framing.write(report_w, r))
         except BaseException:  # noqa: BLE001 - the candidate's process: its failure, whatever broke
-            framing.write(report_w, {"t": "harness_error", "error": traceback.format_exc()[-2000:]})
+            framing.write(report_w, {"t": Tag.HARNESS_ERROR, "error": traceback.format_exc()[-2000:]})
         finally:
             os._exit(0)
     os.close(report_w)
@@ -532,7 +538,7 @@ def _run_triton(
 
 def _exit_code(pid: int, ending: str, deadline: float) -> int | None:
     """How a job child ended (a crash is the candidate's), when it ended in time."""
-    while ending == "closed" and time.monotonic() < deadline:
+    while ending == Ending.CLOSED and time.monotonic() < deadline:
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
             return os.waitstatus_to_exitcode(status)
@@ -543,13 +549,13 @@ def _exit_code(pid: int, ending: str, deadline: float) -> int | None:
 def _exit_record(pid: int, ending: str, deadline: float) -> bytes:
     """The control job's exit, as the record the pool expects after its `pong`."""
     code = _exit_code(pid, ending, deadline)
-    return b"" if code is None else framing.pack({"t": "exit", "code": code})
+    return b"" if code is None else framing.pack({"t": Tag.EXIT, "code": code})
 
 
 def _ping(settings: Settings, job: dict[str, Any], jobdir: str) -> tuple[str, bytes]:
     """The pool's control job: a child forked, dropped to the job's uid and rlimits like a
     candidate, reports `pong`. It tells a sandbox that can run jobs from one that cannot."""
-    pong = framing.pack({"t": "pong"})
+    pong = framing.pack({"t": Tag.PONG})
     limits = {**job["limits"], "memory_bytes": _address_space() + job["limits"]["memory_bytes"]}
     report_r, report_w = os.pipe()
     pid = _fork_into(settings, limits, jobdir, {report_w})
@@ -561,15 +567,15 @@ def _ping(settings: Settings, job: dict[str, Any], jobdir: str) -> tuple[str, by
     return ending, body + _exit_record(pid, ending, time.monotonic() + 1.0)
 
 
-def _judge_isolated(
+def _harness_isolated(
     settings: Settings, job: dict[str, Any], jobdir: str, secret: Buffer, report: Buffer, deadline: float
 ) -> tuple[str, memoryview, set[int]]:
-    """Whole-mode jobs: a zygote forked before the secret is read, and a separate judge."""
+    """Whole-mode jobs: a zygote forked before the secret is read, and a separate harness."""
     limits = job["limits"]
-    judge_end, zygote_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    harness_end, zygote_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     zygote_pid = _fork_into(settings, limits, jobdir, {zygote_end.fileno()})
     if zygote_pid == 0:
-        judge_end.detach()  # _enter_job closed every fd not kept
+        harness_end.detach()  # _enter_job closed every fd not kept
         try:
             zygote.serve(job, zygote_end)
         finally:
@@ -579,20 +585,20 @@ def _judge_isolated(
     secret.read_frame(0)  # only now, and the zygote could not inherit it anyway
     report_r, report_w = os.pipe()
     secret_r, secret_w = os.pipe()
-    judge_pid = _fork_into(settings, limits, jobdir, {judge_end.fileno(), report_w, secret_r}, contain=False)
-    if judge_pid == 0:
+    harness_pid = _fork_into(settings, limits, jobdir, {harness_end.fileno(), report_w, secret_r}, contain=False)
+    if harness_pid == 0:
         try:
-            # the candidate runs with the judge's uid and may signal it: SIGINT must not
+            # the candidate runs with the harness's uid and may signal it: SIGINT must not
             # become a KeyboardInterrupt that reads as our failure (other signals kill it,
-            # and a judge that ended without its report fails the candidate)
+            # and a harness that ended without its report fails the candidate)
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             _prctl(_PR_SET_DUMPABLE, 0)
             with os.fdopen(secret_r, "rb") as stream:
                 given = json.loads(stream.read())
             emit = lambda data: framing.write_bytes(report_w, data)  # noqa: E731
-            judge.Judge(job, zygote.ZygoteSpawner(judge_end), emit).run(given)
-        except BaseException:  # noqa: BLE001 - a judge bug is reported, and scored as ours
-            framing.write(report_w, {"t": "judge_error", "error": traceback.format_exc()[-2000:]})
+            harness.Harness(job, zygote.ZygoteSpawner(harness_end), emit).run(given)
+        except BaseException:  # noqa: BLE001 - a harness bug is reported, and scored as ours
+            framing.write(report_w, {"t": Tag.INTERNAL_ERROR, "error": traceback.format_exc()[-2000:]})
         finally:
             os._exit(0)
     os.close(secret_r)
@@ -601,11 +607,11 @@ def _judge_isolated(
         body = body[os.write(secret_w, body) :]
     os.close(secret_w)
     secret.wipe()
-    judge_end.close()
+    harness_end.close()
     os.close(report_w)
     ending = report.fill_until_closed(report_r, deadline)
     os.close(report_r)
-    return ending, report.contents(), {zygote_pid, judge_pid}
+    return ending, report.contents(), {zygote_pid, harness_pid}
 
 
 def run_job(
@@ -622,38 +628,34 @@ def run_job(
     os.mkdir(jobdir, 0o700)
     if settings.job_uid is not None:
         os.chown(jobdir, settings.job_uid, settings.job_uid)
-    if job["mode"] == "whole":
+    mode = job.get("mode") if type(job) is dict else None
+    helpers: set[int] = set()
+    if mode == Mode.WHOLE:
         deadline = started + job["limits"]["task_ms"] / 1000 + _GRACE_SECONDS
-        ending, body, helpers = _judge_isolated(settings, job, jobdir, secret, report, deadline)
-    elif job["mode"] == "triton":
-        secret.read_frame(0)  # always sent; empty: expected outputs never enter a sandbox
+        ending, body, helpers = _harness_isolated(settings, job, jobdir, secret, report, deadline)
+    else:
+        secret.read_frame(0)  # always sent; empty but for whole mode (expected values never enter otherwise)
         secret.wipe()
-        if settings.triton is None:
-            ending, body, known["runner_error"] = "closed", b"", "not a Triton runner"
-        else:
+        if mode == Mode.TRITON and settings.triton is None:
+            ending, body, known["runner_error"] = Ending.CLOSED, b"", "not a Triton runner"
+        elif mode == Mode.TRITON:
             ending, body, code = _run_triton(settings, job, jobdir, report)
             if code is not None:
                 known["exit_code"] = code
-        helpers = set()
-    elif job["mode"] == "ping":
-        secret.read_frame(0)  # always sent; empty
-        secret.wipe()
-        ending, body = _ping(settings, job, jobdir)
-        helpers = set()
-    elif job["mode"] == "sql":
-        secret.read_frame(0)  # always sent; empty for SQL
-        secret.wipe()
-        ending, body, helpers = "closed", _run_sql(settings, job, jobdir), set()
-    else:
-        secret.read_frame(0)  # always sent; empty for these modes
-        secret.wipe()
-        ending, body = _judge_here(settings, job, jobdir)
-        helpers = set()
+        elif mode == Mode.PING:
+            ending, body = _ping(settings, job, jobdir)
+        elif mode == Mode.SQL:
+            ending, body = Ending.CLOSED, _run_sql(settings, job, jobdir)
+        elif mode in (Mode.CALLS, Mode.IO):
+            ending, body = _harness_here(settings, job, jobdir)
+        else:  # the service's bug, never a candidate's: nothing of the job runs
+            ending, body, known["runner_error"] = Ending.CLOSED, b"", f"unknown job mode {str(mode)[:40]!r}"
     leftovers = _kill_everything_else(helpers)
     _wipe(settings.workdir)
     if ipc is not None:
         ipc.remove_all(settings)
     meta: dict[str, Any] = {
+        "mode": mode,  # the records are this mode's (the service checks them against it)
         "ending": ending,
         "leftover_processes": leftovers,
         "elapsed_ms": round((time.monotonic() - started) * 1000, 3),

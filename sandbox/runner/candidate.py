@@ -1,15 +1,15 @@
 """The candidate process: the only process that executes untrusted code.
 
 It is forked by the zygote, so its memory holds the candidate's code and the test
-inputs but never a test's expected values. It answers the judge's requests over a
+inputs but never a test's expected values. It answers the harness's requests over a
 socket with tagged-JSON values; anything it says is data to be checked elsewhere.
 
-In whole mode (tests that run as real Python in the judge) the judge may also hold
+In whole mode (tests that run as real Python in the harness) the harness may also hold
 *handles* to objects that cannot travel as data (a generator, an instance of the
-candidate's own class): the object stays here and the judge asks for what the test does
+candidate's own class): the object stays here and the harness asks for what the test does
 with it (iterate, call a method, read an attribute), each answer again as data. Likewise
-a function the test passes in (a lambda) stays in the judge: the candidate gets a stub
-that asks the judge to call it. Mutable arguments are sent back after each call, so a
+a function the test passes in (a lambda) stays in the harness: the candidate gets a stub
+that asks the harness to call it. Mutable arguments are sent back after each call, so a
 function that sorts a list in place is seen to have done so.
 """
 
@@ -27,6 +27,7 @@ from typing import Any
 
 import codec
 import framing
+from messages import Mode
 
 _MAX_REQUEST = 64 << 20
 _MAX_ARGS = 4096  # bytes of an exception's arguments sent along, as data
@@ -98,7 +99,7 @@ def _run_main(code: str) -> None:
 
 
 class Session:
-    """Answers the judge's requests about one loaded candidate module."""
+    """Answers the harness's requests about one loaded candidate module."""
 
     def __init__(self, chan: int, function: Callable[..., Any], handles: bool) -> None:
         self.chan = chan
@@ -121,7 +122,7 @@ class Session:
         return encoded
 
     def decode(self, data: Any) -> Any:
-        """An argument from the judge: data, a handle of ours, or an object of the test's."""
+        """An argument from the harness: data, a handle of ours, or an object of the test's."""
         if type(data) is dict and len(data) == 1:
             if "$handle" in data:
                 return self.objects[data["$handle"]]
@@ -132,8 +133,8 @@ class Session:
                 return self.refs[number]
         return codec.decode(data)
 
-    def ask_judge(self, number: int, op: str, **fields: Any) -> Any:
-        """Ask the judge to do `op` with its object `number`; answer the judge's own requests
+    def ask_harness(self, number: int, op: str, **fields: Any) -> Any:
+        """Ask the harness to do `op` with its object `number`; answer the harness's own requests
         that arrive meanwhile (the object's code may call the candidate again)."""
         framing.write(self.chan, {"cb": number, "op": op, **fields})
         while True:
@@ -173,7 +174,7 @@ class Session:
             if same is None:
                 reply["ok"] = self.encode(value)
             else:
-                reply.update(ok=None, same=same)  # `f(xs) is xs`: the judge answers with its own object
+                reply.update(ok=None, same=same)  # `f(xs) is xs`: the harness answers with its own object
             return reply
         if op == "next":
             try:
@@ -195,7 +196,7 @@ class Session:
 
 class Ref:
     """An object of the test's (a function it passed, a linked-list node it built) seen from
-    the candidate. It lives in the judge; what the candidate does with it is asked there, and
+    the candidate. It lives in the harness; what the candidate does with it is asked there, and
     what comes back is again data, a reference, or one of the candidate's own objects."""
 
     __slots__ = ("_number", "_session")
@@ -206,7 +207,7 @@ class Ref:
 
     def _ask(self, op: str, **fields: Any) -> Any:
         session = object.__getattribute__(self, "_session")
-        return session.ask_judge(object.__getattribute__(self, "_number"), op, **fields)
+        return session.ask_harness(object.__getattribute__(self, "_number"), op, **fields)
 
     def _encode(self, value: Any) -> Any:
         return object.__getattribute__(self, "_session").encode(value)
@@ -256,7 +257,7 @@ class Ref:
 
 
 def _written_back(passed: dict[str, Any]) -> dict[str, Any]:
-    """Mutable arguments (by position or keyword) as they are after the call: the judge
+    """Mutable arguments (by position or keyword) as they are after the call: the harness
     updates its own objects."""
     after = {}
     for key, arg in passed.items():
@@ -264,7 +265,7 @@ def _written_back(passed: dict[str, Any]) -> dict[str, Any]:
             try:
                 after[key] = codec.encode(arg)
             except (ValueError, RecursionError):
-                continue  # what cannot travel stays as the judge had it
+                continue  # what cannot travel stays as the harness had it
     return after
 
 
@@ -305,7 +306,7 @@ def rebuild_exception(kind: str, bases: tuple[type[Exception], ...], message: st
 
 
 def _rebuilt(described: Any) -> BaseException:
-    """An exception one of the judge's objects raised, as the candidate sees it."""
+    """An exception one of the harness's objects raised, as the candidate sees it."""
     described = described if isinstance(described, dict) else {}
     kind = str(described.get("type", "Exception"))[:100]
     bases = exception_bases(described.get("mro"))
@@ -313,11 +314,11 @@ def _rebuilt(described: Any) -> BaseException:
 
 
 def serve(job: dict[str, Any], chan: int) -> None:
-    """Load the candidate, then answer call requests until the judge hangs up."""
+    """Load the candidate, then answer call requests until the harness hangs up."""
     faulthandler.enable()
     sys.dont_write_bytecode = True
     code = job["code"]
-    if job["mode"] == "io":
+    if job["mode"] == Mode.IO:
         try:
             _run_main(code)
         except BaseException as exc:  # noqa: BLE001
@@ -334,7 +335,7 @@ def serve(job: dict[str, Any], chan: int) -> None:
         entry = job["entry_point"]
         if entry not in namespace:
             raise NameError(f"the candidate does not define {entry!r}")
-        session = Session(chan, namespace[entry], handles=job["mode"] == "whole")
+        session = Session(chan, namespace[entry], handles=job["mode"] == Mode.WHOLE)
     except BaseException as exc:  # noqa: BLE001
         traceback.print_exc()
         _reply(chan, {"load_error": describe(exc)})

@@ -35,6 +35,7 @@ from typing import Any
 
 import codec
 import rows
+from messages import Kind, Tag
 
 _OK = sqlite3.SQLITE_OK
 _DENY = sqlite3.SQLITE_DENY
@@ -103,12 +104,12 @@ def _open(path: str, query: str = "") -> sqlite3.Connection:
 def _classify(error: BaseException) -> str:
     text = str(error).lower()
     if "interrupted" in text:
-        return "timeout"
+        return Kind.TIMEOUT
     if "not authorized" in text or "prohibited" in text:
-        return "rejected"
+        return Kind.REJECTED
     if isinstance(error, MemoryError) or "out of memory" in text:
-        return "memory"
-    return "error"
+        return Kind.MEMORY
+    return Kind.ERROR
 
 
 def execute(
@@ -165,7 +166,7 @@ def _duckdb_records(job: dict[str, Any], packages: str) -> Iterator[dict[str, An
                 },
             )
         except duckdb.Error as exc:
-            yield {"t": "sql", "i": index, "kind": "db_error", "msg": str(exc)[:300]}
+            yield {"t": Tag.SQL, "i": index, "kind": Kind.DB_ERROR, "msg": str(exc)[:300]}
             continue
         timer = threading.Timer(
             max(min(deadline, started + limits["test_ms"] / 1000) - time.monotonic(), 0), conn.interrupt
@@ -179,19 +180,22 @@ def _duckdb_records(job: dict[str, Any], packages: str) -> Iterator[dict[str, An
                 pass
             record = cap.record(columns)
         except duckdb.InterruptException as exc:
-            record = {"kind": "timeout", "msg": str(exc)[:300]}
+            record = {"kind": Kind.TIMEOUT, "msg": str(exc)[:300]}
         except duckdb.OutOfMemoryException as exc:
-            record = {"kind": "memory", "msg": str(exc)[:300]}
+            record = {"kind": Kind.MEMORY, "msg": str(exc)[:300]}
         except (duckdb.PermissionException, duckdb.InvalidInputException) as exc:
             text = str(exc)
-            record = {"kind": "rejected" if "disabled" in text or "ermission" in text else "error", "msg": text[:300]}
+            record = {
+                "kind": Kind.REJECTED if "disabled" in text or "ermission" in text else Kind.ERROR,
+                "msg": text[:300],
+            }
         except (duckdb.Error, MemoryError, ValueError, OverflowError) as exc:
-            record = {"kind": "error", "msg": str(exc)[:300]}
+            record = {"kind": Kind.ERROR, "msg": str(exc)[:300]}
         finally:
             timer.cancel()
             conn.close()
         record["ms"] = round((time.monotonic() - started) * 1000, 3)
-        yield {"t": "sql", "i": index, **record}
+        yield {"t": Tag.SQL, "i": index, **record}
 
 
 def database_count(job: dict[str, Any]) -> int:
@@ -201,10 +205,12 @@ def database_count(job: dict[str, Any]) -> int:
 def unanswered(records: list[dict[str, Any]], count: int, why: str) -> list[dict[str, Any]]:
     """TIMEOUT records for the databases a stalled engine did not answer: the first one ran
     past its deadline, the ones after it never ran."""
-    answered = {r.get("i") for r in records if r.get("t") == "sql"}
+    answered = {r.get("i") for r in records if r.get("t") == Tag.SQL}
     missing = [i for i in range(count) if i not in answered]
     later = f"not run: the engine stalled on #{missing[0]}" if missing else ""
-    return [{"t": "sql", "i": i, "kind": "timeout", "msg": why if n == 0 else later} for n, i in enumerate(missing)]
+    return [
+        {"t": Tag.SQL, "i": i, "kind": Kind.TIMEOUT, "msg": why if n == 0 else later} for n, i in enumerate(missing)
+    ]
 
 
 class _Watchdog:
@@ -230,7 +236,7 @@ class _Watchdog:
                     continue
                 self.abandoned = True
                 why = f"one engine step ran {STALL_GRACE:g} s past the deadline: stopped from outside the engine"
-                records = [*self.records, *unanswered(self.records, database_count(self.job), why), {"t": "done"}]
+                records = [*self.records, *unanswered(self.records, database_count(self.job), why), {"t": Tag.DONE}]
             self.answer(records)
 
 
@@ -262,7 +268,7 @@ def watched(job: dict[str, Any], jobdir: str, answer: Callable[[list[dict[str, A
     try:
         run(job, jobdir, begin, emit)
     except Exception:  # noqa: BLE001 - a runner bug is reported, and scored as ours
-        emit({"t": "judge_error", "error": traceback.format_exc()[-2000:]})
+        emit({"t": Tag.INTERNAL_ERROR, "error": traceback.format_exc()[-2000:]})
     with dog.lock:
         stalled, dog.job = dog.abandoned, None
     if stalled:  # the watchdog has answered for this job and is ending the process
@@ -290,7 +296,7 @@ def run(
         try:
             conn = _open(path, job["query"])
         except sqlite3.Error as exc:
-            emit({"t": "sql", "i": index, "kind": "db_error", "msg": str(exc)[:300]})
+            emit({"t": Tag.SQL, "i": index, "kind": Kind.DB_ERROR, "msg": str(exc)[:300]})
             continue
         try:
             record = execute(
@@ -299,5 +305,5 @@ def run(
         finally:
             conn.close()
         record["ms"] = round((time.monotonic() - started) * 1000, 3)
-        emit({"t": "sql", "i": index, **record})
-    emit({"t": "done"})
+        emit({"t": Tag.SQL, "i": index, **record})
+    emit({"t": Tag.DONE})

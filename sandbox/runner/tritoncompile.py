@@ -20,6 +20,8 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+from messages import Tag
+
 _MAX_ERROR = 2000
 
 
@@ -51,7 +53,7 @@ def compile_kernels(
         spec.loader.exec_module(module)
     except BaseException as exc:  # noqa: BLE001 - it loaded under the interpreter; report why not here
         error = "".join(traceback.format_exception_only(type(exc), exc))[-_MAX_ERROR:]
-        return [{"t": "compile", "kernel": str(item.get("kernel")), "ok": False, "error": error} for item in launches]
+        return [{"t": Tag.COMPILE, "kernel": str(item.get("kernel")), "ok": False, "error": error} for item in launches]
     gpu = GPUTarget(target["backend"], target["arch"], target["warp_size"])
     records = []
     for launch in launches:
@@ -61,10 +63,10 @@ def compile_kernels(
                 fn=_jit_function(module, name), signature=launch["signature"], constexprs=launch["constants"]
             )
             compiled = triton.compile(source, target=gpu, options=launch.get("options") or {})
-            records.append({"t": "compile", "kernel": name, "ok": True, "stages": sorted(compiled.asm)})
+            records.append({"t": Tag.COMPILE, "kernel": name, "ok": True, "stages": sorted(compiled.asm)})
         except BaseException as exc:  # noqa: BLE001 - a compile error is the candidate's
             error = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-_MAX_ERROR:]
-            records.append({"t": "compile", "kernel": name, "ok": False, "error": error})
+            records.append({"t": Tag.COMPILE, "kernel": name, "ok": False, "error": error})
     return records
 
 
@@ -75,4 +77,4 @@ def run(job: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -> None:
         handle.write(job["code"])
     for record in compile_kernels(path, "model_new", job["launches"], job["aot_target"]):
         emit(record)
-    emit({"t": "compiled"})
+    emit({"t": Tag.COMPILED})

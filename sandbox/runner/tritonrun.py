@@ -47,6 +47,7 @@ from typing import Any
 
 import tensors
 import torch
+from messages import Role, Tag
 from torch.utils._python_dispatch import TorchDispatchMode, _get_current_dispatch_mode_stack
 
 CANDIDATE_MODULE = "model_new"
@@ -105,7 +106,7 @@ def run_reference(job: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -
         module = _import(os.path.abspath("reference.py"), REFERENCE_MODULE, job["reference"])
         originals = dict(vars(module))
     except BaseException as exc:  # noqa: BLE001 - the task's reference is broken: reported, not ours
-        emit({"t": "error", "where": "import", "error": _trace(exc)})
+        emit({"t": Tag.ERROR, "where": "import", "error": _trace(exc)})
         return
     models: dict[int, Any] = {}
     inputs_by_trial: list[list[Any]] = []
@@ -125,7 +126,7 @@ def run_reference(job: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -
             _sync(device)
             emit(
                 {
-                    "t": "trial",
+                    "t": Tag.TRIAL,
                     "index": index,
                     "init": tensors.encode(init),
                     "inputs": tensors.encode(inputs),
@@ -134,14 +135,14 @@ def run_reference(job: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -
             )
             inputs_by_trial.append(inputs)
         except BaseException as exc:  # noqa: BLE001
-            emit({"t": "error", "where": f"trial {index}", "error": _trace(exc)})
+            emit({"t": Tag.ERROR, "where": f"trial {index}", "error": _trace(exc)})
             return
     timing = job.get("timing")
     if timing:
         first = job["trials"][0]["variant"]
         same = [x for t, x in zip(job["trials"], inputs_by_trial, strict=True) if t["variant"] == first]
         median, spread, _ = _time_model(models[first], same, timing, device)
-        emit({"t": "timing", "median_ms": median, "spread": spread, "device_name": _device_name(device)})
+        emit({"t": Tag.TIMING, "median_ms": median, "spread": spread, "device_name": _device_name(device)})
 
 
 # ---- evidence gathering -------------------------------------------------------------------
@@ -339,9 +340,9 @@ def run_candidate(job: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -
             if variant not in models:
                 models[variant] = _build(module.ModelNew, list(init), job["init_seed"], device)
     except BaseException as exc:  # noqa: BLE001 - the candidate does not load
-        emit({"t": "load", "ok": False, "error": _trace(exc)})
+        emit({"t": Tag.LOAD, "ok": False, "error": _trace(exc)})
         return
-    emit({"t": "load", "ok": True})
+    emit({"t": Tag.LOAD, "ok": True})
 
     def call(model: Any, inputs: list[Any]) -> tuple[Any, bool]:
         """forward's output, and whether it tampered with the harness's hooks or state."""
@@ -361,7 +362,7 @@ def run_candidate(job: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -
         evidence.ops.clear()
         evidence.kernel_ops.clear()
         launches.counts.clear()
-        record: dict[str, Any] = {"t": "trial", "index": index}
+        record: dict[str, Any] = {"t": Tag.TRIAL, "index": index}
         started = time.perf_counter()
         try:
             out, tampered = call(models[variant], given)
@@ -386,8 +387,8 @@ def run_candidate(job: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -
     _, inputs0, variant0 = trials[0]
     with _quiet_errors():  # determinism: the first trial again
         out, tampered = call(models[variant0], _fresh(inputs0))
-        emit({"t": "rerun", "output": tensors.encode(_outputs(out)), "tampered": tampered})
-    ghost: dict[str, Any] = {"t": "ghost"}
+        emit({"t": Tag.RERUN, "output": tensors.encode(_outputs(out)), "tampered": tampered})
+    ghost: dict[str, Any] = {"t": Tag.GHOST}
     tampered = False
     evidence.ghost = launches.ghost = True
     try:
@@ -405,7 +406,7 @@ def run_candidate(job: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -
         median, spread, outs = _time_model(models[variant0], same, timing, device)
         emit(
             {
-                "t": "timing",
+                "t": Tag.TIMING,
                 "median_ms": median,
                 "spread": spread,
                 "device_name": _device_name(device),
@@ -423,7 +424,7 @@ def _report_launches(launches: Launches, reported: set[str], emit: Callable[[dic
         if name not in reported:
             reported.add(name)
             with _quiet_errors():
-                emit({"t": "launch", **launch_signature(name, kernel, args, kwargs)})
+                emit({"t": Tag.LAUNCH, **launch_signature(name, kernel, args, kwargs)})
 
 
 # ---- timing (GPU) -----------------------------------------------------------------------------
@@ -462,11 +463,11 @@ def _time_model(
 
 def run(job: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -> None:
     torch.set_num_threads(1)
-    if job["role"] == "reference":
+    if job["role"] == Role.REFERENCE:
         run_reference(job, emit)
     else:
         run_candidate(job, emit)
-    emit({"t": "done"})
+    emit({"t": Tag.DONE})
 
 
 _LAUNCH_OPTIONS = ("num_warps", "num_stages", "num_ctas", "maxnreg")

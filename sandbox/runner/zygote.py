@@ -1,10 +1,10 @@
-"""Forking candidate processes, and the zygote that does it for an isolated judge.
+"""Forking candidate processes, and the zygote that does it for an isolated harness.
 
 `spawn_candidate` is the one way a candidate process is made: fresh pipes for its
 channel and stdio, a new process group, the caller's privilege drop, then the
 candidate loop. The runner calls it directly for jobs without secrets. For jobs whose
-tests run whole inside the sandbox (their expected values are in the judge's memory),
-the runner forks a zygote *before* it reads the secret part and the judge asks the
+tests run whole inside the sandbox (their expected values are in the harness's memory),
+the runner forks a zygote *before* it reads the secret part and the harness asks the
 zygote for candidates, receiving their pipes as file descriptors over a Unix socket.
 So no candidate process is ever a fork of a process that held a test's answers.
 """
@@ -111,7 +111,7 @@ class ZygoteSpawner:
 
 
 def serve(job: dict[str, Any], control: socket.socket) -> None:
-    """The zygote's loop: spawn and reap candidates until the judge hangs up."""
+    """The zygote's loop: spawn and reap candidates until the harness hangs up."""
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a candidate of the same uid may send it
 

@@ -29,11 +29,11 @@ from rewards.compare import DEFAULT_ABS_TOL, DEFAULT_REL_TOL
 from rewards.model import Finding, Severity, Status, Verdict
 from rewards.sql import Execution, ResultSet, SqlWeights, results_match
 from sandbox.api import pb
-from sandbox.runner import codec
 from sandbox.sql.extract import extract_sql
 from sandbox.sql.gate import check_query, gold_orders_rows
 from sandbox.sql.order import OrderPlan, plan_order
 from sandbox.steps import InvalidTask
+from sandbox.wire import codec
 
 if TYPE_CHECKING:
     from sandbox.sql.registry import Registry

@@ -17,8 +17,8 @@ import contextlib
 import time
 from typing import Any
 
-from sandbox.runner import codec
 from sandbox.runner.rows import RowCap
+from sandbox.wire import codec
 
 _POOL_SIZE = 4
 

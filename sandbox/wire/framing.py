@@ -1,6 +1,6 @@
 """Length-prefixed JSON frames over pipes and sockets (stdlib only).
 
-Every message between the service, the runner, the judge and the candidate process is
+Every message between the service, the runner, the test harness and the candidate process is
 one frame: a 4-byte big-endian length, then that many bytes of UTF-8 JSON. Readers
 cap the length before allocating, so a peer cannot make them read without bound.
 """
@@ -73,7 +73,7 @@ def read(fd: int, max_bytes: int) -> Any:
 
 
 class FrameBuffer:
-    """Incremental frame parser for non-blocking reads (the judge multiplexes several pipes)."""
+    """Incremental frame parser for non-blocking reads (the harness multiplexes several pipes)."""
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes

@@ -1,6 +1,9 @@
-"""The judge: drives candidate processes through a job's tests and reports what it saw.
+"""The test harness, inside the sandbox: drives candidate processes through a job's tests
+and reports what it saw. It runs in the runner itself for calls and io jobs, and in an
+isolated process of its own for whole-mode jobs (`agent._harness_isolated`). Not to be
+confused with the trusted scorer, which judges its records on the service's side.
 
-The judge never executes candidate code; it only talks to candidate processes over
+The harness never executes candidate code; it only talks to candidate processes over
 pipes and sees their answers as decoded plain data. That is what lets it hold
 assert-style test code that could not be split on the trusted side, and it is made
 non-dumpable so a candidate of the same uid cannot read its memory or its pipes.
@@ -21,6 +24,7 @@ from typing import Any, Protocol
 import candidate
 import codec
 import framing
+from messages import CUSTOM_EQ, Kind, Mode, Tag
 from zygote import SpawnError
 
 _READ = 1 << 16
@@ -99,12 +103,12 @@ class Child:
                 return  # the child died; wait() will report the EOF
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                self.pending = "timeout"
+                self.pending = Kind.TIMEOUT
                 return
             ready, _, _ = select.select(list(self.streams), [self.chan], [], remaining)
             for fd in ready:
                 if not self._read(fd):
-                    self.pending = "output_limit"
+                    self.pending = Kind.OUTPUT_LIMIT
 
     def _on_output(self, name: str, data: bytes) -> bool:
         self.output[name] += data
@@ -124,7 +128,7 @@ class Child:
                 return ("eof", None)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return ("timeout", None)
+                return (Kind.TIMEOUT, None)
             readers = [self.chan, *self.streams]
             writers = [self.stdin_fd] if self.stdin_fd >= 0 else []
             ready_r, ready_w, _ = select.select(readers, writers, [], remaining)
@@ -132,7 +136,7 @@ class Child:
                 self._feed_stdin()
             for fd in ready_r:
                 if not self._read(fd):
-                    return ("output_limit", None) if fd in self.streams else ("garbage", None)
+                    return (Kind.OUTPUT_LIMIT, None) if fd in self.streams else (Kind.GARBAGE, None)
         return ("reply", self.replies.pop(0))
 
     def _feed_stdin(self) -> None:
@@ -208,14 +212,14 @@ def _keys(record: dict[str, Any]) -> dict[str, Any]:
 def _event_record(event: str, status: dict[str, Any]) -> dict[str, Any]:
     if event == "eof":
         if status.get("signal") == signal.SIGXCPU:
-            return {"kind": "timeout", "cpu": True}
+            return {"kind": Kind.TIMEOUT, "cpu": True}
         if "code" in status:
-            return {"kind": "exit", **status}
-        return {"kind": "crash", **status}
+            return {"kind": Kind.EXIT, **status}
+        return {"kind": Kind.CRASH, **status}
     return {"kind": event}
 
 
-class Judge:
+class Harness:
     def __init__(self, job: dict[str, Any], spawner: Spawner, emit: Callable[[bytes], None]) -> None:
         limits = job["limits"]
         self.job = job
@@ -237,9 +241,9 @@ class Judge:
         try:
             data = framing.pack(record)
         except (ValueError, TypeError, RecursionError):
-            data = framing.pack({**_keys(record), "kind": "garbage"})
-        if len(data) > self.report_left - 4096 and record.get("t") == "test":
-            data = framing.pack({**_keys(record), "kind": "report_limit"})
+            data = framing.pack({**_keys(record), "kind": Kind.GARBAGE})
+        if len(data) > self.report_left - 4096 and record.get("t") == Tag.TEST:
+            data = framing.pack({**_keys(record), "kind": Kind.REPORT_LIMIT})
         self.report_left -= len(data)
         self.emit(data)
 
@@ -263,7 +267,7 @@ class Judge:
             self.child = Child(self.spawner, self.budget)
             self.lives += 1
         except SpawnError as exc:
-            self.load_failure = {"kind": "harness_killed", "msg": str(exc)}
+            self.load_failure = {"kind": Kind.HARNESS_KILLED, "msg": str(exc)}
             return self.load_failure
         event, reply = self.child.wait(self._test_deadline())
         if event == "reply" and reply.get("ready"):
@@ -272,12 +276,12 @@ class Judge:
             self._discard_child("eof")
             error = reply["load_error"]
             self.load_failure = {
-                "kind": "load_error",
+                "kind": Kind.LOAD_ERROR,
                 "type": str(error.get("type", ""))[:100],
                 "msg": str(error.get("msg", ""))[:500],
             }
         else:
-            self.load_failure = self._discard_child(event if event != "reply" else "garbage")
+            self.load_failure = self._discard_child(event if event != "reply" else Kind.GARBAGE)
         return self.load_failure
 
     def _await_reply(self) -> tuple[str, Any]:
@@ -296,11 +300,15 @@ class Judge:
     def _await_answer(self) -> dict[str, Any]:
         event, reply = self._await_reply()
         if event == "reply" and "ok" in reply:
-            return {"kind": "value", "value": reply["ok"]}
+            return {"kind": Kind.VALUE, "value": reply["ok"]}
         if event == "reply" and "exc" in reply and isinstance(reply["exc"], dict):
             exc = reply["exc"]
-            return {"kind": "exception", "type": str(exc.get("type", ""))[:100], "msg": str(exc.get("msg", ""))[:500]}
-        return self._discard_child(event if event != "reply" else "garbage")
+            return {
+                "kind": Kind.EXCEPTION,
+                "type": str(exc.get("type", ""))[:100],
+                "msg": str(exc.get("msg", ""))[:500],
+            }
+        return self._discard_child(event if event != "reply" else Kind.GARBAGE)
 
     def run_requests(self) -> None:
         """Function-call and split-expression tests: one request per test, pipelined.
@@ -315,15 +323,15 @@ class Judge:
         index = 0
         while index < len(requests):
             if time.monotonic() >= self.deadline:
-                self.report({"t": "test", "i": index, "kind": "not_run"})
+                self.report({"t": Tag.TEST, "i": index, "kind": Kind.NOT_RUN})
                 index += 1
                 continue
             started = time.monotonic()
             failure = self._ensure_loaded()
             if failure is not None:
-                self.report({"t": "load", **failure})
+                self.report({"t": Tag.LOAD, **failure})
                 for rest in range(index, len(requests)):
-                    self.report({"t": "test", "i": rest, "kind": "not_run"})
+                    self.report({"t": Tag.TEST, "i": rest, "kind": Kind.NOT_RUN})
                 return
             assert self.child is not None
             end = index
@@ -337,7 +345,7 @@ class Judge:
                 now = time.monotonic()
                 record["ms"] = round((now - started) * 1000, 3)
                 started = now
-                self.report({"t": "test", "i": index, **record})
+                self.report({"t": Tag.TEST, "i": index, **record})
                 index += 1
                 if self.child is None:
                     break  # the process was lost with this test: respawn, resend the rest
@@ -346,13 +354,13 @@ class Judge:
         """stdin/stdout tests: a fresh process per test, running the program as __main__."""
         for index, request in enumerate(self.job["requests"]):
             if time.monotonic() >= self.deadline:
-                self.report({"t": "test", "i": index, "kind": "not_run"})
+                self.report({"t": Tag.TEST, "i": index, "kind": Kind.NOT_RUN})
                 continue
             started = time.monotonic()
             try:
                 child = Child(self.spawner, self.budget, request["stdin"].encode("utf-8"))
             except SpawnError as exc:
-                self.report({"t": "test", "i": index, "kind": "harness_killed", "msg": str(exc)})
+                self.report({"t": Tag.TEST, "i": index, "kind": Kind.HARNESS_KILLED, "msg": str(exc)})
                 continue
             event, reply = child.wait(self._test_deadline())
             if event == "reply":
@@ -360,19 +368,19 @@ class Judge:
             stdout = bytes(child.output["stdout"]).decode("utf-8", "replace")
             status = child.finish()
             if event == "reply" and reply.get("done"):
-                record: dict[str, Any] = {"kind": "io", "stdout": stdout}
+                record: dict[str, Any] = {"kind": Kind.IO, "stdout": stdout}
             elif event == "reply" and isinstance(reply.get("exc"), dict):
                 record = {
-                    "kind": "exception",
+                    "kind": Kind.EXCEPTION,
                     "type": str(reply["exc"].get("type", ""))[:100],
                     "msg": str(reply["exc"].get("msg", ""))[:500],
                 }
             elif event == "eof" and status.get("code") == 0:
-                record = {"kind": "io", "stdout": stdout}  # os._exit(0) after printing is legal here
+                record = {"kind": Kind.IO, "stdout": stdout}  # os._exit(0) after printing is legal here
             else:
                 record = _event_record(event, status)
             record["ms"] = round((time.monotonic() - started) * 1000, 3)
-            self.report({"t": "test", "i": index, **record})
+            self.report({"t": Tag.TEST, "i": index, **record})
 
     def run_whole(self, secret: dict[str, Any]) -> None:
         """Assert code that could not be split runs here, as real Python, calling the
@@ -382,7 +390,7 @@ class Judge:
         try:
             candidate.run_code(secret.get("setup_code", ""), "<setup>", namespace)  # trusted: the task's
         except Exception as exc:  # noqa: BLE001 - the task's own code is broken: not the candidate's fault
-            self.report({"t": "check", "completed": False, "setup_error": f"{type(exc).__name__}: {exc}"[:300]})
+            self.report({"t": Tag.CHECK, "completed": False, "setup_error": f"{type(exc).__name__}: {exc}"[:300]})
             return
         entry = self.job["entry_point"]
         namespace.update({"__rft_assert": run.check_site, entry: run.proxy})
@@ -402,28 +410,34 @@ class Judge:
             completed = False
             error = f"{swallowed} inside code that caught it: a crash is not an exception"
         if self.load_failure is not None:
-            self.report({"t": "load", **self.load_failure})
+            self.report({"t": Tag.LOAD, **self.load_failure})
         for site, stats in sorted(run.sites.items()):
-            self.report({"t": "site", "site": site, **stats})
+            self.report({"t": Tag.SITE, "site": site, **stats})
         self.report(
-            {"t": "check", "completed": completed, "error": error[:300], "events": run.events, "evidence": run.evidence}
+            {
+                "t": Tag.CHECK,
+                "completed": completed,
+                "error": error[:300],
+                "events": run.events,
+                "evidence": run.evidence,
+            }
         )
 
     def run(self, secret: dict[str, Any]) -> None:
         mode = self.job["mode"]
         try:
-            if mode == "io":
+            if mode == Mode.IO:
                 self.run_io()
-            elif mode == "whole":
+            elif mode == Mode.WHOLE:
                 self.run_whole(secret)
-            else:
+            else:  # Mode.CALLS: the runner dispatched only these three here
                 self.run_requests()
         finally:
             if self.child is not None:
                 self.child.finish()
         self.report(
             {
-                "t": "done",
+                "t": Tag.DONE,
                 "stdout": bytes(self.budget.excerpt["stdout"]).decode("utf-8", "replace"),
                 "stderr": bytes(self.budget.excerpt["stderr"]).decode("utf-8", "replace"),
                 "deadline_hit": time.monotonic() >= self.deadline,
@@ -445,15 +459,15 @@ class WholeRun:
     call (crash, exit, timeout, limit) is a `CandidateFailure`.
     """
 
-    def __init__(self, judge: Judge) -> None:
-        self.judge = judge
+    def __init__(self, harness: Harness) -> None:
+        self.harness = harness
         self.sites: dict[int, dict[str, Any]] = {}
         self.events: dict[str, int] = {}
         self.evidence: dict[str, str] = {}
         self.failures: list[CandidateFailure] = []
         self.refs: list[Any] = []  # the test's objects the candidate holds, by number
         self.ref_numbers: dict[int, int] = {}  # id(object) -> number: one reference per object
-        judge.on_callback = self._callback
+        harness.on_callback = self._callback
 
     def note(self, event: str) -> None:
         self.events[event[:120]] = self.events.get(event[:120], 0) + 1
@@ -501,27 +515,29 @@ class WholeRun:
         return self.from_candidate(reply.get("ok"))
 
     def _handle_of(self, remote: Remote) -> int:
-        if remote._life != self.judge.lives or self.judge.child is None:
-            raise self.fail("lost", "the candidate process that held this object is gone")
+        if remote._life != self.harness.lives or self.harness.child is None:
+            raise self.fail(Kind.LOST, "the candidate process that held this object is gone")
         return remote._handle
 
     def exchange(self, request: dict[str, Any]) -> dict[str, Any]:
         """Send one request; the reply that carries a value, or the exception it stands for."""
-        judge = self.judge
-        if time.monotonic() >= judge.deadline:
-            raise self.fail("not_run", "task time limit reached")
-        failure = judge._ensure_loaded()
+        harness = self.harness
+        if time.monotonic() >= harness.deadline:
+            raise self.fail(Kind.NOT_RUN, "task time limit reached")
+        failure = harness._ensure_loaded()
         if failure is not None:
             self.note(failure["kind"])
             raise self.fail(failure["kind"], str(failure.get("type") or failure.get("msg") or ""))
-        assert judge.child is not None
-        judge.child.send(request, judge._test_deadline())
-        event, reply = judge._await_reply()
+        assert harness.child is not None
+        harness.child.send(request, harness._test_deadline())
+        event, reply = harness._await_reply()
         if event == "reply" and ("ok" in reply or reply.get("stop") is True):
             return reply
         if event == "reply" and isinstance(reply.get("exc"), dict):
             raise self._exception(reply["exc"], str(request.get("op", "call")))
-        record = judge._discard_child(event if event != "reply" else "garbage") if judge.child else {"kind": event}
+        record = (
+            harness._discard_child(event if event != "reply" else Kind.GARBAGE) if harness.child else {"kind": event}
+        )
         self.note(record["kind"])
         raise self.fail(record["kind"], str(record.get("signal") or record.get("code") or ""))
 
@@ -530,11 +546,11 @@ class WholeRun:
         message = str(described.get("msg", ""))[:500]
         self.note(f"exception:{kind}")
         if kind in _EXITS:
-            return self.fail("exit", kind)
+            return self.fail(Kind.EXIT, kind)
         if kind in ("MemoryError", "RecursionError"):  # limits exhausted, not a raised error
-            return self.fail("memory" if kind == "MemoryError" else "exception", kind)
+            return self.fail(Kind.MEMORY if kind == "MemoryError" else Kind.EXCEPTION, kind)
         if kind == "UnserializableResult":
-            return self.fail("unserializable", message)
+            return self.fail(Kind.UNSERIALIZABLE, message)
         bases = candidate.exception_bases(described.get("mro"))
         if op != "next" and any(issubclass(b, StopIteration) for b in bases):
             # PEP 479's rule: a StopIteration out of a call is an error, not the end of the
@@ -548,19 +564,19 @@ class WholeRun:
         if type(data) is dict and "$handle" in data:
             handle = data.get("$handle")
             if type(handle) is not int:
-                raise self.fail("garbage", "bad handle")
+                raise self.fail(Kind.GARBAGE, "bad handle")
             remote = Remote(self, handle, str(data.get("type", "?"))[:100], data.get("custom_eq") is True)
             return _as_generator(remote) if data.get("type") == "generator" else remote
         if type(data) is dict and "$ref" in data:
             number = data.get("$ref")
             if type(number) is not int or not 0 <= number < len(self.refs):
-                raise self.fail("garbage", "a reference to nothing")
+                raise self.fail(Kind.GARBAGE, "a reference to nothing")
             return self.refs[number]  # the test's own object, given back
         try:
             value = codec.decode(data)
         except (ValueError, TypeError, RecursionError):
-            self.note("garbage")
-            raise self.fail("garbage", "a value that cannot be decoded") from None
+            self.note(Kind.GARBAGE)
+            raise self.fail(Kind.GARBAGE, "a value that cannot be decoded") from None
         cheat = codec.find_custom_eq(value)
         if cheat is not None:
             self.compared(cheat.type_name, cheat.text)
@@ -589,7 +605,7 @@ class WholeRun:
 
     def compared(self, type_name: str, text: str) -> None:
         """An object with the candidate's own __eq__ took part in a comparison."""
-        self.note("custom_eq")
+        self.note(CUSTOM_EQ)
         self.evidence.setdefault("custom_eq", f"{type_name}: {text}"[:300])
 
     def _callback(self, message: dict[str, Any]) -> dict[str, Any]:
@@ -599,7 +615,7 @@ class WholeRun:
         path leads to the test's globals or code (and the expected values in them)."""
         number, op = message.get("cb"), message.get("op")
         if type(number) is not int or not 0 <= number < len(self.refs) or type(op) is not str:
-            raise self.fail("garbage", "a request about an unknown object")
+            raise self.fail(Kind.GARBAGE, "a request about an unknown object")
         target = self.refs[number]
         try:
             return {"cb_ok": self.to_candidate(self._perform(target, op, message))}
@@ -612,7 +628,7 @@ class WholeRun:
         if op == "call":
             arguments = message.get("args")
             if type(arguments) is not list or len(arguments) != 2 or type(arguments[1]) is not dict:
-                raise self.fail("garbage", "a malformed call of the test's function")
+                raise self.fail(Kind.GARBAGE, "a malformed call of the test's function")
             args = [self.from_candidate(a) for a in arguments[0]] if type(arguments[0]) is list else []
             return target(*args, **{str(k): self.from_candidate(v) for k, v in arguments[1].items()})
         if op in ("getattr", "setattr"):
@@ -630,7 +646,7 @@ class WholeRun:
             "iter": iter, "next": next, "len": len, "bool": bool, "hash": hash, "str": str, "repr": repr,
         }  # fmt: skip
         if op not in unary:
-            raise self.fail("garbage", f"an unknown request {op[:40]!r}")
+            raise self.fail(Kind.GARBAGE, f"an unknown request {op[:40]!r}")
         return unary[op](target)
 
 
@@ -698,7 +714,7 @@ def _why(exc: BaseException) -> str:
 
 
 class Remote:
-    """An object of the candidate's (a generator, an instance of its class) seen from the judge.
+    """An object of the candidate's (a generator, an instance of its class) seen from the harness.
 
     What the test does with it is asked of the candidate's process, each answer again as
     data. It equals nothing but itself: its __eq__ is never the candidate's."""
@@ -710,7 +726,7 @@ class Remote:
         self._handle = handle
         self._type = type_name
         self._custom_eq = custom_eq
-        self._life = run.judge.lives
+        self._life = run.harness.lives
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
