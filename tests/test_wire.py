@@ -19,6 +19,8 @@ import pytest
 import sandbox.worker
 from rewards.model import Status
 from rewards.triton import score_triton
+from sandbox.backends.policy import policy_for
+from sandbox.config import ServiceConfig
 from sandbox.pool import Job, SandboxFailure, WorkerPool
 from sandbox.wire import framing
 from sandbox.wire.messages import FORGEABLE, MODES, RECORDS, Mode, ModeName, Tag, TagName, unexpected_records
@@ -86,7 +88,7 @@ def test_a_refused_job_is_a_sandbox_failure_and_costs_no_worker(backend_name: st
     """A real runner on each backend: a job whose mode it does not know runs nothing."""
 
     async def run() -> tuple[str, Any, RunnerReply]:
-        pool = WorkerPool(make_backend(backend_name), 1)
+        pool = WorkerPool(make_backend(backend_name), policy_for(ServiceConfig()), 1)
         await pool.start()
         try:
             job = {"mode": "cals", "entry_point": "f", "requests": [], "code": "def f():\n    return 1\n"}

@@ -31,7 +31,8 @@ from sandbox.sql.order import sort_keys
 from sandbox.sql.plan import SqlContext, SqlPlan, executions, prepare_sql
 from sandbox.sql.postgres import PostgresExecutor
 from sandbox.steps import Flow, InvalidTask, Job, Memo
-from sandbox.worker import RunnerReply
+from sandbox.wire.messages import Ending, Kind, Mode
+from sandbox.worker import RunnerReply, refusal
 
 log = logging.getLogger(__name__)
 _NO_DISTINGUISHING_VARIANT = Finding(
@@ -51,9 +52,14 @@ class PostgresLane:
     async def run(self, job: Job, caller: str) -> RunnerReply:
         started = time.perf_counter()
         records = await self.executor.run(dict(job.frame))
-        if any(r.get("kind") == "db_error" for r in records):
+        if any(r.get("kind") == Kind.DB_ERROR for r in records):
             raise SandboxFailure("the PostgreSQL server failed (not the candidate)")
-        return RunnerReply({"ending": "closed", "elapsed_ms": (time.perf_counter() - started) * 1000}, records)
+        meta = {"mode": Mode.SQL, "ending": Ending.CLOSED, "elapsed_ms": (time.perf_counter() - started) * 1000}
+        reply = RunnerReply(meta, records)
+        refused = refusal(reply)  # its records are ours: one its mode does not produce is our bug
+        if refused is not None:
+            raise SandboxFailure(refused)
+        return reply
 
     def admit(self, caller: str, count: int) -> None:
         """Its tasks are admitted by the main pool's queue, like every SQL task."""
