@@ -18,6 +18,7 @@ from typing import Any
 from sandbox.python.asserts import AssertPlan, InvalidTests, defined_names, plan_asserts
 from sandbox.steps import InvalidTask
 from sandbox.wire import codec
+from sandbox.wire.messages import CallRequest, CallsJob, IoJob, IoRequest, Mode, WholeJob, WholeSecret
 
 MAX_TESTS = 1000
 
@@ -34,8 +35,8 @@ class Expectation:
 @dataclass(frozen=True)
 class TestPlan:
     mode: str  # calls | exprs (split asserts, run as calls) | io | whole
-    job: dict[str, Any]  # the public part of the sandbox job, minus code and limits
-    secret: dict[str, Any]  # whole mode only: the instrumented assert code
+    job: CallsJob | IoJob | WholeJob  # the public part of the sandbox job, minus code and limits
+    secret: WholeSecret | dict[str, Any]  # whole mode only: the instrumented assert code
     expectations: tuple[Expectation, ...]
     # split asserts: the same tests whole, for a candidate whose values are not data
     fallback: TestPlan | None = None
@@ -64,19 +65,19 @@ def plan_call_tests(entry_point: str, tests: tuple[tuple[str, str, str], ...]) -
         if not expected_json:
             raise InvalidTask(f"{field}.expected_json", "is required")
         expected = _parse_json(expected_json, f"{field}.expected_json", None)
-        requests.append({"call": [codec.encode(args), codec.encode(kwargs)]})
+        requests.append(CallRequest(call=[codec.encode(args), codec.encode(kwargs)]))
         call = ", ".join([json.dumps(codec.encode(a))[:60] for a in args] + [f"{k}=..." for k in kwargs])
         expectations.append(Expectation(f"{entry_point}({call})"[:200], "eq", expected))
     return TestPlan(
-        "calls", {"mode": "calls", "entry_point": entry_point, "requests": requests}, {}, tuple(expectations)
+        "calls", CallsJob(mode=Mode.CALLS, entry_point=entry_point, requests=requests), {}, tuple(expectations)
     )
 
 
 @functools.lru_cache(maxsize=4096)
 def plan_io_tests(tests: tuple[tuple[str, str], ...]) -> TestPlan:
-    requests = [{"stdin": stdin} for stdin, _ in tests]
+    requests = [IoRequest(stdin=stdin) for stdin, _ in tests]
     expectations = tuple(Expectation(f"stdin #{i}", "stdout", expected) for i, (_, expected) in enumerate(tests))
-    return TestPlan("io", {"mode": "io", "requests": requests}, {}, expectations)
+    return TestPlan("io", IoJob(mode=Mode.IO, requests=requests), {}, expectations)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -93,11 +94,11 @@ def plan_assert_tests(entry_point: str, code: str, setup_code: str = "") -> Test
         fallback = None  # helpers the split tests never needed: a non-data value just fails
     if len(plan.tests) > MAX_TESTS or len(plan.calls) > MAX_TESTS:
         raise InvalidTask("python.assert_code", f"{len(plan.calls)} candidate calls exceed the limit of {MAX_TESTS}")
-    job = {
-        "mode": "calls",
-        "entry_point": entry_point,
-        "requests": [{"call": [codec.encode(args), codec.encode(kwargs)]} for args, kwargs in plan.calls],
-    }
+    job = CallsJob(
+        mode=Mode.CALLS,
+        entry_point=entry_point,
+        requests=[CallRequest(call=[codec.encode(args), codec.encode(kwargs)]) for args, kwargs in plan.calls],
+    )
     expectations = tuple(Expectation(t.name, "assert", t.predicate, t.observations, t.names) for t in plan.tests)
     return TestPlan("exprs", job, {}, expectations, fallback)
 
@@ -116,9 +117,9 @@ def _whole_plan(entry_point: str, plan: AssertPlan, setup_code: str) -> TestPlan
             f"uses {', '.join(missing)} but defines none of them; give the code that defines them "
             "(e.g. the prompt's helpers) in python.setup_code",
         )
-    job = {"mode": "whole", "entry_point": entry_point}
+    job = WholeJob(mode=Mode.WHOLE, entry_point=entry_point)
     expectations = tuple(Expectation(name, "site") for name in plan.sites)
-    return TestPlan("whole", job, {"check_code": plan.check_code, "setup_code": setup_code}, expectations)
+    return TestPlan("whole", job, WholeSecret(check_code=plan.check_code, setup_code=setup_code), expectations)
 
 
 def check_setup_code(setup_code: str) -> None:

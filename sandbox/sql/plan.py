@@ -34,6 +34,7 @@ from sandbox.sql.gate import check_query, gold_orders_rows
 from sandbox.sql.order import OrderPlan, plan_order
 from sandbox.steps import InvalidTask
 from sandbox.wire import codec
+from sandbox.wire.messages import Kind, Mode, SqlJob, Tag
 
 if TYPE_CHECKING:
     from sandbox.sql.registry import Registry
@@ -110,14 +111,14 @@ def result_set(record: dict[str, Any]) -> ResultSet:
 
 def executions(records: list[Any], count: int) -> list[Execution] | None:
     """One Execution per database, in order; None if the runner did not report them all."""
-    by_index = {r.get("i"): r for r in records if isinstance(r, dict) and r.get("t") == "sql"}
+    by_index = {r.get("i"): r for r in records if isinstance(r, dict) and r.get("t") == Tag.SQL}
     out = []
     for index in range(count):
         record = by_index.get(index)
-        if record is None or record.get("kind") == "db_error":
+        if record is None or record.get("kind") == Kind.DB_ERROR:
             return None
         kind = str(record.get("kind"))
-        if kind == "ok":
+        if kind == Kind.OK:
             try:
                 out.append(Execution(result_set(record)))
             except (ValueError, TypeError, RecursionError):
@@ -219,7 +220,7 @@ class SqlPlan:
     With automatic variants (`variants`), the candidate's databases are chosen once the
     gold's results on all of them are known (`SqlContext.distinguishing`)."""
 
-    job: dict[str, Any]  # the candidate's job on the base database (and its given variants)
+    job: SqlJob  # the candidate's job on the base database (and its given variants)
     where: str  # the job field naming its databases: "databases" or "schemas"
     every_file: tuple[str, ...]  # the base and every variant
     limits: dict[str, int]
@@ -238,9 +239,9 @@ class SqlPlan:
     sorting: OrderPlan | None = None
     sort_key: GoldKey | None = None  # the query that reads the gold's sort keys
 
-    def gold_job(self, query: str) -> dict[str, Any]:
+    def gold_job(self, query: str) -> SqlJob:
         """A job running a reference query on every file at once (its results are cached)."""
-        return {**self.job, "query": query, self.where: list(self.every_file)}
+        return {**self.job, "query": query, self.where: list(self.every_file)}  # type: ignore[misc]
 
 
 def prepare_sql(task: Any, context: SqlContext, limits: dict[str, int]) -> SqlPlan | Verdict:
@@ -274,7 +275,7 @@ def prepare_sql(task: Any, context: SqlContext, limits: dict[str, int]) -> SqlPl
         query = gate.statement  # exactly the one statement the gate read, nothing around it
     sql_limits = {**limits, "sql_steps": SQL_STEPS, "max_rows": MAX_ROWS, "max_result_bytes": MAX_RESULT_BYTES}
     where = "schemas" if engine == "postgres" else "databases"
-    job = {"mode": "sql", "engine": engine, "query": query, where: paths, **extra, "limits": sql_limits}
+    job: SqlJob = {"mode": Mode.SQL, "engine": engine, "query": query, where: paths, **extra, "limits": sql_limits}  # type: ignore[misc]
     if not gate.ok:
         if gate.error:
             return Verdict(

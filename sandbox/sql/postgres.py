@@ -19,6 +19,7 @@ from typing import Any
 
 from sandbox.runner.rows import RowCap
 from sandbox.wire import codec
+from sandbox.wire.messages import Kind, Tag
 
 _POOL_SIZE = 4
 
@@ -27,14 +28,14 @@ def _classify(error: Exception) -> str:
     import psycopg.errors as pg
 
     if isinstance(error, pg.QueryCanceled):
-        return "timeout"
+        return Kind.TIMEOUT
     if isinstance(error, (pg.InsufficientPrivilege, pg.ReadOnlySqlTransaction)):
-        return "rejected"
+        return Kind.REJECTED
     if isinstance(error, pg.OutOfMemory):
-        return "memory"
+        return Kind.MEMORY
     if isinstance(error, pg.OperationalError):
-        return "db_error"  # the server went away: ours, not the candidate's
-    return "error"
+        return Kind.DB_ERROR  # the server went away: ours, not the candidate's
+    return Kind.ERROR
 
 
 class PostgresExecutor:
@@ -92,7 +93,7 @@ class PostgresExecutor:
             try:
                 conn = await self._connection(dsn)
             except psycopg.Error as exc:
-                records.append({"t": "sql", "i": index, "kind": "db_error", "msg": str(exc)[:300]})
+                records.append({"t": Tag.SQL, "i": index, "kind": Kind.DB_ERROR, "msg": str(exc)[:300]})
                 continue
             try:
                 record = await self._one(conn, job["query"], schema, job["limits"])
@@ -101,8 +102,8 @@ class PostgresExecutor:
             finally:
                 self._release(dsn, conn)
             record["ms"] = round((time.monotonic() - started) * 1000, 3)
-            records.append({"t": "sql", "i": index, **record})
-        records.append({"t": "done"})
+            records.append({"t": Tag.SQL, "i": index, **record})
+        records.append({"t": Tag.DONE})
         return records
 
     async def close(self) -> None:

@@ -21,6 +21,7 @@ from rewards.triton_report import Forged, check_candidate_report
 from sandbox.api.completions import extract_code
 from sandbox.steps import InvalidTask
 from sandbox.triton.static_checks import CandidateSyntaxError, check_triton
+from sandbox.wire.messages import Mode, Role, Tag, TritonJob
 
 MAX_TRIALS = 64
 MAX_SHAPES = 16
@@ -47,7 +48,7 @@ class TritonDevice:
 @dataclass(frozen=True)
 class ReferenceRequest:
     key: str  # hash of everything the reference's results depend on
-    job: dict[str, Any]
+    job: TritonJob
     task_ms: int
 
 
@@ -70,18 +71,18 @@ class TritonPlan:
     init_seed: int
     timing: dict[str, Any] | None
 
-    def candidate_job(self, reference: Reference) -> dict[str, Any]:
-        return {
-            "mode": "triton",
-            "role": "candidate",
-            "code": self.code,
-            "trials": list(reference.trials),
-            "init_seed": self.init_seed,
-            "timing": self.timing,
-            "limits": self.limits,
-        }
+    def candidate_job(self, reference: Reference) -> TritonJob:
+        return TritonJob(
+            mode=Mode.TRITON,
+            role=Role.CANDIDATE,
+            code=self.code,
+            trials=list(reference.trials),
+            init_seed=self.init_seed,
+            timing=self.timing,
+            limits=self.limits,  # type: ignore[typeddict-item]
+        )
 
-    def compile_job(self, records: list[Any]) -> dict[str, Any] | None:
+    def compile_job(self, records: list[Any]) -> TritonJob | None:
         """The ahead-of-time compile of the kernels the interpreter launched (CPU only); None
         when there is nothing to compile, or when the candidate's report is not one its
         harness wrote (it is rejected then: `rewards.triton_report`). The launches are passed
@@ -95,18 +96,18 @@ class TritonPlan:
         launches = [
             {key: record[key] for key in ("kernel", "signature", "constants", "options")}
             for record in records
-            if record["t"] == "launch"
+            if record["t"] == Tag.LAUNCH
         ]
         if not launches:
             return None
-        return {
-            "mode": "triton",
-            "role": "compile",
-            "code": self.code,
-            "launches": launches[:64],
-            "aot_target": AOT_TARGET,
-            "limits": self.limits,
-        }
+        return TritonJob(
+            mode=Mode.TRITON,
+            role=Role.COMPILE,
+            code=self.code,
+            launches=launches[:64],
+            aot_target=AOT_TARGET,
+            limits=self.limits,  # type: ignore[typeddict-item]
+        )
 
 
 def _positive(value: float, field: str) -> float | None:
@@ -177,16 +178,16 @@ def prepare_triton(
     trials += [{"seed": seed + 1 + len(trials) + n, "variant": n + 1} for n in range(len(variants) - 1)]
     timed = device.gpu and not spec.skip_speed
     timing = {"reps": spec.timing_reps or DEFAULT_REPS, "warmup": 10} if timed else None
-    reference_job = {
-        "mode": "triton",
-        "role": "reference",
-        "reference": spec.reference,
-        "trials": trials,
-        "variants": variants,
-        "init_seed": seed,
-        "timing": timing,
-        "limits": limits,
-    }
+    reference_job = TritonJob(
+        mode=Mode.TRITON,
+        role=Role.REFERENCE,
+        reference=spec.reference,
+        trials=trials,
+        variants=variants,
+        init_seed=seed,
+        timing=timing,
+        limits=limits,  # type: ignore[typeddict-item]
+    )
     key = hashlib.sha256(
         json.dumps([device.kind, spec.reference, trials, variants, seed, timing], sort_keys=True).encode()
     ).hexdigest()
@@ -229,14 +230,14 @@ class ReferenceFailed(Exception):
 def read_reference(records: list[Any], request: ReferenceRequest, ending: str) -> Reference:
     """Validate a reference job's report: every trial's inputs and outputs, and its timing."""
     records = [r for r in records if isinstance(r, dict)]
-    error = next((r for r in records if r.get("t") in ("error", "harness_error")), None)
+    error = next((r for r in records if r.get("t") in (Tag.ERROR, Tag.HARNESS_ERROR)), None)
     if error is not None:
         text = str(error.get("error", ""))[-1500:]
-        if error.get("t") == "harness_error":  # the reference's own sandbox runs no candidate: ours
+        if error.get("t") == Tag.HARNESS_ERROR:  # the reference's own sandbox runs no candidate: ours
             raise RuntimeError(f"the Triton harness failed on the reference: {text}")
         raise ReferenceFailed(f"the reference fails ({error.get('where')}): {text}")
     trials = request.job["trials"]
-    by_index = {r.get("index"): r for r in records if r.get("t") == "trial"}
+    by_index = {r.get("index"): r for r in records if r.get("t") == Tag.TRIAL}
     kept, outputs, size = [], [], 0
     for index, trial in enumerate(trials):
         record = by_index.get(index)
@@ -252,7 +253,7 @@ def read_reference(records: list[Any], request: ReferenceRequest, ending: str) -
         entry = {"init": record.get("init"), "inputs": record["inputs"], "variant": trial["variant"]}
         size += len(json.dumps(entry)) + sum(t.array.nbytes for t in outputs[-1])
         kept.append(entry)
-    timing = next((r for r in records if r.get("t") == "timing"), None)
+    timing = next((r for r in records if r.get("t") == Tag.TIMING), None)
     timing_ms = timing.get("median_ms") if timing else None
     device_name = str(timing.get("device_name", ""))[:100] if timing else ""
     run = ReferenceRun(tuple(outputs), float(timing_ms) if isinstance(timing_ms, (int, float)) else None, device_name)
