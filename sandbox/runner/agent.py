@@ -15,6 +15,7 @@ and writes are named in the wire (`messages`), which is mounted next to this dir
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import glob
 import json
@@ -28,6 +29,7 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -614,6 +616,68 @@ def _harness_isolated(
     return ending, report.contents(), {zygote_pid, harness_pid}
 
 
+@dataclasses.dataclass
+class JobRun:
+    """One job as a mode's handler gets it, and what the runner learns beyond its report."""
+
+    settings: Settings
+    job: dict[str, Any]
+    jobdir: str
+    secret: Buffer
+    report: Buffer
+    deadline: float
+    known: dict[str, Any] = dataclasses.field(default_factory=dict)  # into the reply's meta
+
+    def without_secret(self) -> None:
+        """Every mode but whole gets an empty secret frame (expected values never enter)."""
+        self.secret.read_frame(0)
+        self.secret.wipe()
+
+
+Ran = tuple[str, Any, set[int]]  # how the report ended, the report, helper processes left to kill
+
+
+def _whole(run: JobRun) -> Ran:
+    return _harness_isolated(run.settings, run.job, run.jobdir, run.secret, run.report, run.deadline)
+
+
+def _here(run: JobRun) -> Ran:
+    run.without_secret()
+    return (*_harness_here(run.settings, run.job, run.jobdir), set())
+
+
+def _triton(run: JobRun) -> Ran:
+    run.without_secret()
+    if run.settings.triton is None:
+        run.known["runner_error"] = "not a Triton runner"
+        return Ending.CLOSED, b"", set()
+    ending, body, code = _run_triton(run.settings, run.job, run.jobdir, run.report)
+    if code is not None:
+        run.known["exit_code"] = code
+    return ending, body, set()
+
+
+def _sql(run: JobRun) -> Ran:
+    run.without_secret()
+    return Ending.CLOSED, _run_sql(run.settings, run.job, run.jobdir), set()
+
+
+def _control(run: JobRun) -> Ran:
+    run.without_secret()
+    return (*_ping(run.settings, run.job, run.jobdir), set())
+
+
+# The runner's modes: a mode is one handler and one line here (and its name in the wire).
+HANDLERS: dict[str, Callable[[JobRun], Ran]] = {
+    Mode.CALLS: _here,
+    Mode.IO: _here,
+    Mode.WHOLE: _whole,
+    Mode.SQL: _sql,
+    Mode.TRITON: _triton,
+    Mode.PING: _control,
+}
+
+
 def run_job(
     settings: Settings,
     job: dict[str, Any],
@@ -623,33 +687,20 @@ def run_job(
     ipc: SysvIpc | None = None,
 ) -> tuple[dict[str, Any], Any]:
     started = time.monotonic()
-    known: dict[str, Any] = {}  # what this runner knows about the job, beyond how the report ended
     jobdir = os.path.join(settings.workdir, "job")
     os.mkdir(jobdir, 0o700)
     if settings.job_uid is not None:
         os.chown(jobdir, settings.job_uid, settings.job_uid)
     mode = job.get("mode") if type(job) is dict else None
-    helpers: set[int] = set()
-    if mode == Mode.WHOLE:
-        deadline = started + job["limits"]["task_ms"] / 1000 + _GRACE_SECONDS
-        ending, body, helpers = _harness_isolated(settings, job, jobdir, secret, report, deadline)
-    else:
-        secret.read_frame(0)  # always sent; empty but for whole mode (expected values never enter otherwise)
-        secret.wipe()
-        if mode == Mode.TRITON and settings.triton is None:
-            ending, body, known["runner_error"] = Ending.CLOSED, b"", "not a Triton runner"
-        elif mode == Mode.TRITON:
-            ending, body, code = _run_triton(settings, job, jobdir, report)
-            if code is not None:
-                known["exit_code"] = code
-        elif mode == Mode.PING:
-            ending, body = _ping(settings, job, jobdir)
-        elif mode == Mode.SQL:
-            ending, body = Ending.CLOSED, _run_sql(settings, job, jobdir)
-        elif mode in (Mode.CALLS, Mode.IO):
-            ending, body = _harness_here(settings, job, jobdir)
-        else:  # the service's bug, never a candidate's: nothing of the job runs
-            ending, body, known["runner_error"] = Ending.CLOSED, b"", f"unknown job mode {str(mode)[:40]!r}"
+    handler = HANDLERS.get(mode) if type(mode) is str else None
+    deadline = started + job["limits"]["task_ms"] / 1000 + _GRACE_SECONDS if mode == Mode.WHOLE else 0.0
+    run = JobRun(settings, job, jobdir, secret, report, deadline)
+    if handler is not None:
+        ending, body, helpers = handler(run)
+    else:  # the service's bug, never a candidate's: nothing of the job runs
+        run.without_secret()
+        ending, body, helpers = Ending.CLOSED, b"", set()
+        run.known["runner_error"] = f"unknown job mode {str(mode)[:40]!r}"
     leftovers = _kill_everything_else(helpers)
     _wipe(settings.workdir)
     if ipc is not None:
@@ -659,7 +710,7 @@ def run_job(
         "ending": ending,
         "leftover_processes": leftovers,
         "elapsed_ms": round((time.monotonic() - started) * 1000, 3),
-        **known,
+        **run.known,
     }
     kills = oom.since_last() if oom is not None else None
     if kills is not None:
