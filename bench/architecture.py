@@ -98,9 +98,9 @@ def _imports(module: str, tree: ast.Module, known: set[str], runtime: bool = Fal
             names = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base for alias in node.names]
         for name in names:
             found = _resolve(name, known)
-            if found is None and in_runner:
-                for directory in bare_dirs:
-                    found = found or _resolve(f"{directory}.{name}", known)
+            if found is None and in_runner:  # a sibling module by its bare name, nothing else
+                head = name.split(".")[0]
+                found = next((f"{d}.{head}" for d in bare_dirs if f"{d}.{head}" in known), None)
             if found is not None and found != module:
                 yield found
 

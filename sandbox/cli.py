@@ -70,14 +70,12 @@ def _config(args: argparse.Namespace, **overrides: Any) -> ServiceConfig:
 
 def _languages(args: argparse.Namespace) -> Any:
     """The standard languages, SQL with the databases registered on the command line."""
-    from sandbox.languages import standard_languages
-    from sandbox.sql.plan import SqlContext
-    from sandbox.sql.registry import Registry, RegistryError
+    from sandbox.languages import standard_languages_with
 
     cache = Path(args.variants_cache).expanduser() if args.variants_cache else None
     try:
-        return standard_languages(sql=SqlContext(registry=Registry.from_specs(args.database, cache_dir=cache)))
-    except RegistryError as exc:
+        return standard_languages_with(args.database, cache)
+    except ValueError as exc:
         raise SystemExit(f"--database: {exc}") from None
 
 

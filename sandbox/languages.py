@@ -6,10 +6,14 @@ plus its line here, its spec in the proto and, if it needs one, a runner mode.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
+
 from sandbox.language import Language
 from sandbox.python.language import PythonLanguage
 from sandbox.sql.language import SqlLanguage
 from sandbox.sql.plan import SqlContext
+from sandbox.sql.registry import Registry
 from sandbox.triton.language import TritonLanguage
 
 
@@ -21,3 +25,9 @@ def standard_languages(sql: SqlContext | None = None) -> tuple[Language, ...]:
         SqlLanguage(sql),
         TritonLanguage(),
     )
+
+
+def standard_languages_with(databases: Sequence[str], variants_cache: Path | None = None) -> tuple[Language, ...]:
+    """The standard languages, SQL with `databases` registered (`NAME=PATH` specs, as the
+    command line's `--database` gives them). Raises ValueError naming the bad spec."""
+    return standard_languages(sql=SqlContext(registry=Registry.from_specs(databases, cache_dir=variants_cache)))

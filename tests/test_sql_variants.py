@@ -532,13 +532,13 @@ def test_settings_shape_the_registration(staff, tmp_path):
 
 
 def test_the_cli_passes_the_cache_directory(staff, tmp_path):
-    from sandbox.cli import _sql_context, build_parser
+    from sandbox.cli import _languages, build_parser
 
     args = build_parser().parse_args(["serve", "--database", f"s={staff}", "--variants-cache", str(tmp_path / "c")])
-    context = _sql_context(args)
+    (context,) = [language.context for language in _languages(args) if language.name == "sql"]
     assert context.registry.cache_dir == tmp_path / "c" and context.registry.databases["s"].auto == 8
     with pytest.raises(SystemExit, match="--database: database 's': unknown option 'x'"):
-        _sql_context(build_parser().parse_args(["serve", "--database", f"s={staff}?x=1"]))
+        _languages(build_parser().parse_args(["serve", "--database", f"s={staff}?x=1"]))
 
 
 # ---------------------------------------------------------------- DuckDB

@@ -24,6 +24,7 @@ a user's server): their variants are the schemas registered.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -201,7 +202,7 @@ class Registry:
         return database
 
     @classmethod
-    def from_specs(cls, specs: list[str], cache_dir: Path | None = None) -> Registry:
+    def from_specs(cls, specs: Sequence[str], cache_dir: Path | None = None) -> Registry:
         registry = cls(cache_dir=cache_dir)
         for spec in specs:
             name, sep, location = spec.partition("=")
