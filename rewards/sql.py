@@ -516,15 +516,7 @@ def _max_flow(left_caps: list[int], right_caps: list[int], edges: list[list[int]
 
     flow = 0
     while True:
-        level = [-1] * (sink + 1)
-        level[source] = 0
-        queue = deque([source])
-        while queue:
-            u = queue.popleft()
-            for e in graph[u]:
-                if cap[e] > 0 and level[head[e]] < 0:
-                    level[head[e]] = level[u] + 1
-                    queue.append(head[e])
+        level = _levels(graph, head, cap, source, sink)
         if level[sink] < 0:
             return flow
         nxt = [0] * (sink + 1)
@@ -553,6 +545,21 @@ def _max_flow(left_caps: list[int], right_caps: list[int], edges: list[list[int]
                 continue
             path.append(graph[u][nxt[u]])
             u = head[path[-1]]
+
+
+def _levels(graph: list[list[int]], head: list[int], cap: list[int], source: int, sink: int) -> list[int]:
+    """Each node's distance from the source over edges with capacity left (-1: unreachable).
+    A phase pushes flow only one level up at a time, which bounds the number of phases."""
+    level = [-1] * (sink + 1)
+    level[source] = 0
+    queue = deque([source])
+    while queue:
+        u = queue.popleft()
+        for e in graph[u]:
+            if cap[e] > 0 and level[head[e]] < 0:
+                level[head[e]] = level[u] + 1
+                queue.append(head[e])
+    return level
 
 
 # ---------------------------------------------------------------- column alignment
