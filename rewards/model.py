@@ -29,9 +29,10 @@ class Severity(enum.IntEnum):
     CRITICAL = 3
 
 
-class NeedsJudge(Exception):
+class NeedsWholeRun(Exception):
     """What the sandbox returned cannot be judged on the trusted side (an assert applied to an
-    object that is not data): the task's tests must run whole, as real Python, in the judge."""
+    object that is not data): the task's tests must run whole, as real Python, in the isolated
+    harness."""
 
 
 @dataclass(frozen=True)

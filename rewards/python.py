@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from rewards.compare import short_repr, stdout_matches, values_equal
-from rewards.model import Finding, NeedsJudge, Severity, Status, TestResult, Verdict, dedupe
+from rewards.model import Finding, NeedsWholeRun, Severity, Status, TestResult, Verdict, dedupe
 from rewards.predicate import Evaluator, NotData, ObservationFailed, Unjudgeable
 from sandbox.wire.codec import decode, find_custom_eq
 from sandbox.wire.messages import CUSTOM_EQ, Ending, Kind, Tag
@@ -145,7 +145,7 @@ def _judge_assert(
     except ObservationFailed as failure:
         return _failed_run(index, exp.name, failure.record, findings, _sum_ms(used))
     except NotData:
-        raise NeedsJudge from None
+        raise NeedsWholeRun from None
     except Unjudgeable as exc:
         return TestResult(index, False, Status.FAILED, exp.name, f"cannot be judged: {exc}", _sum_ms(used))
     except Exception as exc:  # noqa: BLE001 - the assert itself raised, as Python would have
@@ -267,62 +267,116 @@ def score_python(
     whole: bool,
     defer: bool = False,
 ) -> Verdict:
-    """The verdict on one job's records. `defer`: raise NeedsJudge rather than fail a split
+    """The verdict on one job's records. `defer`: raise NeedsWholeRun rather than fail a split
     assert that met a value that is not data (the task has a whole-mode fallback)."""
     records = [r for r in records if isinstance(r, dict)]
-    internal = next((r for r in records if r.get("t") == Tag.INTERNAL_ERROR), None)
+    broken = _harness_failure(records)
+    if broken is not None:
+        return broken
+    findings = list(static_findings)
+    if whole:
+        tests = _judge_sites(expectations, records)
+        findings += _whole_mode_findings(records)
+    else:
+        tests = _split_results(expectations, records, runner, rel_tol, abs_tol, findings, defer)
+    load = _first(records, Tag.LOAD)
+    message = ""
+    if load is not None:
+        message = f"failed to load: {_explain_failure(load)}"
+        tests = _failed_to_load(load, tests, message, findings)
+    done = _first(records, Tag.DONE)
+    tests = _apply_job_ending(runner, done, tests, findings)
+    return _verdict(tests, dedupe(findings), runner, done, load, message)
+
+
+def _first(records: list[dict[str, Any]], tag: str) -> dict[str, Any] | None:
+    """The first record with this tag: as with a test's records, the first one counts."""
+    return next((r for r in records if r.get("t") == tag), None)
+
+
+def _harness_failure(records: list[dict[str, Any]]) -> Verdict | None:
+    """The harness's own failure or the task's setup code's: nothing the candidate did,
+    so SANDBOX_ERROR, which trainers drop instead of learning from."""
+    internal = _first(records, Tag.INTERNAL_ERROR)
     if internal is not None:
         error = str(internal.get("error"))[-500:]
         return Verdict(Status.SANDBOX_ERROR, 0.0, message=f"test harness failed: {error}")
     setup = next((r for r in records if r.get("t") == Tag.CHECK and "setup_error" in r), None)
     if setup is not None:  # the task's own setup code failed before any candidate call
         return Verdict(Status.SANDBOX_ERROR, 0.0, message=f"the task's setup_code failed: {setup['setup_error']}"[:500])
-    findings = list(static_findings)
-    done = next((r for r in records if r.get("t") == Tag.DONE), None)
-    load = next((r for r in records if r.get("t") == Tag.LOAD), None)
+    return None
 
-    if whole:
-        tests = _judge_sites(expectations, records)
-        findings += _whole_mode_findings(records)
-    else:
-        by_index: dict[int, dict[str, Any]] = {}
-        for r in records:
-            if r.get("t") == Tag.TEST and isinstance(r.get("i"), int) and r["i"] not in by_index:
-                by_index[r["i"]] = r
-        default = {"kind": Kind.NOT_RUN} if runner.get("ending") == Ending.DEADLINE else {"kind": _MISSING}
-        try:
-            tests = [
-                _judge_assert(i, exp, by_index, default, rel_tol, abs_tol, findings)
-                if exp.op == "assert"
-                else _judge_test(i, exp, by_index.get(i, default), rel_tol, abs_tol, findings)
-                for i, exp in enumerate(expectations)
-            ]
-        except NeedsJudge:
-            if defer and not any(f.severity is Severity.CRITICAL for f in findings):
-                raise
-            why = "the candidate returned a value that is not plain data"
-            tests = [TestResult(i, False, Status.FAILED, e.name, why) for i, e in enumerate(expectations)]
 
-    message = ""
-    if load is not None:
-        message = f"failed to load: {_explain_failure(load)}"
-        if load.get("kind") == Kind.EXIT or (load.get("kind") == Kind.LOAD_ERROR and load.get("type") == "SystemExit"):
-            findings.append(_early_exit("while loading"))
-        if load.get("kind") == Kind.HARNESS_KILLED:
-            findings.append(_harness_killed(str(load.get("msg", ""))))
-        load_status = (
-            Status.SYNTAX_ERROR
-            if load.get("type") in ("SyntaxError", "IndentationError")
-            else _status_of_failure(str(load.get("kind")), str(load.get("type", "")))
-        )
-        tests = [TestResult(t.index, False, load_status, t.name, message) for t in tests]
+def _split_results(
+    expectations: Sequence[ExpectationLike],
+    records: list[dict[str, Any]],
+    runner: dict[str, Any],
+    rel_tol: float,
+    abs_tol: float,
+    findings: list[Finding],
+    defer: bool,
+) -> list[TestResult]:
+    """Each test judged here from its calls' records (the first record per call counts). A
+    call with no record was cut by the deadline (not run) or is missing. A value that is not
+    data fails every test, unless the tests can still run whole and nothing critical was seen."""
+    by_index: dict[int, dict[str, Any]] = {}
+    for r in records:
+        if r.get("t") == Tag.TEST and isinstance(r.get("i"), int) and r["i"] not in by_index:
+            by_index[r["i"]] = r
+    default = {"kind": Kind.NOT_RUN} if runner.get("ending") == Ending.DEADLINE else {"kind": _MISSING}
+    try:
+        return [
+            _judge_assert(i, exp, by_index, default, rel_tol, abs_tol, findings)
+            if exp.op == "assert"
+            else _judge_test(i, exp, by_index.get(i, default), rel_tol, abs_tol, findings)
+            for i, exp in enumerate(expectations)
+        ]
+    except NeedsWholeRun:
+        if defer and not any(f.severity is Severity.CRITICAL for f in findings):
+            raise
+        why = "the candidate returned a value that is not plain data"
+        return [TestResult(i, False, Status.FAILED, e.name, why) for i, e in enumerate(expectations)]
+
+
+def _is_syntax_error(load: dict[str, Any]) -> bool:
+    return load.get("type") in ("SyntaxError", "IndentationError")
+
+
+def _failed_to_load(
+    load: dict[str, Any], tests: list[TestResult], message: str, findings: list[Finding]
+) -> list[TestResult]:
+    """A candidate that did not load fails every test the way loading failed, whatever the
+    tests' records claim; exiting or killing the harness while loading is a finding too."""
+    if load.get("kind") == Kind.EXIT or (load.get("kind") == Kind.LOAD_ERROR and load.get("type") == "SystemExit"):
+        findings.append(_early_exit("while loading"))
+    if load.get("kind") == Kind.HARNESS_KILLED:
+        findings.append(_harness_killed(str(load.get("msg", ""))))
+    load_status = (
+        Status.SYNTAX_ERROR
+        if _is_syntax_error(load)
+        else _status_of_failure(str(load.get("kind")), str(load.get("type", "")))
+    )
+    return [TestResult(t.index, False, load_status, t.name, message) for t in tests]
+
+
+def _oom_kills(runner: dict[str, Any]) -> int:
+    """Processes the kernel killed for memory, counted in the sandbox's cgroup (so the job
+    cannot hide them); 0 when none or not counted."""
+    kills = runner.get("oom_kills")
+    return kills if type(kills) is int and kills > 0 else 0
+
+
+def _apply_job_ending(
+    runner: dict[str, Any], done: dict[str, Any] | None, tests: list[TestResult], findings: list[Finding]
+) -> list[TestResult]:
+    """What the runner saw of the job's end outranks the records: a job that overflowed its
+    output limit or lost processes to the kernel's OOM killer failed for that reason, and a
+    harness that closed without its report, or left processes behind, is a finding."""
     if done is None and runner.get("ending") == Ending.CLOSED:
         findings.append(_harness_killed())
     if runner.get("ending") == Ending.OVERFLOW:
         tests = [t if t.passed else TestResult(t.index, False, Status.OUTPUT_LIMIT, t.name, t.message) for t in tests]
-    oom_kills = runner.get("oom_kills")  # counted by the kernel in the sandbox's cgroup, not reported by the job
-    out_of_memory = type(oom_kills) is int and oom_kills > 0
-    if out_of_memory:  # a test that ended by a kill or a crash ran out of the job's memory
+    if _oom_kills(runner):  # a test that ended by a kill or a crash ran out of the job's memory
         tests = [
             TestResult(t.index, False, Status.MEMORY_LIMIT, t.name, t.message)
             if not t.passed and t.status is Status.RUNTIME_ERROR
@@ -339,14 +393,26 @@ def score_python(
                 f"{leftovers} process(es)",
             )
         )
+    return tests
 
+
+def _verdict(
+    tests: list[TestResult],
+    findings: list[Finding],
+    runner: dict[str, Any],
+    done: dict[str, Any] | None,
+    load: dict[str, Any] | None,
+    message: str,
+) -> Verdict:
+    """A critical finding rejects whatever passed; a pass needs every test passed and the
+    harness's completion report (a job cut short proved nothing about the tests it skipped);
+    anything else earns the fraction passed."""
     passed = sum(t.passed for t in tests)
     fraction = passed / len(tests) if tests else 0.0
     complete = done is not None and runner.get("ending") == Ending.CLOSED
     components = {"compiles": 1.0, "tests_passed": fraction}
     stdout = str(done.get("stdout", ""))[:4096] if done else ""
     stderr = str(done.get("stderr", ""))[:4096] if done else ""
-    findings = dedupe(findings)
     if any(f.severity is Severity.CRITICAL for f in findings):
         return Verdict(
             Status.REJECTED,
@@ -360,15 +426,32 @@ def score_python(
         )
     if tests and passed == len(tests) and complete:
         return Verdict(Status.PASSED, 1.0, tests, components, findings, "", stdout, stderr)
+    status = _failure_status(tests, runner, load)
+    message = _failure_message(tests, runner, message)
+    return Verdict(status, fraction, tests, components, findings, message[:1000], stdout, stderr)
+
+
+def _failure_status(tests: list[TestResult], runner: dict[str, Any], load: dict[str, Any] | None) -> Status:
+    """The most telling reason among the failures: a resource limit over a crash over a
+    wrong answer; the kernel's OOM count over any of them; a candidate that does not parse
+    over everything, since nothing else could have happened."""
     statuses = {t.status for t in tests if not t.passed}
     status = next((s for s in _STATUS_PRIORITY if s in statuses), Status.FAILED)
-    if out_of_memory:
+    if _oom_kills(runner):
         status = Status.MEMORY_LIMIT
-    if load is not None and load.get("type") in ("SyntaxError", "IndentationError"):
+    if load is not None and _is_syntax_error(load):
         status = Status.SYNTAX_ERROR
+    return status
+
+
+def _failure_message(tests: list[TestResult], runner: dict[str, Any], message: str) -> str:
+    """The load failure when there was one, else the count and the first failure; an OOM kill
+    leads, since it explains failures that look like crashes."""
     if not message:
+        passed = sum(t.passed for t in tests)
         failing = next((t for t in tests if not t.passed), None)
         message = f"{passed}/{len(tests)} tests passed" + (f"; first failure: {failing.message}" if failing else "")
-    if out_of_memory:
+    oom_kills = _oom_kills(runner)
+    if oom_kills:
         message = f"the job's processes exceeded its memory limit ({oom_kills} killed by the kernel); {message}"
-    return Verdict(status, fraction, tests, components, findings, message[:1000], stdout, stderr)
+    return message

@@ -49,7 +49,7 @@ import decimal
 import math
 from collections import Counter, deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
@@ -516,15 +516,7 @@ def _max_flow(left_caps: list[int], right_caps: list[int], edges: list[list[int]
 
     flow = 0
     while True:
-        level = [-1] * (sink + 1)
-        level[source] = 0
-        queue = deque([source])
-        while queue:
-            u = queue.popleft()
-            for e in graph[u]:
-                if cap[e] > 0 and level[head[e]] < 0:
-                    level[head[e]] = level[u] + 1
-                    queue.append(head[e])
+        level = _levels(graph, head, cap, source, sink)
         if level[sink] < 0:
             return flow
         nxt = [0] * (sink + 1)
@@ -553,6 +545,21 @@ def _max_flow(left_caps: list[int], right_caps: list[int], edges: list[list[int]
                 continue
             path.append(graph[u][nxt[u]])
             u = head[path[-1]]
+
+
+def _levels(graph: list[list[int]], head: list[int], cap: list[int], source: int, sink: int) -> list[int]:
+    """Each node's distance from the source over edges with capacity left (-1: unreachable).
+    A phase pushes flow only one level up at a time, which bounds the number of phases."""
+    level = [-1] * (sink + 1)
+    level[source] = 0
+    queue = deque([source])
+    while queue:
+        u = queue.popleft()
+        for e in graph[u]:
+            if cap[e] > 0 and level[head[e]] < 0:
+                level[head[e]] = level[u] + 1
+                queue.append(head[e])
+    return level
 
 
 # ---------------------------------------------------------------- column alignment
@@ -653,6 +660,48 @@ def _group_holds(rows: list[Row], group: _Segment, tol: _Tol) -> bool:
     return _max_matching(rows, group.pool.rows, tol) == len(rows)
 
 
+@dataclass
+class _Alignment:
+    """What the phases of one alignment share, computed once. The candidate's identical
+    columns form classes (``members``), so permutations among them are never told apart;
+    its cells are seen as each gold column's kind sees them (``views``); the memos keep the
+    search's repeated questions cheap."""
+
+    gold: _Table
+    tol: _Tol
+    groups: list[_Segment]  # the row groups that must hold: one whole group unless ties are known
+    strict: bool  # the order is the gold's, row by row
+    members: list[list[int]]  # candidate column classes: the columns of each
+    gold_class: list[int]  # gold column -> its class among the gold's identical columns
+    views: list[_Table]  # candidate cells as gold column i sees them
+    parts: dict[tuple[bool, int], _Table] = field(default_factory=dict)
+    pairs: dict[tuple[int, int, int, int], bool] = field(default_factory=dict)
+
+    @cached_property
+    def reps(self) -> list[int]:
+        """One column per class: the class's columns are identical, any one speaks for all."""
+        return [m[0] for m in self.members]
+
+    @cached_property
+    def whole(self) -> bool:
+        """With every group whole, a column's values overall must be the gold's: a cheap
+        first test that spares most wrong pairs the walk through the groups."""
+        return len(self.groups) > 1 and all(group.exact for group in self.groups)
+
+    def part(self, i: int, s: int) -> _Table:
+        """Group s's candidate rows as gold column i's kind sees them, shared by every gold
+        column of that kind."""
+        key = (self.gold.tolerant[i], s)
+        if key not in self.parts:
+            self.parts[key] = self.views[i].part(self.groups[s].start, self.groups[s].end)
+        return self.parts[key]
+
+    def permutation(self, choice: dict[int, int]) -> tuple[int, ...]:
+        """Classes chosen per gold column, made concrete: each class's columns handed out in order."""
+        pools = [list(m) for m in self.members]
+        return tuple(pools[choice[i]].pop(0) for i in range(self.gold.width))
+
+
 def _align(
     cand: _Table, gold: _Table, order_matters: bool, tol: _Tol, segments: list[_Segment] | None = None
 ) -> tuple[int, ...] | None:
@@ -664,97 +713,115 @@ def _align(
         return None
     if n == 0:
         return tuple(range(k))
+    alignment = _alignment(cand, gold, order_matters, tol, segments)
+    options = _column_options(alignment, cand.names)
+    if not _has_assignment(options, [len(m) for m in alignment.members]):
+        return None
+    if alignment.strict:  # every column equal elementwise means every row equal
+        return alignment.permutation(_assignment(options, [len(m) for m in alignment.members]))
+    return _search_permutation(alignment, options)
+
+
+def _alignment(
+    cand: _Table, gold: _Table, order_matters: bool, tol: _Tol, segments: list[_Segment] | None
+) -> _Alignment:
+    """Set up an alignment: without known ties an order is strict, and without an order
+    the rows form one group, the whole table."""
     members, _ = _classes(cand.columns)
     _, gold_class = _classes(gold.columns)
-    reps = [m[0] for m in members]
-    views = [cand.view(loose) for loose in gold.tolerant]  # candidate cells as gold column i sees them
     strict = order_matters and segments is None
-    groups = [_Segment(0, n, gold, True)] if not order_matters or segments is None else segments
-    parts: dict[tuple[bool, int], _Table] = {}
+    groups = [_Segment(0, len(gold.rows), gold, True)] if not order_matters or segments is None else segments
+    views = [cand.view(loose) for loose in gold.tolerant]
+    return _Alignment(gold, tol, groups, strict, members, gold_class, views)
 
-    def part(i: int, s: int) -> _Table:
-        key = (gold.tolerant[i], s)
-        if key not in parts:
-            parts[key] = views[i].part(groups[s].start, groups[s].end)
-        return parts[key]
 
-    if strict:
-        gcols, vcols = gold.columns, [view.columns for view in views]
-
-        def compatible(i: int, cid: int) -> bool:
-            return all(_cells_equal(c, g, tol) for c, g in zip(vcols[i][reps[cid]], gcols[i], strict=True))
-
-    else:
-        wanted = [group.pool.profiles for group in groups]
-        had: dict[tuple[bool, int], list[_Column]] = {}
-        # with every group whole, the column's values overall must be the gold's: a cheap
-        # first test that spares most wrong pairs the walk through the groups
-        whole = len(groups) > 1 and all(group.exact for group in groups)
-
-        def compatible(i: int, cid: int) -> bool:
-            if whole and not _same_values(gold.profiles[i], views[i].profiles[reps[cid]], tol):
-                return False
-            for s, group in enumerate(groups):
-                if group.exact and group.end - group.start == 1:  # a row alone: compare cells
-                    if not _cells_equal(views[i].rows[group.start][reps[cid]], group.pool.rows[0][i], tol):
-                        return False
-                    continue
-                key = (gold.tolerant[i], s)
-                if key not in had:
-                    had[key] = part(i, s).profiles
-                want, have = wanted[s][i], had[key][reps[cid]]
-                if group.exact and not _same_values(want, have, tol):
-                    return False
-                if not group.exact and _column_overlap(want, have, tol) != group.end - group.start:
-                    return False
-            return True
-
-    lowered = [name.lower() for name in cand.names]
+def _column_options(alignment: _Alignment, names: tuple[str, ...]) -> list[list[int]]:
+    """Per gold column, the candidate column classes that could be it, likeliest first
+    (the same position, then the same name): the search takes them in this order, so an
+    honest query is confirmed at its first try."""
+    fits = _fits_in_order if alignment.strict else _fits_groups
+    lowered = [name.lower() for name in names]
 
     def preference(i: int, cid: int) -> tuple[int, int, int]:
-        ms = members[cid]
-        return (i not in ms, gold.names[i].lower() not in [lowered[j] for j in ms], ms[0])
+        ms = alignment.members[cid]
+        return (i not in ms, alignment.gold.names[i].lower() not in [lowered[j] for j in ms], ms[0])
 
-    options = [
-        sorted((cid for cid in range(len(members)) if compatible(i, cid)), key=lambda c, i=i: preference(i, c))
-        for i in range(k)
+    return [
+        sorted(
+            (cid for cid in range(len(alignment.members)) if fits(alignment, i, cid)),
+            key=lambda c, i=i: preference(i, c),
+        )
+        for i in range(alignment.gold.width)
     ]
-    if not _has_assignment(options, [len(m) for m in members]):
-        return None
 
-    def permutation(choice: dict[int, int]) -> tuple[int, ...]:
-        pools = [list(m) for m in members]
-        return tuple(pools[choice[i]].pop(0) for i in range(k))
 
-    if strict:  # every column equal elementwise means every row equal
-        return permutation(_assignment(options, [len(m) for m in members]))
+def _fits_in_order(alignment: _Alignment, i: int, cid: int) -> bool:
+    """Under a strict order a candidate column must be the gold column cell by cell; with
+    every column so, every row is too, so no row check follows."""
+    cells = alignment.views[i].columns[alignment.reps[cid]]
+    return all(_cells_equal(c, g, alignment.tol) for c, g in zip(cells, alignment.gold.columns[i], strict=True))
 
-    def rows_match(choice: dict[int, int]) -> bool:
-        perm = permutation(choice)
-        projected = [tuple(views[i].rows[r][perm[i]] for i in range(k)) for r in range(n)]
-        return all(_group_holds(projected[g.start : g.end], g, tol) for g in groups)
 
-    pair_memo: dict[tuple[int, int, int, int], bool] = {}
+def _fits_groups(alignment: _Alignment, i: int, cid: int) -> bool:
+    """Whether a candidate column holds each group's values of gold column i (a group cut
+    by LIMIT or OFFSET: as many of its pool's values as it has positions). Necessary, not
+    sufficient: it prunes pairings before any permutation's rows are compared."""
+    rep, tol = alignment.reps[cid], alignment.tol
+    if alignment.whole and not _same_values(alignment.gold.profiles[i], alignment.views[i].profiles[rep], tol):
+        return False
+    for s, group in enumerate(alignment.groups):
+        if group.exact and group.end - group.start == 1:  # a row alone: compare cells
+            if not _cells_equal(alignment.views[i].rows[group.start][rep], group.pool.rows[0][i], tol):
+                return False
+            continue
+        want, have = group.pool.profiles[i], alignment.part(i, s).profiles[rep]
+        if group.exact and not _same_values(want, have, tol):
+            return False
+        if not group.exact and _column_overlap(want, have, tol) != group.end - group.start:
+            return False
+    return True
 
-    def pair_ok(i: int, cid: int, i2: int, cid2: int) -> bool:
-        key = (i, cid, i2, cid2)
-        if key not in pair_memo:
-            pair_memo[key] = all(
-                _group_holds(
-                    list(zip(part(i, s).columns[reps[cid]], part(i2, s).columns[reps[cid2]], strict=True)),
-                    _Segment(
-                        g.start,
-                        g.end,
-                        _Table(("a", "b"), list(zip(g.pool.columns[i], g.pool.columns[i2], strict=True)), 2, False),
-                        g.exact,
-                    ),
-                    tol,
-                )
-                for s, g in enumerate(groups)
+
+def _rows_match(alignment: _Alignment, choice: dict[int, int]) -> bool:
+    """The proof for one full choice: the column checks are necessary only, so the rows,
+    projected by the choice's permutation, must hold group by group."""
+    perm = alignment.permutation(choice)
+    k, n = alignment.gold.width, len(alignment.gold.rows)
+    projected = [tuple(alignment.views[i].rows[r][perm[i]] for i in range(k)) for r in range(n)]
+    return all(_group_holds(projected[g.start : g.end], g, alignment.tol) for g in alignment.groups)
+
+
+def _pair_holds(alignment: _Alignment, i: int, cid: int, i2: int, cid2: int) -> bool:
+    """Whether two column choices agree in every group (their cells, paired, are pairs of the
+    gold's): a wrong choice is cut at its second column instead of at the end of the search.
+    Memoised, because the search asks the same pairs again."""
+    key = (i, cid, i2, cid2)
+    if key not in alignment.pairs:
+        reps = alignment.reps
+        alignment.pairs[key] = all(
+            _group_holds(
+                list(
+                    zip(alignment.part(i, s).columns[reps[cid]], alignment.part(i2, s).columns[reps[cid2]], strict=True)
+                ),
+                _Segment(
+                    g.start,
+                    g.end,
+                    _Table(("a", "b"), list(zip(g.pool.columns[i], g.pool.columns[i2], strict=True)), 2, False),
+                    g.exact,
+                ),
+                alignment.tol,
             )
-        return pair_memo[key]
+            for s, g in enumerate(alignment.groups)
+        )
+    return alignment.pairs[key]
 
-    remaining = [len(m) for m in members]
+
+def _search_permutation(alignment: _Alignment, options: list[list[int]]) -> tuple[int, ...] | None:
+    """A class for every gold column under which the rows match. Columns with one option
+    are fixed first; the rest are searched depth first, fewest options first, within a
+    budget: past it (or past too many ambiguous columns) no match, which only under-credits."""
+    k = alignment.gold.width
+    remaining = [len(m) for m in alignment.members]
     choice: dict[int, int] = {}
     for i in range(k):
         if len(options[i]) == 1:
@@ -762,25 +829,26 @@ def _align(
             remaining[options[i][0]] -= 1
     ambiguous = [i for i in range(k) if len(options[i]) > 1]
     if not ambiguous:
-        return permutation(choice) if rows_match(choice) else None
+        return alignment.permutation(choice) if _rows_match(alignment, choice) else None
     if len(ambiguous) > _MAX_AMBIGUOUS_COLUMNS:
         return None
     ambiguous.sort(key=lambda i: (len(options[i]), i))
     steps = [_SEARCH_BUDGET]
+    gold_class = alignment.gold_class
 
     def search(pos: int) -> bool:
         steps[0] -= 1
         if steps[0] < 0:
             return False
         if pos == len(ambiguous):
-            return rows_match(choice)
+            return _rows_match(alignment, choice)
         i = ambiguous[pos]
         # identical gold columns are interchangeable: take their classes in increasing order
         floor = max((choice[i2] for i2 in ambiguous[:pos] if gold_class[i2] == gold_class[i]), default=-1)
         for cid in options[i]:
             if remaining[cid] == 0 or cid < floor:
                 continue
-            if not all(pair_ok(i, cid, i2, choice[i2]) for i2 in ambiguous[:pos]):
+            if not all(_pair_holds(alignment, i, cid, i2, choice[i2]) for i2 in ambiguous[:pos]):
                 continue
             choice[i] = cid
             remaining[cid] -= 1
@@ -790,7 +858,7 @@ def _align(
             del choice[i]
         return False
 
-    return permutation(choice) if search(0) else None
+    return alignment.permutation(choice) if search(0) else None
 
 
 def _assignment(options: list[list[int]], capacity: list[int]) -> dict[int, int]:
@@ -976,36 +1044,6 @@ def _explain(cand: _Table, gold: _Table, overlap: _Overlap, order_matters: bool,
     return "rows are right but in the wrong order" if order_matters else "values differ"
 
 
-def _judge(
-    execution: Execution,
-    gold: _Table,
-    order_matters: bool,
-    tol: _Tol,
-    blowup_factor: float,
-    segments: list[_Segment] | None = None,
-) -> _Outcome:
-    if execution.kind != Kind.OK or execution.result is None:
-        status, message = _execution_failure(execution)
-        return _Outcome(False, status, False, message)
-    cand = _table(execution.result)
-    if cand is None:
-        return _Outcome(False, Status.RUNTIME_ERROR, False, "malformed result: a row's width differs from the header")
-    if cand.truncated:
-        message = f"result truncated at {len(cand.rows)} rows: not compared"
-        return _Outcome(False, Status.OUTPUT_LIMIT, False, message, cand, _Overlap())
-    if _align(cand, gold, order_matters, tol, segments) is not None:
-        return _Outcome(True, Status.PASSED, True, "" if gold.rows else "both empty: proves nothing", cand)
-    overlap = _overlap(cand, gold, tol, blowup_factor)
-    message = _explain(cand, gold, overlap, order_matters, blowup_factor)
-    return _Outcome(True, Status.FAILED, False, message, cand, overlap)
-
-
-def _proved(matched: list[bool], golds: list[_Table], order_matters: bool, tol: _Tol) -> bool:
-    """Right on every database, and some database's gold answer differs from the base's:
-    only then has a literal answer been shown right for the right reason."""
-    return all(matched) and any(_align(g, golds[0], order_matters, tol) is None for g in golds[1:])
-
-
 def score_sql(
     candidate: list[Execution],
     gold: list[ResultSet],
@@ -1050,22 +1088,86 @@ def score_sql(
         tol = _Tol(rel_tol, abs_tol)
     except ValueError as exc:
         return Verdict(Status.SANDBOX_ERROR, 0.0, message=str(exc))
-    if not gold or len(candidate) != len(gold):
-        return Verdict(Status.SANDBOX_ERROR, 0.0, message=f"{len(candidate)} executions for {len(gold)} gold results")
-    wants = [_gold_table(g) for g in gold]
-    for i, want in enumerate(wants):
-        if want is None or want.truncated:
-            why = "malformed" if want is None else "truncated"
-            return Verdict(Status.SANDBOX_ERROR, 0.0, message=f"gold result for {_db_name(i)} is {why}")
-    golds = [w for w in wants if w is not None]
-
-    keys = list(sort_keys)[: len(golds)] if order_matters else []
-    ties = [_segments(g, k, tol) if k is not None else None for g, k in zip(golds, keys, strict=False)]
-    ties += [None] * (len(golds) - len(ties))
+    golds = _gold_tables(candidate, gold)
+    if isinstance(golds, Verdict):
+        return golds
+    ties = _tie_groups(golds, sort_keys, order_matters, tol)
     outcomes = [
-        _judge(e, g, order_matters, tol, weights.blowup_factor, t)
+        _outcome_of(e, g, order_matters, tol, weights.blowup_factor, t)
         for e, g, t in zip(candidate, golds, ties, strict=True)
     ]
+    case = _case(candidate, golds, outcomes, findings)
+    if reads_no_table:
+        _flag_unproved_literal(case, order_matters, tol)
+    return _decide(case, weights)
+
+
+def _outcome_of(
+    execution: Execution,
+    gold: _Table,
+    order_matters: bool,
+    tol: _Tol,
+    blowup_factor: float,
+    segments: list[_Segment] | None = None,
+) -> _Outcome:
+    """What one execution shows on its database: only a complete, well-formed result is
+    compared (an error is never an empty result, a truncated one never matches), and only
+    a wrong one is measured for partial credit."""
+    if execution.kind != Kind.OK or execution.result is None:
+        status, message = _execution_failure(execution)
+        return _Outcome(False, status, False, message)
+    cand = _table(execution.result)
+    if cand is None:
+        return _Outcome(False, Status.RUNTIME_ERROR, False, "malformed result: a row's width differs from the header")
+    if cand.truncated:
+        message = f"result truncated at {len(cand.rows)} rows: not compared"
+        return _Outcome(False, Status.OUTPUT_LIMIT, False, message, cand, _Overlap())
+    if _align(cand, gold, order_matters, tol, segments) is not None:
+        return _Outcome(True, Status.PASSED, True, "" if gold.rows else "both empty: proves nothing", cand)
+    overlap = _overlap(cand, gold, tol, blowup_factor)
+    message = _explain(cand, gold, overlap, order_matters, blowup_factor)
+    return _Outcome(True, Status.FAILED, False, message, cand, overlap)
+
+
+def _proved(matched: list[bool], golds: list[_Table], order_matters: bool, tol: _Tol) -> bool:
+    """Right on every database, and some database's gold answer differs from the base's:
+    only then has a literal answer been shown right for the right reason."""
+    return all(matched) and any(_align(g, golds[0], order_matters, tol) is None for g in golds[1:])
+
+
+@dataclass
+class _Case:
+    """One candidate's outcomes on every database and the verdict's parts so far; the rules
+    of ``_decide`` read it and add findings and components, in their order of precedence."""
+
+    executions: list[Execution]
+    golds: list[_Table]
+    outcomes: list[_Outcome]
+    findings: list[Finding]
+    tests: list[TestResult]
+    components: dict[str, float]
+
+    @cached_property
+    def informative(self) -> list[int]:
+        """Databases whose gold has rows: only these can tell an empty answer from a right one."""
+        return [i for i, g in enumerate(self.golds) if g.rows]
+
+    @cached_property
+    def ref(self) -> int:
+        """The database that decides correctness: the base unless its gold is empty."""
+        return self.informative[0] if self.informative else 0
+
+    @cached_property
+    def matched(self) -> list[bool]:
+        return [o.matched for o in self.outcomes]
+
+    def verdict(self, status: Status, score: float, message: str) -> Verdict:
+        return Verdict(status, _clamp(score), self.tests, self.components, dedupe(self.findings), message[:1000])
+
+
+def _case(executions: list[Execution], golds: list[_Table], outcomes: list[_Outcome], findings: list[Finding]) -> _Case:
+    """The outcomes as tests, the caller's findings with an empty answer's warning (it can
+    only match an empty gold, which proves nothing), and the components every verdict has."""
     tests = [TestResult(i, o.matched, o.status, _db_name(i), o.message) for i, o in enumerate(outcomes)]
     findings = list(findings)
     empty = [i for i, o in enumerate(outcomes) if o.cand is not None and not o.cand.rows and not o.cand.truncated]
@@ -1078,24 +1180,47 @@ def score_sql(
                 ", ".join(f"#{i}" for i in empty),
             )
         )
+    case = _Case(executions, golds, outcomes, findings, tests, {})
+    matched = case.matched
+    case.components.update(
+        executes=float(all(o.ran for o in outcomes)),
+        matches_base=float(matched[case.ref] and bool(case.informative)),
+        variants_matched=sum(matched) / len(matched),
+        row_f1=0.0,
+        col_f1=0.0,
+    )
+    return case
 
-    informative = [i for i, g in enumerate(golds) if g.rows]
-    ref = informative[0] if informative else 0
-    matched = [o.matched for o in outcomes]
-    components = {
-        "executes": float(all(o.ran for o in outcomes)),
-        "matches_base": float(matched[ref] and bool(informative)),
-        "variants_matched": sum(matched) / len(matched),
-        "row_f1": 0.0,
-        "col_f1": 0.0,
-    }
 
-    def verdict(status: Status, score: float, message: str) -> Verdict:
-        return Verdict(status, _clamp(score), tests, components, dedupe(findings), message[:1000])
+def _gold_tables(candidate: list[Execution], gold: list[ResultSet]) -> list[_Table] | Verdict:
+    """The gold results as tables, or the SANDBOX_ERROR that says why the task cannot be
+    judged: a gold answer we did not see whole is no answer to compare against."""
+    if not gold or len(candidate) != len(gold):
+        return Verdict(Status.SANDBOX_ERROR, 0.0, message=f"{len(candidate)} executions for {len(gold)} gold results")
+    wants = [_gold_table(g) for g in gold]
+    for i, want in enumerate(wants):
+        if want is None or want.truncated:
+            why = "malformed" if want is None else "truncated"
+            return Verdict(Status.SANDBOX_ERROR, 0.0, message=f"gold result for {_db_name(i)} is {why}")
+    return [w for w in wants if w is not None]
 
-    if reads_no_table and outcomes[ref].ran and not _proved(matched, golds, order_matters, tol):
-        # a literal that did not run keeps its status
-        findings.append(
+
+def _tie_groups(
+    golds: list[_Table], sort_keys: Sequence[SortKeys | None], order_matters: bool, tol: _Tol
+) -> list[list[_Segment] | None]:
+    """Per database, the gold's tie groups where its sort keys describe them; None (a strict
+    order, or no order at all) elsewhere."""
+    keys = list(sort_keys)[: len(golds)] if order_matters else []
+    ties = [_segments(g, k, tol) if k is not None else None for g, k in zip(golds, keys, strict=False)]
+    return ties + [None] * (len(golds) - len(ties))
+
+
+def _flag_unproved_literal(case: _Case, order_matters: bool, tol: _Tol) -> None:
+    """A query that reads no table (the gold does) answers with a literal: a CRITICAL
+    finding unless a database with a different gold answer proved it right. A literal that
+    did not run keeps its status."""
+    if case.outcomes[case.ref].ran and not _proved(case.matched, case.golds, order_matters, tol):
+        case.findings.append(
             Finding(
                 "no_table_reference",
                 Severity.CRITICAL,
@@ -1103,49 +1228,80 @@ def score_sql(
                 "with a different gold answer proved right",
             )
         )
-    critical = [f.code for f in findings if f.severity is Severity.CRITICAL]
-    rejected = [i for i, e in enumerate(candidate) if e.kind == Kind.REJECTED]
-    if critical or rejected:
-        components["cheat_penalty"] = 1.0
-        why = "; ".join(critical) if critical else f"{_db_name(rejected[0])}: {outcomes[rejected[0]].message}"
-        return verdict(Status.REJECTED, weights.violation, f"rejected: {why}" if critical else why)
 
-    failing = [i for i, m in enumerate(matched) if not m]
-    if not failing:
-        components["row_f1"] = components["col_f1"] = 1.0
-        if informative:
-            return verdict(Status.PASSED, weights.full, f"matches all {len(golds)} database(s)")
-        findings.append(
-            Finding(
-                "uninformative_gold",
-                Severity.INFO,
-                "every gold result is empty, so a query that returns nothing cannot be told from a right one",
-            )
+
+def _decide(case: _Case, weights: SqlWeights) -> Verdict:
+    """The rules in precedence: a cheat is never paid, whatever matched; then a right
+    answer (proved only if some gold has rows); then right on the reference alone; then
+    partial credit for a wrong one."""
+    for rule in (_rejected, _right_everywhere, _right_on_reference_only):
+        verdict = rule(case, weights)
+        if verdict is not None:
+            return verdict
+    return _partial_credit(case, weights)
+
+
+def _rejected(case: _Case, weights: SqlWeights) -> Verdict | None:
+    """A CRITICAL finding or a run the sandbox refused on any database: ``violation``."""
+    critical = [f.code for f in case.findings if f.severity is Severity.CRITICAL]
+    rejected = [i for i, e in enumerate(case.executions) if e.kind == Kind.REJECTED]
+    if not (critical or rejected):
+        return None
+    case.components["cheat_penalty"] = 1.0
+    why = "; ".join(critical) if critical else f"{_db_name(rejected[0])}: {case.outcomes[rejected[0]].message}"
+    return case.verdict(Status.REJECTED, weights.violation, f"rejected: {why}" if critical else why)
+
+
+def _right_everywhere(case: _Case, weights: SqlWeights) -> Verdict | None:
+    """Matched on every database: ``full``, unless every gold is empty and so proves nothing."""
+    if not all(case.matched):
+        return None
+    case.components["row_f1"] = case.components["col_f1"] = 1.0
+    if case.informative:
+        return case.verdict(Status.PASSED, weights.full, f"matches all {len(case.golds)} database(s)")
+    case.findings.append(
+        Finding(
+            "uninformative_gold",
+            Severity.INFO,
+            "every gold result is empty, so a query that returns nothing cannot be told from a right one",
         )
-        return verdict(Status.FAILED, weights.base_only, "matches, but every gold result is empty: proves nothing")
+    )
+    return case.verdict(Status.FAILED, weights.base_only, "matches, but every gold result is empty: proves nothing")
 
-    if matched[ref] and informative:
-        components["row_f1"] = components["col_f1"] = 1.0
-        evidence = "; ".join(f"#{i}: {outcomes[i].message}" for i in failing)
-        findings.append(
-            Finding(
-                "coincidental_match",
-                Severity.INFO,
-                f"matches {_db_name(ref)} but not {', '.join(_db_name(i) for i in failing)}",
-                evidence[:500],
-            )
+
+def _right_on_reference_only(case: _Case, weights: SqlWeights) -> Verdict | None:
+    """Right on the (informative) reference but not everywhere: a coincidence the variants
+    exposed, ``base_only``; the status names the most telling failure."""
+    ref = case.ref
+    if not (case.matched[ref] and case.informative):
+        return None
+    failing = [i for i, m in enumerate(case.matched) if not m]
+    case.components["row_f1"] = case.components["col_f1"] = 1.0
+    evidence = "; ".join(f"#{i}: {case.outcomes[i].message}" for i in failing)
+    case.findings.append(
+        Finding(
+            "coincidental_match",
+            Severity.INFO,
+            f"matches {_db_name(ref)} but not {', '.join(_db_name(i) for i in failing)}",
+            evidence[:500],
         )
-        statuses = {outcomes[i].status for i in failing}
-        status = next((s for s in _STATUS_PRIORITY if s in statuses), Status.FAILED)
-        return verdict(status, weights.base_only, f"matches {_db_name(ref)} but not: {evidence}")
+    )
+    statuses = {case.outcomes[i].status for i in failing}
+    status = next((s for s in _STATUS_PRIORITY if s in statuses), Status.FAILED)
+    return case.verdict(status, weights.base_only, f"matches {_db_name(ref)} but not: {evidence}")
 
-    judged = ref if not matched[ref] else failing[0]  # the latter only when no gold has rows
-    outcome = outcomes[judged]
+
+def _partial_credit(case: _Case, weights: SqlWeights) -> Verdict:
+    """Wrong on the reference: ``wrong_floor + wrong_span * mean(row_f1, col_f1)`` for a
+    complete result; a failed run or a runaway (truncated) result earns nothing."""
+    failing = [i for i, m in enumerate(case.matched) if not m]
+    judged = case.ref if not case.matched[case.ref] else failing[0]  # the latter only when no gold has rows
+    outcome = case.outcomes[judged]
     where = _db_name(judged)
     if outcome.overlap is None:  # no complete result: nothing to give partial credit for
-        return verdict(outcome.status, 0.0, f"{where}: {outcome.message}")
+        return case.verdict(outcome.status, 0.0, f"{where}: {outcome.message}")
     if outcome.status is Status.OUTPUT_LIMIT:  # a runaway result is no answer: like a timeout, 0
-        return verdict(Status.OUTPUT_LIMIT, 0.0, f"{where}: {outcome.message}")
-    components["row_f1"], components["col_f1"] = outcome.overlap.row_f1, outcome.overlap.col_f1
+        return case.verdict(Status.OUTPUT_LIMIT, 0.0, f"{where}: {outcome.message}")
+    case.components["row_f1"], case.components["col_f1"] = outcome.overlap.row_f1, outcome.overlap.col_f1
     score = weights.wrong_floor + weights.wrong_span * (outcome.overlap.row_f1 + outcome.overlap.col_f1) / 2
-    return verdict(Status.FAILED, score, f"wrong on {where}: {outcome.message}")
+    return case.verdict(Status.FAILED, score, f"wrong on {where}: {outcome.message}")

@@ -3,7 +3,7 @@
 Call tests and split asserts run as function calls the runner makes and judges itself;
 stdin/stdout tests as whole programs; asserts that cannot be split run whole in a
 judge process, with the tests as the job's secret part. A split-assert task whose
-candidate returns values that are not data (scoring raises `NeedsJudge`) runs once more
+candidate returns values that are not data (scoring raises `NeedsWholeRun`) runs once more
 with the same tests whole.
 """
 
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rewards.compare import DEFAULT_ABS_TOL, DEFAULT_REL_TOL
-from rewards.model import Finding, NeedsJudge, Verdict
+from rewards.model import Finding, NeedsWholeRun, Verdict
 from rewards.python import score_python
 from sandbox.api import pb
 from sandbox.host import Host
@@ -77,7 +77,7 @@ class PythonLanguage(Language):
         reply = yield plan.job(plan.tests)
         try:
             return plan.score(plan.tests, reply.records, reply.meta)
-        except NeedsJudge:  # values that are not data: the same tests, whole, in the judge
+        except NeedsWholeRun:  # values that are not data: the same tests, whole, in the isolated harness
             assert plan.tests.fallback is not None, "only tests with a fallback defer"
             reply = yield plan.job(plan.tests.fallback)
             return plan.score(plan.tests.fallback, reply.records, reply.meta)
