@@ -236,7 +236,7 @@ class Evaluator:
         did not produce) is a float."""
         left_observed, right_observed = has_slot(left_node), has_slot(right_node)
         if left_observed and right_observed and (_opaque_inside(left, 0) or _opaque_inside(right, 0)):
-            raise NotData("two of the candidate's objects compared: its own __eq__ decides, in the judge")
+            raise NotData("two of the candidate's objects compared: its own __eq__ decides, in the isolated harness")
         cheat = find_custom_eq(left) or find_custom_eq(right)
         if cheat is not None:
             self.cheats.append(cheat)  # never the candidate's __eq__ against a test's value

@@ -88,7 +88,7 @@ def _explain_failure(record: dict[str, Any]) -> str:
     return str(kind)[:100]
 
 
-def _judge_test(
+def _outcome_of_test(
     index: int, exp: ExpectationLike, record: dict[str, Any], rel_tol: float, abs_tol: float, findings: list[Finding]
 ) -> TestResult:
     """A call test (one value against its expected value) or an io test (stdout)."""
@@ -114,7 +114,7 @@ def _judge_test(
     return _failed_run(index, exp.name, record, findings, duration)
 
 
-def _judge_assert(
+def _outcome_of_assert(
     index: int,
     exp: ExpectationLike,
     records: dict[int, dict[str, Any]],
@@ -206,7 +206,7 @@ def _failed_run(index: int, name: str, record: dict[str, Any], findings: list[Fi
     return TestResult(index, False, _status_of_failure(str(kind), exc_type), name, _explain_failure(record), duration)
 
 
-def _judge_sites(expectations: Sequence[ExpectationLike], records: list[dict[str, Any]]) -> list[TestResult]:
+def _outcome_of_sites(expectations: Sequence[ExpectationLike], records: list[dict[str, Any]]) -> list[TestResult]:
     sites = {r.get("site"): r for r in records if r.get("t") == Tag.SITE}
     checks = [r for r in records if r.get("t") == Tag.CHECK]
     completed = bool(checks and checks[0].get("completed") is True)
@@ -275,7 +275,7 @@ def score_python(
         return broken
     findings = list(static_findings)
     if whole:
-        tests = _judge_sites(expectations, records)
+        tests = _outcome_of_sites(expectations, records)
         findings += _whole_mode_findings(records)
     else:
         tests = _split_results(expectations, records, runner, rel_tol, abs_tol, findings, defer)
@@ -326,9 +326,9 @@ def _split_results(
     default = {"kind": Kind.NOT_RUN} if runner.get("ending") == Ending.DEADLINE else {"kind": _MISSING}
     try:
         return [
-            _judge_assert(i, exp, by_index, default, rel_tol, abs_tol, findings)
+            _outcome_of_assert(i, exp, by_index, default, rel_tol, abs_tol, findings)
             if exp.op == "assert"
-            else _judge_test(i, exp, by_index.get(i, default), rel_tol, abs_tol, findings)
+            else _outcome_of_test(i, exp, by_index.get(i, default), rel_tol, abs_tol, findings)
             for i, exp in enumerate(expectations)
         ]
     except NeedsWholeRun:

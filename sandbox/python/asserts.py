@@ -7,7 +7,7 @@ here: each call of the candidate, with arguments this side can compute, becomes 
 the sandbox answers with a value as data, and the rest of the assert (comparisons, boolean
 logic, ``isclose``, ``sorted``, ``in``, ``abs(a - b) < t``...) is evaluated in the service
 by `rewards.predicate`. Tests that need real Python (loops, helpers, mutation, exceptions)
-are instrumented instead and run whole inside the sandbox's judge process, which never
+are instrumented instead and run whole inside the sandbox's isolated harness process, which never
 executes candidate code and sees the candidate's values only as decoded data.
 """
 

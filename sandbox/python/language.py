@@ -1,8 +1,8 @@
 """Python: tests planned outside the sandbox, one job, scored on the trusted side.
 
-Call tests and split asserts run as function calls the runner makes and judges itself;
-stdin/stdout tests as whole programs; asserts that cannot be split run whole in a
-judge process, with the tests as the job's secret part. A split-assert task whose
+Call tests and split asserts run as function calls the runner makes and observes itself;
+stdin/stdout tests as whole programs; asserts that cannot be split run whole in the
+isolated harness process, with the tests as the job's secret part. A split-assert task whose
 candidate returns values that are not data (scoring raises `NeedsWholeRun`) runs once more
 with the same tests whole.
 """

@@ -104,7 +104,7 @@ def plan_assert_tests(entry_point: str, code: str, setup_code: str = "") -> Test
 
 
 def _whole_plan(entry_point: str, plan: AssertPlan, setup_code: str) -> TestPlan:
-    """Tests that run whole in the judge. Names they use but do not define come from the
+    """Tests that run whole in the isolated harness. Names they use but do not define come from the
     task's trusted setup code (the prompt), never from the candidate's module."""
     try:
         provided = defined_names(setup_code) if setup_code else frozenset()
@@ -123,7 +123,7 @@ def _whole_plan(entry_point: str, plan: AssertPlan, setup_code: str) -> TestPlan
 
 
 def check_setup_code(setup_code: str) -> None:
-    """Setup code must at least compile: it runs in the judge before any test."""
+    """Setup code must at least compile: it runs in the isolated harness before any test."""
     try:
         ast.parse(setup_code)
     except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
