@@ -11,7 +11,7 @@ clone3 (whose flags sit behind a pointer a filter cannot read) answers ENOSYS so
 glibc falls back to clone. A job can therefore not create a user namespace and mount
 inside it. Tighter than Docker: ptrace, process_vm_readv and process_vm_writev (Docker
 allows them on kernels >= 4.8; a job must never read another process, least of all a
-judge holding expected values), io_uring (a large kernel attack surface no job needs)
+harness holding expected values), io_uring (a large kernel attack surface no job needs)
 and modify_ldt are refused, and only the native ABI exists: a syscall through another
 one (i386 `int 0x80`, x32; their numbers differ, so a filter on x86_64 numbers alone
 could be sidestepped) kills the process, under bwrap by the filter's bad-architecture

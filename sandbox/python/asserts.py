@@ -94,7 +94,7 @@ def _is_check_call(stmt: ast.stmt) -> bool:
 
 
 class _CannotSplit(Exception):
-    """This test code needs real Python: it runs whole, in the sandbox's judge."""
+    """This test code needs real Python: it runs whole, in the sandbox's isolated harness."""
 
 
 def _split(tree: ast.Module, entry_point: str) -> AssertPlan:
@@ -102,7 +102,7 @@ def _split(tree: ast.Module, entry_point: str) -> AssertPlan:
 
     Statements are walked in order: imports of `math` and assignments of computable values
     bind names (so `input = 'hello'` shadows the builtin, as in Python); any other
-    statement, or an assert this evaluator cannot judge, sends the whole test to the judge.
+    statement, or an assert this evaluator cannot judge, sends the whole test to the isolated harness.
     """
     checks = [s for s in tree.body if isinstance(s, ast.FunctionDef) and s.name == "check"]
     if checks:
@@ -124,7 +124,7 @@ def _split(tree: ast.Module, entry_point: str) -> AssertPlan:
         elif _is_ignorable(stmt):
             continue
         elif isinstance(stmt, (ast.FunctionDef, ast.ClassDef)) and stmt in outer:
-            names.pop(stmt.name, None)  # a module-level helper: any use of it needs the judge
+            names.pop(stmt.name, None)  # a module-level helper: any use of it needs the isolated harness
         elif isinstance(stmt, ast.Assign):
             _bind_assignment(stmt, names, callees)
         elif isinstance(stmt, ast.Assert):
@@ -239,7 +239,7 @@ def _split_assert(
 
 
 def _instrument(tree: ast.Module) -> AssertPlan:
-    """Whole mode: every assert becomes a report to the judge, numbered by site."""
+    """Whole mode: every assert becomes a report to the isolated harness, numbered by site."""
     sites: list[str] = []
 
     class Instrument(ast.NodeTransformer):

@@ -1,4 +1,4 @@
-"""Turn a SQL task into a sandbox job, a static verdict where one is due, and a judge.
+"""Turn a SQL task into its plan (the candidate's job, what its gold results need) or a static verdict.
 
 Order of work for one task: extract the query from the completion; validate the spec;
 run the static gate (anything but one read-only query is REJECTED before it runs);
