@@ -2,15 +2,16 @@
 
 Order of work for one task: extract the query from the completion; validate the spec;
 run the static gate (anything but one read-only query is REJECTED before it runs);
-name the reference results it needs (`GoldRequest`: the gold query on each database
-file, computed once per service and cached); then the sandbox runs the candidate on
-the base database and its variants and `rewards.sql` compares on the trusted side.
+name the reference results it needs (`SqlPlan.gold`: the gold query on each database
+file, which the flow in `sandbox.sql.language` computes once per service); then the
+sandbox runs the candidate on the base database and its variants and `rewards.sql`
+compares on the trusted side.
 
 On a database with automatic variants (`sandbox.sql.variants`) the gold runs on all of
 them once, and each task keeps at most `keep` of those on which the gold's answer differs
 from the base's (distillation: a variant where the gold's answer is the base's proves
 nothing for that task, and running the candidate on it only costs). The candidate's job
-names its databases once those gold results are known (`GoldRequest.settle`). A task
+names its databases once those gold results are known (the flow picks them). A task
 whose gold changes on no variant runs on the base alone, with a
 `no_distinguishing_variant` finding: its reward cannot tell a literal from a query.
 """
