@@ -15,7 +15,6 @@ and writes are named in the wire (`messages`), which is mounted next to this dir
 
 from __future__ import annotations
 
-import dataclasses
 import gc
 import glob
 import json
@@ -616,17 +615,23 @@ def _harness_isolated(
     return ending, report.contents(), {zygote_pid, harness_pid}
 
 
-@dataclasses.dataclass
 class JobRun:
-    """One job as a mode's handler gets it, and what the runner learns beyond its report."""
+    """One job as a mode's handler gets it, and what the runner learns beyond its report.
+    (A plain class: `dataclasses` would import `inspect` into every runner, ~1 MiB more
+    in each warm worker, and in every job forked from it.)"""
 
-    settings: Settings
-    job: dict[str, Any]
-    jobdir: str
-    secret: Buffer
-    report: Buffer
-    deadline: float
-    known: dict[str, Any] = dataclasses.field(default_factory=dict)  # into the reply's meta
+    __slots__ = ("deadline", "job", "jobdir", "known", "report", "secret", "settings")
+
+    def __init__(
+        self, settings: Settings, job: dict[str, Any], jobdir: str, secret: Buffer, report: Buffer, deadline: float
+    ) -> None:
+        self.settings = settings
+        self.job = job
+        self.jobdir = jobdir
+        self.secret = secret
+        self.report = report
+        self.deadline = deadline
+        self.known: dict[str, Any] = {}  # into the reply's meta
 
     def without_secret(self) -> None:
         """Every mode but whole gets an empty secret frame (expected values never enter)."""
