@@ -23,9 +23,6 @@ class MemoStore:
         self._sized_bytes = 0
         self._running: dict[Hashable, asyncio.Future[Any]] = {}
 
-    def __contains__(self, key: Hashable) -> bool:
-        return key in self._values
-
     async def get(self, key: Hashable, compute: Callable[[], Awaitable[T]], size: Callable[[T], int] | None) -> T:
         if key in self._values:
             self._values.move_to_end(key)
