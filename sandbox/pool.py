@@ -59,6 +59,11 @@ class SandboxFailure(Exception):
     """A job could not be run: the infrastructure failed (not the job)."""
 
 
+def _fail(job: Job, message: str) -> None:
+    if not job.future.done():
+        job.future.set_exception(SandboxFailure(message))
+
+
 @dataclass
 class Job:
     frames: bytes  # packed public job frame
@@ -186,65 +191,103 @@ class WorkerPool:
         self.stats.control_failures += 1
         return None
 
-    async def _settle(self, slot: int, worker: Worker | None, job: Job) -> Worker | None:
-        """Run one job and settle its future either way; returns the slot's worker."""
-        resends, reruns = self.retries, 1
-        while True:
-            if worker is None or not worker.alive:
-                worker = await self._fresh_worker(slot)
-                if worker is None:
-                    return self._fail(job, "could not start a sandbox (infrastructure error)")
-            started = time.perf_counter()
-            try:
-                reply = await worker.run(job.frames, job.secret, job.timeout, job.memory_bytes)
-            except WorkerFailure as failure:
-                self._lost(slot, failure)
-                worker = None
-                if not failure.delivered:
-                    if resends and not job.future.done():
-                        resends -= 1
-                        continue
-                    return self._fail(job, f"the sandbox failed before the job started (infrastructure): {failure}")
-                self.stats.job_runs += 1
-                worker = await self._control(slot)
-                if worker is not None:
-                    self.stats.jobs_lost += 1
-                    if not job.future.done():
-                        job.future.set_result(_lost_reply(failure, started))
-                    return worker
-                worker = await self._control(slot)
-                if worker is None:
-                    return self._fail(job, "the sandbox failed, and so did two control jobs (infrastructure error)")
-                if reruns and not job.future.done():
-                    reruns -= 1
-                    self.stats.job_reruns += 1
-                    continue
-                self._fail(job, "the sandbox failed twice on this job, and each time so did a control job")
-                return worker
-            self.stats.job_runs += 1
-            self.stats.jobs_completed += 1
-            refused = refusal(reply)
-            if refused is not None:
-                log.error("worker %d: %s", slot, refused)
-                self._fail(job, refused)
-            elif not job.future.done():
-                job.future.set_result(reply)
-            # "recycle": the runner answered but cannot take another job (an SQL engine stalled)
-            if worker.jobs_done >= self.max_jobs or reply.meta.get("leftover_processes") or reply.meta.get("recycle"):
-                self.stats.workers_recycled += 1
-                worker = await self._fresh_worker(slot)
-            return worker
-
-    def _fail(self, job: Job, message: str) -> None:
-        if not job.future.done():
-            job.future.set_exception(SandboxFailure(message))
-
     async def _serve(self, slot: int) -> None:
         worker: Worker | None = self._workers[slot]
         while True:
             job = await self._queue.get()  # never one whose caller gave up
             self.stats.busy += 1
             try:
-                worker = await self._settle(slot, worker, job)
+                worker = await _Settlement(self, slot, job).run(worker)
             finally:
                 self.stats.busy -= 1
+
+
+class _Settlement:
+    """One job's way through worker failures to a settled future, by the module's rules:
+    a resend while nothing of it ran, a control once it did, one rerun at most once two
+    controls showed the infrastructure flaky. Each step returns whether to run it again;
+    `worker` is the slot's worker throughout, handed back at the end."""
+
+    def __init__(self, pool: WorkerPool, slot: int, job: Job) -> None:
+        self.pool = pool
+        self.slot = slot
+        self.job = job
+        self.worker: Worker | None = None
+        self.resends = pool.retries
+        self.reruns = 1
+
+    async def run(self, worker: Worker | None) -> Worker | None:
+        """Run the job and settle its future either way; returns the slot's worker."""
+        self.worker = worker
+        while await self._attempt():
+            pass
+        return self.worker
+
+    async def _attempt(self) -> bool:
+        if self.worker is None or not self.worker.alive:
+            self.worker = await self.pool._fresh_worker(self.slot)
+            if self.worker is None:
+                _fail(self.job, "could not start a sandbox (infrastructure error)")
+                return False
+        job, started = self.job, time.perf_counter()
+        try:
+            reply = await self.worker.run(job.frames, job.secret, job.timeout, job.memory_bytes)
+        except WorkerFailure as failure:
+            self.pool._lost(self.slot, failure)
+            self.worker = None
+            if not failure.delivered:
+                return self._resend_before_delivery(failure)
+            self.pool.stats.job_runs += 1
+            return await self._control_after_delivery(failure, started)
+        await self._answered(reply)
+        return False
+
+    def _resend_before_delivery(self, failure: WorkerFailure) -> bool:
+        """Nothing of the job ran: it goes to a fresh worker again, `retries` times."""
+        if self.resends and not self.job.future.done():
+            self.resends -= 1
+            return True
+        _fail(self.job, f"the sandbox failed before the job started (infrastructure): {failure}")
+        return False
+
+    async def _control_after_delivery(self, failure: WorkerFailure, started: float) -> bool:
+        """The job ran: a control that passes says the failure was the job's own."""
+        self.worker = await self.pool._control(self.slot)
+        if self.worker is None:
+            return await self._rerun_after_flaky_control()
+        self.pool.stats.jobs_lost += 1
+        if not self.job.future.done():
+            self.job.future.set_result(_lost_reply(failure, started))
+        return False
+
+    async def _rerun_after_flaky_control(self) -> bool:
+        """The control failed: a second one failing too is the infrastructure's failure;
+        passing, the infrastructure was flaky, and the job runs once more, once at most."""
+        self.worker = await self.pool._control(self.slot)
+        if self.worker is None:
+            _fail(self.job, "the sandbox failed, and so did two control jobs (infrastructure error)")
+            return False
+        if self.reruns and not self.job.future.done():
+            self.reruns -= 1
+            self.pool.stats.job_reruns += 1
+            return True
+        _fail(self.job, "the sandbox failed twice on this job, and each time so did a control job")
+        return False
+
+    async def _answered(self, reply: RunnerReply) -> None:
+        """The runner answered: the reply settles the job, unless it is a refusal."""
+        assert self.worker is not None
+        pool = self.pool
+        pool.stats.job_runs += 1
+        pool.stats.jobs_completed += 1
+        refused = refusal(reply)
+        if refused is not None:
+            log.error("worker %d: %s", self.slot, refused)
+            _fail(self.job, refused)
+        elif not self.job.future.done():
+            self.job.future.set_result(reply)
+        # "recycle": the runner answered but cannot take another job (an SQL engine stalled)
+        meta = reply.meta
+        if self.worker.jobs_done >= pool.max_jobs or meta.get("leftover_processes") or meta.get("recycle"):
+            pool.stats.workers_recycled += 1
+            self.worker = await pool._fresh_worker(self.slot)
