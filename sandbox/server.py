@@ -41,6 +41,8 @@ class SandboxServer:
         self.config = config
         self.backend = backend
         self.languages = {language.enum: language for language in languages}
+        if len(self.languages) != len(languages):
+            raise ValueError(f"two languages share an enum value: {[lang.name for lang in languages]}")
         # what every sandbox is: the service's settings, and what the languages mount in it
         self.policy = policy_for(config).with_mounts(*(mount for language in languages for mount in language.mounts()))
         self.pool = WorkerPool(
@@ -57,7 +59,10 @@ class SandboxServer:
         self.lanes: dict[str, Lane] = {MAIN_LANE: PoolLane(MAIN_LANE, lambda: self.pool)}
         for language in languages:
             language.attach(host)
-            self.lanes.update(language.lanes())
+            for name, lane in language.lanes().items():
+                if name in self.lanes:
+                    raise ValueError(f"language {language.name!r} names the lane {name!r}, which is taken")
+                self.lanes[name] = lane
         self.driver = Driver(self.lanes, MemoStore(), self.audit, backend.name)
         self.servicer = Servicer(config, self.tokens, self.languages, self.lanes, self.driver, self.pool)
         self.health = health.aio.HealthServicer()

@@ -189,3 +189,18 @@ def test_the_triton_lanes_admit_by_the_service_queue_limits() -> None:
             lane.admit("someone", 4)
     finally:
         embedded.server.audit.close()
+
+
+def test_a_language_cannot_take_another_ones_enum_or_lane() -> None:
+    config = ServiceConfig(host="127.0.0.1", port=0, workers=1, audit_log=None)
+    with pytest.raises(ValueError, match="share an enum value"):
+        EmbeddedServer(config, make_backend("bwrap"), (*standard_languages(), RpnLanguage(), RpnLanguage()))
+
+    class Greedy(HeldLanguage):
+        enum = RPN_ENUM + 2
+
+        def lanes(self) -> dict[str, HoldLane]:
+            return {"main": self.lane}
+
+    with pytest.raises(ValueError, match="names the lane 'main', which is taken"):
+        EmbeddedServer(config, make_backend("bwrap"), (*standard_languages(), Greedy(HoldLane(1))))
