@@ -94,7 +94,9 @@ async def _serve(config: ServiceConfig, args: argparse.Namespace) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     logs.configure(args.log_level)
-    asyncio.run(_serve(_config(args), args))
+    if args.metrics_port < 0:
+        raise SystemExit("--metrics-port must be >= 0 (0: no metrics)")
+    asyncio.run(_serve(_config(args, metrics_port=args.metrics_port or None), args))
     return 0
 
 
@@ -228,6 +230,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the gRPC service")
     service_options(serve)
     serve.add_argument("--log-level", default="INFO")
+    serve.add_argument(
+        "--metrics-port",
+        type=int,
+        default=0,
+        metavar="N",
+        help="serve Prometheus metrics on --host:N at /metrics (default 0: no metrics)",
+    )
     serve.set_defaults(func=cmd_serve)
 
     score = commands.add_parser(

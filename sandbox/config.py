@@ -25,6 +25,7 @@ class ServiceConfig:
     tokens: tuple[tuple[str, str], ...] = ()  # (name, secret): authenticates, and names the caller
     tls_cert: str | None = None  # PEM certificate chain and key: serve TLS instead of plaintext
     tls_key: str | None = None
+    metrics_port: int | None = None  # Prometheus metrics on host:PORT (None: off; 0: an ephemeral port)
     workers: int = max(os.cpu_count() or 1, 1)
     queue_limit: int = 4096  # queued jobs; past it only callers under their fair share are admitted
     caller_queue_limit: int = 0  # queued jobs of one caller (0: queue_limit)

@@ -13,9 +13,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from rewards.model import Finding, Severity, Status, Verdict
 from sandbox.api import pb
@@ -41,12 +42,31 @@ class Started:
     verdict: Verdict | None = None
 
 
+class Observer(Protocol):
+    """Told of every task the driver takes and every result it answers (`sandbox.metrics`
+    counts them): here, where a verdict becomes a Result, each is seen exactly once."""
+
+    def accepted(self, language: str, count: int) -> None: ...
+
+    def scored(
+        self, language: str, verdict: Verdict, ran: bool, queue_ms: float, run_ms: float, total_ms: float
+    ) -> None: ...
+
+
 class Driver:
-    def __init__(self, lanes: Mapping[str, Lane], memo: MemoStore, audit: AuditLog, backend_name: str) -> None:
+    def __init__(
+        self,
+        lanes: Mapping[str, Lane],
+        memo: MemoStore,
+        audit: AuditLog,
+        backend_name: str,
+        observer: Observer | None = None,
+    ) -> None:
         self.lanes = lanes
         self.memo = memo
         self.audit = audit
         self.backend_name = backend_name
+        self.observer = observer
 
     async def start(self, tasks: list[Prepared], caller: str = "") -> list[Started]:
         """Every task's prerequisites, computed concurrently. Raises `InvalidTask` naming
@@ -63,6 +83,9 @@ class Driver:
                 raise InvalidTask(f"tasks[{index}].{exc.field}", str(exc).split(": ", 1)[1]) from None
             return Started(task, flow, job, verdict)
 
+        if self.observer is not None:
+            for language, count in Counter(task.language.name for task in tasks).items():
+                self.observer.accepted(language, count)
         return list(await asyncio.gather(*(begin(i, t) for i, t in enumerate(tasks))))
 
     async def score(self, started: Started, caller: str = "") -> pb.Result:
@@ -79,7 +102,10 @@ class Driver:
         task = started.task
         self.audit.record(task.id, task.language.name, task.code, verdict)
         total_ms = (time.perf_counter() - arrived) * 1000
-        queue_ms = max(total_ms - run_ms, 0.0) if started.job is not None else 0.0
+        ran = started.job is not None
+        queue_ms = max(total_ms - run_ms, 0.0) if ran else 0.0
+        if self.observer is not None:
+            self.observer.scored(task.language.name, verdict, ran, queue_ms, run_ms, total_ms)
         return to_proto(task.id, verdict, self.backend_name, queue_ms, run_ms, total_ms)
 
     async def _finish(self, started: Started, caller: str) -> tuple[Verdict, float]:

@@ -79,6 +79,7 @@ class PoolStats:
     jobs_completed: int = 0  # jobs answered by the runner
     job_runs: int = 0  # jobs the runner acknowledged (started), reruns included
     jobs_lost: int = 0  # jobs whose worker failed while the control passed: the job's failure
+    job_resends: int = 0  # jobs sent to a fresh worker again: their worker failed before they started
     job_reruns: int = 0  # jobs run again after the infrastructure was shown flaky
     control_jobs: int = 0
     control_failures: int = 0
@@ -246,6 +247,7 @@ class _Settlement:
         """Nothing of the job ran: it goes to a fresh worker again, `retries` times."""
         if self.resends and not self.job.future.done():
             self.resends -= 1
+            self.pool.stats.job_resends += 1
             return True
         _fail(self.job, f"the sandbox failed before the job started (infrastructure): {failure}")
         return False

@@ -14,6 +14,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from sandbox import __version__
 from sandbox.api import SERVICE
 from sandbox.audit import AuditLog
 from sandbox.auth import TokenInterceptor, Tokens
@@ -26,6 +27,7 @@ from sandbox.lanes import Lane, PoolLane
 from sandbox.language import Language
 from sandbox.languages import standard_languages
 from sandbox.memo import MemoStore
+from sandbox.metrics import Metrics
 from sandbox.pool import WorkerPool
 from sandbox.servicer import Servicer
 from sandbox.steps import MAIN_LANE
@@ -63,7 +65,9 @@ class SandboxServer:
                 if name in self.lanes:
                     raise ValueError(f"language {language.name!r} names the lane {name!r}, which is taken")
                 self.lanes[name] = lane
-        self.driver = Driver(self.lanes, MemoStore(), self.audit, backend.name)
+        # off unless a port is configured: then nothing is counted and nothing listens
+        self.metrics = Metrics(self.lanes, __version__, backend.name) if config.metrics_port is not None else None
+        self.driver = Driver(self.lanes, MemoStore(), self.audit, backend.name, self.metrics)
         self.servicer = Servicer(config, self.tokens, self.languages, self.lanes, self.driver, self.pool)
         self.health = health.aio.HealthServicer()
         self.port = config.port
@@ -94,6 +98,8 @@ class SandboxServer:
             self.port = server.add_insecure_port(address)
         if self.port == 0:
             raise OSError(f"cannot listen on {self.config.host}:{self.config.port}")
+        if self.metrics is not None:  # before serving: a port it cannot have fails the start
+            self.metrics.start(self.config.host, self.config.metrics_port or 0)
         await server.start()
         self._server = server
         await self._set_health(True)
@@ -105,6 +111,7 @@ class SandboxServer:
                     "address": f"{self.config.host}:{self.port}",
                     "backend": self.backend.name,
                     "workers": self.config.workers,
+                    "metrics_port": self.metrics.port if self.metrics is not None else None,
                 }
             },
         )
@@ -115,6 +122,8 @@ class SandboxServer:
         await self.health.enter_graceful_shutdown()
         if self._server is not None:
             await self._server.stop(grace)
+        if self.metrics is not None:
+            await asyncio.to_thread(self.metrics.stop)
         for lane in self.lanes.values():
             await lane.close()
         await self.backend.cleanup()
