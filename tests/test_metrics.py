@@ -9,6 +9,7 @@ import subprocess
 import sys
 import urllib.request
 from collections import Counter
+from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
@@ -74,7 +75,7 @@ def _listening_ports() -> set[int]:
 
 
 @pytest.fixture(scope="module")
-def metered() -> EmbeddedServer:
+def metered() -> Iterator[EmbeddedServer]:
     embedded = start_server("bwrap", metrics_port=0, workers=2)
     yield embedded
     embedded.stop()
