@@ -59,6 +59,9 @@ def _config(args: argparse.Namespace, **overrides: Any) -> ServiceConfig:
         raise SystemExit("--queue-limit must be >= 1 and --caller-queue-limit >= 0")
     values["queue_limit"], values["caller_queue_limit"] = args.queue_limit, args.caller_queue_limit
     values["triton_device"] = args.triton_device
+    if args.drain_seconds < 0:
+        raise SystemExit("--drain-seconds must be >= 0")
+    values["drain_seconds"] = args.drain_seconds
     if bool(args.tls_cert) != bool(args.tls_key):
         raise SystemExit("--tls-cert and --tls-key go together")
     values["tls_cert"], values["tls_key"] = args.tls_cert, args.tls_key
@@ -89,7 +92,7 @@ async def _serve(config: ServiceConfig, args: argparse.Namespace) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    await server.stop()
+    await server.drain(config.drain_seconds)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -223,6 +226,13 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="DIR",
             help="where automatic database variants are cached "
             "(default: $RFT_SANDBOX_CACHE or ~/.cache/rft-sandbox, then sql-variants/)",
+        )
+        p.add_argument(
+            "--drain-seconds",
+            type=float,
+            default=ServiceConfig.drain_seconds,
+            help="on SIGTERM/SIGINT: refuse new calls (UNAVAILABLE, health NOT_SERVING), let accepted tasks "
+            "finish for this long, answer any still running SANDBOX_ERROR, then exit (default %(default)s)",
         )
         p.add_argument("--host", default="127.0.0.1")
         p.add_argument("--port", type=int, default=50051)

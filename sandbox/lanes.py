@@ -33,6 +33,10 @@ class Lane(Protocol):
 
     async def start(self) -> None: ...
 
+    def abandon(self, reason: str) -> None:
+        """The service is stopping: answer every job waiting or running here with
+        `SandboxFailure(reason)`, now, and any job sent later too."""
+
     async def close(self) -> None: ...
 
 
@@ -83,6 +87,10 @@ class PoolLane:
         timeout = job.task_ms / 1000 + _RUNNER_SLACK_SECONDS
         memory = job.frame.get("limits", {}).get("memory_bytes", 0)  # for the job's whole process tree
         return await pool.run(PoolJob(framing.pack(job.frame), framing.pack(job.secret), timeout, caller, memory))
+
+    def abandon(self, reason: str) -> None:
+        if self.pool is not None:
+            self.pool.abandon(reason)
 
     async def close(self) -> None:
         pool, self.pool, self._started = self.pool, None, False

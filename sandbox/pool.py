@@ -114,6 +114,8 @@ class WorkerPool:
         self._queue: FairQueue[Job] = FairQueue(queue_limit, caller_queue_limit)
         self._slots: list[asyncio.Task[None]] = []
         self._workers: dict[int, Worker] = {}
+        self._waiting: set[asyncio.Future[RunnerReply]] = set()  # jobs queued or running: their callers wait
+        self._abandoned: str | None = None
 
     @property
     def queued(self) -> int:
@@ -145,8 +147,23 @@ class WorkerPool:
         self._queue.admit(caller, count)
 
     async def run(self, job: Job) -> RunnerReply:
+        if self._abandoned is not None:
+            raise SandboxFailure(self._abandoned)
         self._queue.put(job.caller, job, job.future)
-        return await job.future
+        self._waiting.add(job.future)
+        try:
+            return await job.future
+        finally:
+            self._waiting.discard(job.future)
+
+    def abandon(self, reason: str) -> None:
+        """The service is stopping: every job queued or running is answered with a sandbox
+        failure saying `reason` (its task a SANDBOX_ERROR, not a silence), and so is any job
+        sent later. A running job's worker finishes it unheard; `close` stops the workers."""
+        self._abandoned = reason
+        for future in list(self._waiting):
+            if not future.done():
+                future.set_exception(SandboxFailure(reason))
 
     async def _fresh_worker(self, slot: int) -> Worker | None:
         """Replace the slot's worker; None if the backend cannot start one right now."""

@@ -21,6 +21,7 @@ from sandbox.auth import TokenInterceptor, Tokens
 from sandbox.backends.base import Backend
 from sandbox.backends.policy import policy_for
 from sandbox.config import ServiceConfig
+from sandbox.drain import STOPPED
 from sandbox.driver import Driver
 from sandbox.host import Host
 from sandbox.lanes import Lane, PoolLane
@@ -33,6 +34,7 @@ from sandbox.servicer import Servicer
 from sandbox.steps import MAIN_LANE
 
 log = logging.getLogger(__name__)
+_ANSWER_SECONDS = 5.0  # after the grace: for the abandoned tasks' SANDBOX_ERROR results to be sent
 
 
 class SandboxServer:
@@ -115,6 +117,24 @@ class SandboxServer:
                 }
             },
         )
+
+    async def drain(self, grace: float) -> None:
+        """Stop as a member of a fleet: NOT_SERVING and new calls refused (UNAVAILABLE, so
+        clients go to another endpoint) at once; the calls already accepted run to their
+        end for up to `grace` seconds; a task still unfinished then is answered SANDBOX_ERROR
+        (never dropped, never answered twice); then `stop`."""
+        if self._monitor is not None:
+            self._monitor.cancel()  # it would report SERVING again while workers live
+        gate = self.servicer.gate
+        gate.close()
+        await self._set_health(False)
+        log.info("draining", extra={"fields": {"calls": gate.calls, "grace_seconds": grace}})
+        if not await gate.idle(grace):
+            log.warning("drain grace ended", extra={"fields": {"calls": gate.calls}})
+            for lane in self.lanes.values():
+                lane.abandon(STOPPED)
+            await gate.idle(_ANSWER_SECONDS)
+        await self.stop()
 
     async def stop(self, grace: float = 2.0) -> None:
         if self._monitor is not None:

@@ -8,6 +8,7 @@ generic INTERNAL that a failing deserializer produces.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter
@@ -21,6 +22,7 @@ from sandbox import __version__
 from sandbox.api import SERVICE, pb
 from sandbox.auth import Tokens
 from sandbox.config import ServiceConfig
+from sandbox.drain import Gate
 from sandbox.driver import Driver, Started
 from sandbox.intake import Prepared, prepare_all
 from sandbox.lanes import Lane
@@ -48,6 +50,7 @@ class Servicer:
         self.lanes = lanes
         self.driver = driver
         self.pool = pool  # the main lane's: what Stats reports
+        self.gate = Gate()  # closed by a drain: Score and ScoreBatch refused, accepted calls counted
 
     def handler(self) -> grpc.GenericRpcHandler:
         return grpc.method_handlers_generic_handler(
@@ -106,7 +109,16 @@ class Servicer:
         for lane, count in counts.items():
             self.lanes[lane].admit(caller, count)
 
+    async def _refuse_if_draining(self, context: grpc.aio.ServicerContext) -> None:
+        if self.gate.refusal is not None:  # UNAVAILABLE: the client sends it to another endpoint
+            await context.abort(grpc.StatusCode.UNAVAILABLE, self.gate.refusal)
+
     async def _score(self, raw: bytes, context: grpc.aio.ServicerContext) -> pb.Result:
+        await self._refuse_if_draining(context)
+        with self.gate.call():
+            return await self._score_one(raw, context)
+
+    async def _score_one(self, raw: bytes, context: grpc.aio.ServicerContext) -> pb.Result:
         request = await self._parse(pb.ScoreRequest, raw, context)
         if not request.HasField("task"):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "task: is required")
@@ -117,6 +129,13 @@ class Servicer:
         return result
 
     async def _score_batch(self, raw: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.Result]:
+        await self._refuse_if_draining(context)
+        with self.gate.call():
+            async with contextlib.aclosing(self._stream_batch(raw, context)) as results:
+                async for result in results:
+                    yield result
+
+    async def _stream_batch(self, raw: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.Result]:
         request = await self._parse(pb.ScoreBatchRequest, raw, context)
         caller = self._caller(context)
         started_tasks = await self._prepare(request.tasks, context, single=False, caller=caller)

@@ -123,6 +123,9 @@ class HoldLane:
     async def start(self) -> None:
         """Nothing to start."""
 
+    def abandon(self, reason: str) -> None:
+        self.release.set()
+
     async def close(self) -> None:
         self.release.set()
 

@@ -67,6 +67,9 @@ class PostgresLane:
     async def start(self) -> None:
         """Connections are made on first use."""
 
+    def abandon(self, reason: str) -> None:
+        """Nothing waits here past its statement timeout: a drain lets its queries end."""
+
     async def close(self) -> None:
         await self.executor.close()
 
