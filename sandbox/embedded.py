@@ -7,6 +7,7 @@ callers talk to it over real gRPC like any other client.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Sequence
 from types import TracebackType
@@ -15,6 +16,8 @@ from sandbox.backends.base import Backend
 from sandbox.config import ServiceConfig
 from sandbox.language import Language
 from sandbox.server import SandboxServer
+
+log = logging.getLogger(__name__)
 
 
 class EmbeddedServer:
@@ -39,9 +42,20 @@ class EmbeddedServer:
     def stop(self) -> None:
         try:
             self.call(self.server.stop(), timeout=60)
+        except TimeoutError:
+            self._log_stuck_tasks()
+            raise
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=10)
+
+    def _log_stuck_tasks(self) -> None:
+        """What the server's loop is still awaiting when a stop did not finish (to find why)."""
+        for task in asyncio.all_tasks(self._loop):
+            stack = "".join(
+                f"  {frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}\n" for frame in task.get_stack()
+            )
+            log.error("stop did not finish: %s awaits\n%s", task.get_name(), stack)
 
     def __enter__(self) -> EmbeddedServer:
         return self.start()

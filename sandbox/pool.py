@@ -113,6 +113,7 @@ class WorkerPool:
         self._control_frame = _control_job(policy.rlimits)
         self._queue: FairQueue[Job] = FairQueue(queue_limit, caller_queue_limit)
         self._slots: list[asyncio.Task[None]] = []
+        self._closing = False
         self._workers: dict[int, Worker] = {}
         self._waiting: set[asyncio.Future[RunnerReply]] = set()  # jobs queued or running: their callers wait
         self._abandoned: str | None = None
@@ -136,9 +137,16 @@ class WorkerPool:
             self._slots.append(asyncio.create_task(self._serve(worker.slot)))
 
     async def close(self) -> None:
-        for task in self._slots:
-            task.cancel()
-        await asyncio.gather(*self._slots, return_exceptions=True)
+        """Stop every slot, then every worker. A slot is cancelled until it has ended: in
+        Python 3.11 `asyncio.wait_for` swallows a cancellation that arrives just as what it
+        awaits finishes (gh-86296), and a slot replacing its worker then went back to wait
+        for the next job, so a single cancel could leave the close waiting forever."""
+        self._closing = True
+        pending = set(self._slots)
+        while pending:
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=1.0)
         await asyncio.gather(*(w.stop() for w in self._workers.values()), return_exceptions=True)
         self._workers.clear()
 
@@ -211,7 +219,7 @@ class WorkerPool:
 
     async def _serve(self, slot: int) -> None:
         worker: Worker | None = self._workers[slot]
-        while True:
+        while not self._closing:
             job = await self._queue.get()  # never one whose caller gave up
             self.stats.busy += 1
             try:
