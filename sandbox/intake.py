@@ -8,6 +8,7 @@ to every language (id, code, limits) is checked here; the rest by the language.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -43,13 +44,19 @@ def _bounded(value: int, bounds: LimitBounds, field: str) -> int:
     return value
 
 
+@functools.lru_cache(maxsize=8)
+def _rlimits(config: ServiceConfig) -> dict[str, int]:
+    """Once per configuration, not per task (`dataclasses.asdict` on the hot path)."""
+    return JobRlimits.of(config).job_limits()
+
+
 def resolve_limits(limits: Any, config: ServiceConfig) -> dict[str, int]:
     resolved = {
         "test_ms": _bounded(limits.test_timeout_ms, config.test_timeout_ms, "limits.test_timeout_ms"),
         "task_ms": _bounded(limits.task_timeout_ms, config.task_timeout_ms, "limits.task_timeout_ms"),
         "memory_bytes": _bounded(limits.memory_bytes, config.memory_bytes, "limits.memory_bytes"),
         "output_bytes": _bounded(limits.output_bytes, config.output_bytes, "limits.output_bytes"),
-        **JobRlimits.of(config).job_limits(),  # the sandbox policy's: not the request's to choose
+        **_rlimits(config),  # the sandbox policy's: not the request's to choose
     }
     resolved["test_ms"] = min(resolved["test_ms"], resolved["task_ms"])
     return resolved
