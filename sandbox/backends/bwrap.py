@@ -48,11 +48,11 @@ from sandbox.backends.policy import SandboxPolicy
 log = logging.getLogger(__name__)
 
 _STREAM_LIMIT = 64 << 20
-_REMOVE_SECONDS = 2.0
+_REMOVE_SECONDS = 2.0  # after a worker stops, how long its cgroup may take to empty
 # bwrap's own environment: its init process (pid 1 of the sandbox) keeps it, and as an
 # ordinary user jobs share that process's uid and can read /proc/1/environ; the service's
 # environment holds the bearer token (RFT_SANDBOX_TOKEN), so bwrap gets only the PATH.
-_BWRAP_ENV = {"PATH": os.environ.get("PATH", os.defpath)}  # after a worker stops, how long its cgroup may take to empty
+_BWRAP_ENV = {"PATH": os.environ.get("PATH", os.defpath)}
 
 
 @dataclass
