@@ -15,14 +15,16 @@ from collections.abc import Iterator
 import pytest
 from dnslib import QTYPE, RCODE, RR, A, DNSRecord
 from dnslib.server import BaseResolver, DNSLogger, DNSServer
+from grpc_health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
+from grpc_health.v1.health_pb2_grpc import HealthStub
 
 from sandbox.embedded import EmbeddedServer
 from tests.conftest import start_server
-from tests.helpers import HEALTHY_CODE, call_task, status_name, wait_for
+from tests.helpers import HEALTHY_CODE, call_task, limits, status_name, wait_for
 from trainer_plugin.client import ClientOptions, SandboxClient
 
 NAME = "fleet.rft.test"
-SLOW_CODE = "import time\n\ndef echo(x):\n    time.sleep(0.5)\n    return x\n"
+SLOW_CODE = "import time\n\ndef echo(x, seconds):\n    time.sleep(seconds)\n    return x\n"
 
 
 class Zone(BaseResolver):
@@ -141,7 +143,7 @@ def test_a_server_stopped_mid_batch_loses_no_task(zone, fleet) -> None:
     fleet.serve("127.0.0.3")
     # two calls of six 0.5 s tasks: a call outlives the stop's 2 s grace, so it is cut
     client = client_for(dns_port, fleet.port, batch_size=6)
-    tasks = [call_task(f"slow{i}", SLOW_CODE, "echo", [([i], i)]) for i in range(12)]
+    tasks = [call_task(f"slow{i}", SLOW_CODE, "echo", [([i, 0.5], i)]) for i in range(12)]
     results: list = []
     worker = threading.Thread(target=lambda: results.extend(client.score_all(tasks)))
     try:
@@ -156,3 +158,31 @@ def test_a_server_stopped_mid_batch_loses_no_task(zone, fleet) -> None:
         client.close()
     assert_all_passed(tasks, results)
     assert fleet.scored(survivor) > 0, "the survivor scored what the stopped server left"
+
+
+def test_a_draining_server_gets_no_new_call(zone, fleet) -> None:
+    _, dns_port = zone
+    fleet.serve("127.0.0.2")
+    fleet.serve("127.0.0.3")
+    draining = fleet.servers["127.0.0.2"]
+    holder = SandboxClient(ClientOptions(f"127.0.0.2:{fleet.port}", timeout=60))  # keeps the drain waiting
+    long_task = call_task("held", SLOW_CODE, "echo", [([0, 6], 0)], limits(test_ms=30_000, task_ms=30_000))
+    held = threading.Thread(target=lambda: list(holder.score_batch([long_task])))
+    held.start()
+    assert wait_for(lambda: draining.server.servicer.gate.calls > 0, timeout=30)
+    drain = threading.Thread(target=lambda: draining.call(draining.server.drain(30.0)))
+    drain.start()
+    health = HealthStub(holder.channel)
+    not_serving = HealthCheckResponse.NOT_SERVING
+    assert wait_for(lambda: health.Check(HealthCheckRequest(), timeout=10).status == not_serving, timeout=30)
+    # no retries: a call routed to the draining server would come back SANDBOX_ERROR
+    client = client_for(dns_port, fleet.port, retries=0)
+    try:
+        tasks = adds(0, 8)
+        assert_all_passed(tasks, client.score_all(tasks))
+    finally:
+        client.close()
+        held.join(60)
+        drain.join(60)
+        holder.close()
+    assert fleet.scored("127.0.0.3") == len(tasks), "the client saw the health service's NOT_SERVING"
