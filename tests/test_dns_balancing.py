@@ -18,6 +18,8 @@ from dnslib.server import BaseResolver, DNSLogger, DNSServer
 from grpc_health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
 from grpc_health.v1.health_pb2_grpc import HealthStub
 
+from sandbox import cli
+from sandbox.config import ServiceConfig
 from sandbox.embedded import EmbeddedServer
 from tests.conftest import start_server
 from tests.helpers import HEALTHY_CODE, call_task, limits, status_name, wait_for
@@ -186,3 +188,18 @@ def test_a_draining_server_gets_no_new_call(zone, fleet) -> None:
         drain.join(60)
         holder.close()
     assert fleet.scored("127.0.0.3") == len(tasks), "the client saw the health service's NOT_SERVING"
+
+
+def test_serve_takes_a_max_connection_age(monkeypatch) -> None:
+    seen: list = []
+
+    async def serve(config, args) -> None:  # the server itself is exercised above
+        seen.append(config.max_connection_age)
+
+    monkeypatch.setattr(cli, "_serve", serve)
+    monkeypatch.setattr(cli.logs, "configure", lambda level: None)  # leave the test run's logging alone
+    assert cli.main(["serve", "--backend", "bwrap", "--max-connection-age", "2.5"]) == 0
+    assert cli.main(["serve", "--backend", "bwrap"]) == 0
+    assert seen == [2.5, ServiceConfig.max_connection_age]
+    with pytest.raises(SystemExit, match="--max-connection-age must be >= 0"):
+        cli.main(["serve", "--max-connection-age", "-1"])
