@@ -99,7 +99,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logs.configure(args.log_level)
     if args.metrics_port < 0:
         raise SystemExit("--metrics-port must be >= 0 (0: no metrics)")
-    asyncio.run(_serve(_config(args, metrics_port=args.metrics_port or None), args))
+    if args.max_connection_age < 0:
+        raise SystemExit("--max-connection-age must be >= 0 (0: connections never age)")
+    config = _config(args, metrics_port=args.metrics_port or None, max_connection_age=args.max_connection_age)
+    asyncio.run(_serve(config, args))
     return 0
 
 
@@ -246,6 +249,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         metavar="N",
         help="serve Prometheus metrics on --host:N at /metrics (default 0: no metrics)",
+    )
+    serve.add_argument(
+        "--max-connection-age",
+        type=float,
+        default=ServiceConfig.max_connection_age,
+        metavar="SECONDS",
+        help="ask each client to reconnect after this long, so clients of a dns:/// target (a headless "
+        "Service) re-resolve it and find new replicas; calls in flight finish (default %(default)s; 0: never)",
     )
     serve.set_defaults(func=cmd_serve)
 

@@ -35,6 +35,7 @@ from sandbox.steps import MAIN_LANE
 
 log = logging.getLogger(__name__)
 _ANSWER_SECONDS = 5.0  # after the grace: for the abandoned tasks' SANDBOX_ERROR results to be sent
+_UNLIMITED_MS = 2**31 - 1  # gRPC's INT_MAX: no limit
 
 
 class SandboxServer:
@@ -86,6 +87,7 @@ class SandboxServer:
             options=[
                 ("grpc.max_receive_message_length", self.config.max_request_bytes),
                 ("grpc.max_send_message_length", self.config.max_request_bytes),
+                *_age_options(self.config.max_connection_age),
             ],
         )
         server.add_generic_rpc_handlers([self.servicer.handler()])
@@ -168,3 +170,14 @@ class SandboxServer:
     async def wait(self) -> None:
         assert self._server is not None
         await self._server.wait_for_termination()
+
+
+def _age_options(seconds: float) -> list[tuple[str, int]]:
+    """A connection older than `seconds` (gRPC adds +-10% jitter) gets a GOAWAY: its client
+    reconnects, re-resolving a `dns:` name, so clients of a headless Service find new pods.
+    The grace is unlimited: a ScoreBatch stream in flight runs to its end (bounded by its
+    caller's deadline), since cutting it would make its accepted tasks run again elsewhere."""
+    if seconds <= 0:
+        return []
+    age_ms = max(int(seconds * 1000), 1)
+    return [("grpc.max_connection_age_ms", age_ms), ("grpc.max_connection_age_grace_ms", _UNLIMITED_MS)]

@@ -10,7 +10,8 @@ Both faces make the same calls from the same `ClientOptions` (the httpx model):
       - identical tasks (same code, same tests) scored once;
       - big batches split into ScoreBatch calls, a few in flight per process (a cap shared
         by every client on the event loop), spread over several endpoints round-robin, an
-        endpoint that fails resting a while (fail-over);
+        endpoint that fails resting a while (fail-over); a `dns:` target is one endpoint
+        whose calls gRPC itself spreads over every address of the name (`_balancing`);
       - retries with jittered backoff on transport failures only (unavailable, overloaded,
         reset): a verdict is never retried, and results already streamed back are kept;
       - an overall deadline for the whole batch.
@@ -23,6 +24,7 @@ spawn) and reconnect there.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import threading
@@ -33,7 +35,7 @@ from typing import Any
 
 import grpc
 
-from sandbox.api import CLIENT_CHANNEL_ARGS, Stub, pb
+from sandbox.api import CLIENT_CHANNEL_ARGS, SERVICE, Stub, pb
 
 # Failures of the transport or of the service's capacity: the same request may succeed later.
 RETRYABLE = frozenset(
@@ -48,11 +50,26 @@ RETRYABLE = frozenset(
 )
 _REST_SECONDS = 5.0  # how long an endpoint that failed is skipped when others are up
 _semaphores: dict[tuple[int, int, int], asyncio.Semaphore] = {}  # (pid, loop, cap) -> shared cap
+# A `dns:` target's channel: each call to the next address the name resolves to (round_robin),
+# skipping an address whose health service says NOT_SERVING (draining, or no live worker).
+_DNS_SERVICE_CONFIG = json.dumps(
+    {"loadBalancingConfig": [{"round_robin": {}}], "healthCheckConfig": {"serviceName": SERVICE}}
+)
+
+
+def _balancing(target: str, channel_args: Sequence[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """The channel arguments a target adds: for `dns:///NAME:PORT` (or `dns://DNS_SERVER/NAME:PORT`)
+    balancing over all the name's addresses, as a headless Kubernetes Service needs; gRPC
+    re-resolves the name when a connection ends (the server's max connection age makes them
+    end; docs/deployment-dns.md). A caller's own service config wins; other targets: none."""
+    if not target.startswith("dns:") or any(name == "grpc.service_config" for name, _ in channel_args):
+        return []
+    return [("grpc.service_config", _DNS_SERVICE_CONFIG)]
 
 
 @dataclass
 class ClientOptions:
-    targets: tuple[str, ...] | str = ("127.0.0.1:50051",)  # or "HOST:PORT[,HOST:PORT...]"
+    targets: tuple[str, ...] | str = ("127.0.0.1:50051",)  # or "HOST:PORT[,HOST:PORT...]", or "dns:///NAME:PORT"
     token: str | None = None
     tls: bool = False
     root_certificates: bytes | None = None  # PEM; None = the system's roots (with tls)
@@ -105,9 +122,8 @@ class _Core:
     def _metadata(self) -> tuple[tuple[str, str], ...] | None:
         return (("authorization", f"Bearer {self.options.token}"),) if self.options.token else None
 
-    @property
-    def _channel_args(self) -> list[tuple[str, Any]]:
-        return [*CLIENT_CHANNEL_ARGS, *self.options.channel_args]
+    def _channel_args(self, target: str) -> list[tuple[str, Any]]:
+        return [*CLIENT_CHANNEL_ARGS, *_balancing(target, self.options.channel_args), *self.options.channel_args]
 
     def _credentials(self) -> grpc.ChannelCredentials | None:
         if not self.options.tls:
@@ -142,9 +158,9 @@ class AsyncSandboxClient(_Core):
         if channel is None:
             credentials = self._credentials()
             if credentials is not None:
-                channel = grpc.aio.secure_channel(target, credentials, options=self._channel_args)
+                channel = grpc.aio.secure_channel(target, credentials, options=self._channel_args(target))
             else:
-                channel = grpc.aio.insecure_channel(target, options=self._channel_args)
+                channel = grpc.aio.insecure_channel(target, options=self._channel_args(target))
             self._channels[key] = channel
         return Stub(channel)
 
@@ -283,9 +299,9 @@ class SandboxClient(_Core):
         if channel is None:
             credentials = self._credentials()
             if credentials is not None:
-                channel = grpc.secure_channel(target, credentials, options=self._channel_args)
+                channel = grpc.secure_channel(target, credentials, options=self._channel_args(target))
             else:
-                channel = grpc.insecure_channel(target, options=self._channel_args)
+                channel = grpc.insecure_channel(target, options=self._channel_args(target))
             self._channels[key] = channel
         return channel
 
