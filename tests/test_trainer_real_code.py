@@ -5,9 +5,11 @@ rewards through `RewardLoopManager`, whose Ray actors are `RewardLoopWorker`s; e
 builds its reward manager with `load_reward_manager(config, tokenizer)` from the config's
 `reward.custom_reward_function` (path, name, reward_kwargs) and awaits `run_single` per
 sample; the manager (or the agent loop) then puts each score at the sample's last valid
-response token (`assemble_rm_scores`). Here the worker class runs in this process (Ray only
-wraps it in an actor), on a config composed by Hydra from verl's own `ppo_trainer.yaml`,
-with a tokenizer trained locally and a `DataProto` laid out as verl's rollout lays it out.
+response token (`assemble_rm_scores`). One test runs that manager itself, its workers as Ray
+actors on a one-node cluster in a private network namespace; the others run the worker class
+in this process (Ray only wraps it in an actor). All use a config composed by Hydra from
+verl's own `ppo_trainer.yaml`, a tokenizer trained locally and a `DataProto` laid out as
+verl's rollout lays it out.
 The legacy `BatchRewardManager` (no longer built by `load_reward_manager` in 0.9.1) runs
 `compute_score_batch` through verl's own loader.
 
@@ -17,7 +19,8 @@ vLLM engine is the one part replaced: a replay engine returns a fixed completion
 ids in vLLM's output shape, so the executor's own decoding and reward call run unchanged.
 
 Where the service is reached is the `target` fixture alone (a `HOST:PORT` of an embedded
-server today; a `ray://NAME` fleet is another value of it).
+server today; a `ray://NAME` fleet is another value of it), and `start_server` in
+`ray_reward_loop_case` for the Ray test (where a fleet would be brought up instead).
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -251,6 +257,60 @@ def test_verl_row_without_its_test_column_stops_the_step(model_dir: str, target:
         run_reward_loop(config, batch)
 
 
+def ray_reward_loop_case() -> None:
+    """Run as a script inside a fresh network namespace: a service, a one-node Ray cluster and
+    verl's `RewardLoopManager` with two `RewardLoopWorker` actors, scoring the samples as the
+    PPO trainer does (`compute_rm_score`); prints what came out as JSON."""
+    import tempfile
+
+    import ray
+    from verl.experimental.reward_loop import RewardLoopManager
+    from verl.trainer.ppo.reward import extract_reward
+
+    work = Path(tempfile.mkdtemp(prefix="verl-ray-"))
+    server = start_server("bwrap")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, _temp_dir=str(work / "ray"))
+    try:
+        model = build_tiny_model_dir(work / "model")
+        config = verl_config(model, server.target, "reward.num_workers=2", name="compute_score_async")
+        batch = rollout_batch(load_tokenizer(model), [(row, text) for row, text, _ in SAMPLES])
+        reward, extra = extract_reward(RewardLoopManager(config).compute_rm_score(batch))
+        core = RewardCore(TaskSpec("python"), ClientOptions(targets=(server.target,), timeout=120))
+        direct = core.score([c for _, c, _ in SAMPLES], [row for row, _, _ in SAMPLES])
+        report = {
+            "reward": reward.tolist(),
+            "positions": last_token_positions(batch),
+            "service": [float(r.score) for r in direct],
+            "infra_error": extra["infra_error"].tolist(),
+        }
+        print("RESULT " + json.dumps(report), flush=True)
+    finally:
+        ray.shutdown()
+        server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def test_verl_ray_reward_loop_manager() -> None:
+    """The trainer's own entry, Ray actors included (loopback only: its own network namespace)."""
+    need("verl")
+    need("ray")
+    if shutil.which("unshare") is None or shutil.which("ip") is None:
+        pytest.fail("this test needs unshare and ip (util-linux, iproute2)")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+    env.pop("RAY_ADDRESS", None)
+    command = f"ip link set lo up && exec {sys.executable} {Path(__file__).resolve()}"
+    done = subprocess.run(
+        ["unshare", "--net", "sh", "-c", command], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    assert done.returncode == 0 and lines, done.stderr[-4000:]
+    report = json.loads(lines[-1].removeprefix("RESULT "))
+    assert report["service"][0] == 1.0 and report["service"][4] == 0.0
+    for row, position, score in zip(report["reward"], report["positions"], report["service"], strict=True):
+        assert row[position] == score and sum(map(abs, row)) == abs(score), (row, position, score)
+    assert report["infra_error"] == [0.0] * len(SAMPLES)
+
+
 # ---------------------------------------------------------------- OpenRLHF
 
 
@@ -361,3 +421,7 @@ def test_openrlhf_down_service_is_a_flagged_zero(model_dir: str) -> None:
     assert [o["extra_logs"]["sandbox_error"] for o in outputs] == [1.0] * len(SAMPLES)
     experiences = [to_experience()(o) for o in outputs]
     assert [e.info["sandbox_error"].item() for e in experiences] == [1.0] * len(SAMPLES)
+
+
+if __name__ == "__main__":
+    ray_reward_loop_case()
