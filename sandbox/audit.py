@@ -1,12 +1,16 @@
 """The audit trail: one JSON line per finding, for people to query later.
 
-Appends are line-sized writes to a file opened in append mode, so concurrent writers
-(several service processes) interleave whole lines. `query` is what the
-`rft-sandbox audit` command uses.
+Several service processes (`serve --processes`) append to one file. O_APPEND makes each
+write() land at the end, but neither POSIX nor every filesystem (NFS) promises that a
+large write() is not split or interleaved with another, and write() may write less than
+asked. So each record is written whole under an exclusive flock, looping over short
+writes: the lines of concurrent writers never mix. `query` is what the `rft-sandbox
+audit` command uses.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -53,7 +57,7 @@ class AuditLog:
                 )
                 + "\n"
             )
-        os.write(self._fd, "".join(lines).encode("utf-8", "replace"))  # a lone surrogate from a sandbox
+        self._append("".join(lines).encode("utf-8", "replace"))  # a lone surrogate from a sandbox
 
     def record_event(self, code: str, evidence: str) -> None:
         """A CRITICAL finding about the service itself (no task), e.g. a modified database."""
@@ -72,7 +76,17 @@ class AuditLog:
                 "code_sha256": "",
             }
         )
-        os.write(self._fd, (line + "\n").encode("utf-8"))
+        self._append((line + "\n").encode("utf-8"))
+
+    def _append(self, data: bytes) -> None:
+        assert self._fd is not None
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view) :]
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
         if self._fd is not None:

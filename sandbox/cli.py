@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import signal
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from sandbox.api import CLIENT_CHANNEL_ARGS, Stub, pb, taskfile
 from sandbox.config import ServiceConfig
 
 TOKEN_ENV = "RFT_SANDBOX_TOKEN"  # noqa: S105 - the variable's name, not a secret
+PROFILE_ENV = "RFT_SANDBOX_PROFILE"  # set: `serve` runs under cProfile, stats to $RFT_SANDBOX_PROFILE.<pid>
 _BATCH_DEADLINE_S = 600.0  # one ScoreBatch call of `score`
 
 
@@ -34,6 +36,8 @@ def _make_backend(args: argparse.Namespace) -> Any:
         backend = make_backend(args.backend, image=args.docker_image, runtime=args.docker_runtime)
     except BackendUnavailable as exc:
         raise SystemExit(f"backend {args.backend}: {exc}") from None
+    if args.slot_offset and hasattr(backend, "instance"):  # one of `serve --processes`' processes:
+        backend.instance = f"{backend.instance}-{args.slot_offset}"  # its cleanup must spare its siblings'
     if args.triton_device == "cuda" and backend.name != "docker":
         raise SystemExit("--triton-device cuda needs the docker backend (it passes the GPUs through)")
     return backend
@@ -45,6 +49,7 @@ def _config(args: argparse.Namespace, **overrides: Any) -> ServiceConfig:
         "port": args.port,
         "token": args.token or os.environ.get(TOKEN_ENV) or None,
         "audit_log": args.audit_log,
+        "job_uid_base": ServiceConfig.job_uid_base + args.slot_offset,
     }
     if args.workers:
         values["workers"] = args.workers
@@ -99,11 +104,38 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logs.configure(args.log_level)
     if args.metrics_port < 0:
         raise SystemExit("--metrics-port must be >= 0 (0: no metrics)")
+<<<<<<< HEAD
     if args.max_connection_age < 0:
         raise SystemExit("--max-connection-age must be >= 0 (0: connections never age)")
     config = _config(args, metrics_port=args.metrics_port or None, max_connection_age=args.max_connection_age)
+=======
+    config = _config(args, metrics_port=args.metrics_port or None)  # a bad flag fails here, once
+    if args.processes != 1:
+        return _supervise(args, config)
+    profile = os.environ.get(PROFILE_ENV)
+    if profile:  # where a service process's own CPU goes (bench/service_cpu.py --profile)
+        import cProfile
+
+        with cProfile.Profile() as profiler:
+            asyncio.run(_serve(config, args))
+        profiler.dump_stats(f"{profile}.{os.getpid()}")
+        return 0
+>>>>>>> cores
     asyncio.run(_serve(config, args))
     return 0
+
+
+def _supervise(args: argparse.Namespace, config: ServiceConfig) -> int:
+    from sandbox.multiproc import supervise
+
+    if args.processes < 1:
+        raise SystemExit("--processes must be >= 1")
+    if config.triton_device == "cuda":
+        raise SystemExit("--processes > 1 with --triton-device cuda: every process would claim every GPU")
+    try:
+        return supervise(args.argv, config.host, config.port, config.workers, args.processes, args.metrics_port)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def _validated(config: ServiceConfig) -> Callable[[pb.Task], None]:
@@ -237,6 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
             help="on SIGTERM/SIGINT: refuse new calls (UNAVAILABLE, health NOT_SERVING), let accepted tasks "
             "finish for this long, answer any still running SANDBOX_ERROR, then exit (default %(default)s)",
         )
+        # set by `serve --processes` for each process: the node's slots before its own
+        p.add_argument("--slot-offset", type=int, default=0, help=argparse.SUPPRESS)
         p.add_argument("--host", default="127.0.0.1")
         p.add_argument("--port", type=int, default=50051)
 
@@ -248,7 +282,16 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=0,
         metavar="N",
-        help="serve Prometheus metrics on --host:N at /metrics (default 0: no metrics)",
+        help="serve Prometheus metrics on --host:N at /metrics (default 0: no metrics); "
+        "with --processes, process i on N+i",
+    )
+    serve.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="service processes sharing --port (SO_REUSEPORT), to use more than one core; --workers "
+        "is split among them, --queue-limit is per process; see docs/deployment-cores.md (default 1)",
     )
     serve.add_argument(
         "--max-connection-age",
@@ -283,6 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # what `serve --processes` passes on
     return int(args.func(args))
 
 

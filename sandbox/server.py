@@ -88,6 +88,7 @@ class SandboxServer:
                 ("grpc.max_receive_message_length", self.config.max_request_bytes),
                 ("grpc.max_send_message_length", self.config.max_request_bytes),
                 *_age_options(self.config.max_connection_age),
+                ("grpc.so_reuseport", 1),  # gRPC's default on Linux, relied on by `serve --processes`
             ],
         )
         server.add_generic_rpc_handlers([self.servicer.handler()])

@@ -132,4 +132,4 @@ class SandboxPolicy:
 
 def policy_for(config: ServiceConfig) -> SandboxPolicy:
     """The service's policy: the settings it takes from the service's configuration."""
-    return SandboxPolicy(rlimits=JobRlimits.of(config))
+    return SandboxPolicy(rlimits=JobRlimits.of(config), job_uid_base=config.job_uid_base)
