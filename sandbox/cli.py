@@ -104,12 +104,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logs.configure(args.log_level)
     if args.metrics_port < 0:
         raise SystemExit("--metrics-port must be >= 0 (0: no metrics)")
-<<<<<<< HEAD
     if args.max_connection_age < 0:
         raise SystemExit("--max-connection-age must be >= 0 (0: connections never age)")
+    # a bad flag fails here, once (before `--processes` starts any process)
     config = _config(args, metrics_port=args.metrics_port or None, max_connection_age=args.max_connection_age)
-=======
-    config = _config(args, metrics_port=args.metrics_port or None)  # a bad flag fails here, once
     if args.processes != 1:
         return _supervise(args, config)
     profile = os.environ.get(PROFILE_ENV)
@@ -120,7 +118,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
             asyncio.run(_serve(config, args))
         profiler.dump_stats(f"{profile}.{os.getpid()}")
         return 0
->>>>>>> cores
     asyncio.run(_serve(config, args))
     return 0
 

@@ -30,15 +30,12 @@ class ServiceConfig:
     queue_limit: int = 4096  # queued jobs; past it only callers under their fair share are admitted
     caller_queue_limit: int = 0  # queued jobs of one caller (0: queue_limit)
     max_jobs_per_worker: int = 1000
-<<<<<<< HEAD
     # seconds a client connection may live before the server asks the client to reconnect (which
     # makes a `dns:` client re-resolve: docs/deployment-dns.md); calls in flight are not cut; 0: forever
     max_connection_age: float = 300.0
-=======
     # worker slot n runs its jobs as uid job_uid_base + n; `serve --processes` gives each process
     # its own range, so no uid (and no RLIMIT_NPROC count) is shared by two processes' sandboxes
     job_uid_base: int = 61000
->>>>>>> cores
     drain_seconds: float = 30.0  # after SIGTERM: how long accepted tasks may take to finish (`SandboxServer.drain`)
     audit_log: str = "rft-sandbox-audit.jsonl"
     max_code_bytes: int = 256 * 1024
