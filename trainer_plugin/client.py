@@ -34,6 +34,7 @@ from typing import Any
 import grpc
 
 from sandbox.api import CLIENT_CHANNEL_ARGS, Stub, pb
+from trainer_plugin import discovery
 
 # Failures of the transport or of the service's capacity: the same request may succeed later.
 RETRYABLE = frozenset(
@@ -52,7 +53,7 @@ _semaphores: dict[tuple[int, int, int], asyncio.Semaphore] = {}  # (pid, loop, c
 
 @dataclass
 class ClientOptions:
-    targets: tuple[str, ...] | str = ("127.0.0.1:50051",)  # or "HOST:PORT[,HOST:PORT...]"
+    targets: tuple[str, ...] | str = ("127.0.0.1:50051",)  # or "HOST:PORT[,HOST:PORT...]"; ray://NAME: a fleet
     token: str | None = None
     tls: bool = False
     root_certificates: bytes | None = None  # PEM; None = the system's roots (with tls)
@@ -116,9 +117,12 @@ class _Core:
 
     def _pick(self) -> str:
         """Round-robin over endpoints that have not failed lately (all of them if none has not)."""
-        targets = self.options.targets
+        targets = discovery.expand(self.options.targets)  # ray://NAME: its fleet's live replicas
         now = time.monotonic()
-        up = [t for t in targets if self._resting.get(t, 0.0) <= now] or list(targets)
+        up = [t for t in targets if self._resting.get(t, 0.0) <= now]
+        if len(up) < len(targets):  # one failed: a fleet may have moved it
+            discovery.refresh(self.options.targets)
+        up = up or targets
         self._next += 1
         return up[self._next % len(up)]
 
@@ -292,7 +296,7 @@ class SandboxClient(_Core):
     @property
     def channel(self) -> grpc.Channel:
         """The channel to the first endpoint."""
-        return self.channel_to(self.options.targets[0])
+        return self.channel_to(discovery.expand(self.options.targets)[0])
 
     def _stub(self) -> Stub:
         return Stub(self.channel_to(self._pick()))
