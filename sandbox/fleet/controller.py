@@ -104,7 +104,7 @@ class Controller:
 
     def shutdown(self, grace: float) -> list[dict[str, Any]]:
         """Drain every replica at once (each refuses new calls, finishes what it accepted),
-        then remove them; what each had done is returned."""
+        then remove them; each one's last health poll is returned (what it was doing)."""
         with self._lock:
             self._stopping = True
             slots = list(self._slots.values())
@@ -115,9 +115,9 @@ class Controller:
         for slot, ref in drains:
             try:
                 ray.get(ref, timeout=grace + 60)
-                done.append({"replica": slot.key, "drained": True, **slot.info})
+                done.append({**slot.info, "replica": slot.key, "drained": True})
             except ray.exceptions.RayError as exc:
-                done.append({"replica": slot.key, "drained": False, "error": str(exc)[:300], **slot.info})
+                done.append({**slot.info, "replica": slot.key, "drained": False, "error": str(exc)[:300]})
             ray.kill(slot.handle, no_restart=True)
         with self._lock:
             self._slots.clear()
