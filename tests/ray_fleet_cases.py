@@ -109,6 +109,32 @@ def case_batch_spread(cluster: Cluster, nodes: list, client: SandboxClient) -> N
     assert all(jobs > 0 for jobs in worked.values()), f"a replica did no work: {worked}"
 
 
+def case_controller_restarts(cluster: Cluster, nodes: list, client: SandboxClient) -> None:
+    state = status()
+    before = {r["replica"]: r["address"] for r in serving(state)}
+    ray.kill(commands.controller(NAME), no_restart=False)
+    wait_until(
+        "a new controller",
+        lambda: _state().get("controller_pid", state["controller_pid"]) != state["controller_pid"],
+        60,
+    )
+    wait_until("the controller to adopt its replicas", lambda: _addresses() == before, 30)
+    assert status()["controller_node"] == cluster.head_node.node_id, "the controller left the head node"
+    sent = tasks("adopted", 6)
+    check_one_each(sent, client.score_all(sent))
+
+
+def _state() -> dict:
+    try:
+        return status()
+    except ray.exceptions.RayError:  # restarting
+        return {"replicas": []}
+
+
+def _addresses() -> dict[str, str]:
+    return {r["replica"]: r["address"] for r in serving(_state())}
+
+
 def case_node_killed_mid_batch(cluster: Cluster, nodes: list, client: SandboxClient) -> None:
     victim_node = nodes[0]
     victim_id = victim_node.node_id
@@ -169,6 +195,7 @@ def case_down_drains(cluster: Cluster, nodes: list, client: SandboxClient) -> No
 CASES = [
     ("up_distinct_nodes", case_up_distinct_nodes),
     ("batch_spread", case_batch_spread),
+    ("controller_restarts", case_controller_restarts),
     ("node_killed_mid_batch", case_node_killed_mid_batch),
     ("replica_comes_back", case_replica_comes_back),
     ("scale", case_scale),

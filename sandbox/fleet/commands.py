@@ -14,6 +14,7 @@ from sandbox.fleet.controller import Controller, cpu_nodes
 from sandbox.fleet.spec import ReplicaSpec
 
 _CONTROLLER = ray.remote(Controller)
+_HEAD_RESOURCE = "node:__internal_head__"  # the resource Ray gives the head node
 
 
 def connect(address: str) -> None:
@@ -41,8 +42,7 @@ def up(name: str, spec: ReplicaSpec, replicas: int, wait: float) -> dict[str, An
         max_restarts=-1,
         max_concurrency=16,
         num_cpus=0,
-        # on this node (where `up` runs, normally the head): not on a node that may go away
-        scheduling_strategy=NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True),
+        scheduling_strategy=_head_node(),
     ).remote(name)
     ray.get(handle.scale.remote(spec, replicas))
     deadline = time.monotonic() + wait
@@ -56,6 +56,16 @@ def up(name: str, spec: ReplicaSpec, replicas: int, wait: float) -> dict[str, An
                 f"fleet {name!r}: {len(live)} of {replicas} replicas serving after {wait:.0f}s\n" + render(state)
             )
         time.sleep(0.5)
+
+
+def _head_node() -> NodeAffinitySchedulingStrategy:
+    """The controller lives on the head node, the one node whose loss ends the cluster anyway
+    (a restart elsewhere would land on a node that may go away); on the node `up` runs on
+    where no head is named."""
+    for node in ray.nodes():
+        if node["Alive"] and _HEAD_RESOURCE in node["Resources"]:
+            return NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
+    return NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
 
 
 def down(name: str, grace: float) -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ them (and their settings) instead of starting a second fleet.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import uuid
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 POLL_SECONDS = 0.5  # how often each replica's health is read
 _ANSWER_SECONDS = 2.0  # a poll unanswered for this long: the replica is not serving
 _SWITCH_SECONDS = 120.0  # a new set not serving after this long: the old one is drained anyway
+_ADOPT_SECONDS = 5.0  # a replica found by a restarted controller must say what it is by then
 _REPLICA = ray.remote(Replica)
 
 
@@ -67,17 +69,22 @@ class Controller:
         return f"{self.name}.replica."
 
     def _adopt(self) -> None:
-        """A controller started again finds its fleet's replicas by name and keeps them."""
+        """A controller started again finds its fleet's replicas by name and keeps them; one
+        that does not answer (its node gone, or stuck) is removed and counts for a
+        replacement, so the fleet keeps its size."""
         for entry in ray.util.list_named_actors(all_namespaces=True):
-            if entry["namespace"] == RAY_NAMESPACE and entry["name"].startswith(self._prefix()):
-                handle = ray.get_actor(entry["name"], namespace=RAY_NAMESPACE)
-                try:
-                    spec, node_id = ray.get(handle.placement.remote(), timeout=30)
-                except (ray.exceptions.RayError, TimeoutError):
-                    continue
-                key = entry["name"][len(self._prefix()) :]
-                self._slots[key] = Slot(key, handle, spec, node_id)
-                self._spec, self._target = spec, self._target + 1
+            if entry["namespace"] != RAY_NAMESPACE or not entry["name"].startswith(self._prefix()):
+                continue
+            handle = ray.get_actor(entry["name"], namespace=RAY_NAMESPACE)
+            self._target += 1
+            try:
+                spec, node_id = ray.get(handle.placement.remote(), timeout=_ADOPT_SECONDS)
+            except (ray.exceptions.RayError, TimeoutError):
+                ray.kill(handle, no_restart=True)
+                continue
+            key = entry["name"][len(self._prefix()) :]
+            self._slots[key] = Slot(key, handle, spec, node_id)
+            self._spec = spec
 
     # -- what `up`, `down`, `status` and clients call ------------------------------------------
 
@@ -100,7 +107,13 @@ class Controller:
                 {"replica": s.key, "retiring": s.retiring, "serving": s.serving, **s.info}
                 for s in sorted(self._slots.values(), key=lambda s: s.key)
             ]
-            return {"name": self.name, "target": self._target, "replicas": replicas}
+            return {
+                "name": self.name,
+                "target": self._target,
+                "controller_pid": os.getpid(),
+                "controller_node": ray.get_runtime_context().get_node_id(),
+                "replicas": replicas,
+            }
 
     def shutdown(self, grace: float) -> list[dict[str, Any]]:
         """Drain every replica at once (each refuses new calls, finishes what it accepted),
