@@ -8,6 +8,7 @@ test module starts it under `unshare --net`. Each case prints `CASE name ok` or
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import threading
 import time
@@ -23,8 +24,11 @@ from sandbox.fleet import commands
 from tests.helpers import call_task, status_name
 from trainer_plugin import discovery
 from trainer_plugin.client import ClientOptions, SandboxClient
+from trainer_plugin.rewards import options_from_env
 
 NAME = "fleet-test"
+TOKEN = "fleet-test-token"
+UP = ["ray", "up", "--name", NAME, "--backend", "bwrap", "--workers", "1", "--token", TOKEN, "--audit-log", "/dev/null"]
 NODE_CPUS = 2
 SLOW_ADD = "def add(a, b):\n    import time\n    time.sleep({delay})\n    return a + b\n"
 
@@ -69,7 +73,8 @@ def main() -> int:
     )
     nodes = [cluster.add_node(num_cpus=NODE_CPUS) for _ in range(2)]
     ray.init(address=cluster.address, namespace="rft-sandbox-test", log_to_driver=False)
-    client = SandboxClient(ClientOptions(f"ray://{NAME}", timeout=180, batch_size=2, max_concurrency=6))
+    os.environ.update(RFT_SANDBOX_TARGETS=f"ray://{NAME}", RFT_SANDBOX_TOKEN=TOKEN)  # as a trainer is configured
+    client = SandboxClient(options_from_env(timeout=180, batch_size=2, max_concurrency=6))
     failed = False
     try:
         for name, case in CASES:
@@ -92,8 +97,7 @@ def main() -> int:
 
 
 def case_up_distinct_nodes(cluster: Cluster, nodes: list, client: SandboxClient) -> None:
-    argv = ["ray", "up", "--address", cluster.address, "--name", NAME, "--backend", "bwrap", "--workers", "1"]
-    assert cli.main([*argv, "--audit-log", "/dev/null", "--drain-seconds", "20", "--wait", "120"]) == 0
+    assert cli.main([*UP, "--address", cluster.address, "--drain-seconds", "20", "--wait", "120"]) == 0
     state = status()
     live = serving(state)
     assert len(live) == 3, commands.render(state)
@@ -107,6 +111,21 @@ def case_batch_spread(cluster: Cluster, nodes: list, client: SandboxClient) -> N
     state = status()
     worked = {r["address"]: r["jobs"] for r in serving(state)}
     assert all(jobs > 0 for jobs in worked.values()), f"a replica did no work: {worked}"
+    anonymous = SandboxClient(ClientOptions(f"ray://{NAME}", timeout=30, retries=0))
+    try:  # the token reached every replica: without it nothing is scored
+        refused = anonymous.score_all(tasks("anonymous", 3))
+    finally:
+        anonymous.close()
+    assert all(r.status == pb.SANDBOX_ERROR and "UNAUTHENTICATED" in r.message for r in refused), refused
+
+
+def case_unknown_fleet(cluster: Cluster, nodes: list, client: SandboxClient) -> None:
+    lost = SandboxClient(ClientOptions("ray://no-such-fleet", timeout=20, retries=1))
+    try:  # no replicas: each task a SANDBOX_ERROR result (the trainer drops it), no exception
+        results = lost.score_all(tasks("lost", 2))
+    finally:
+        lost.close()
+    assert [r.status for r in results] == [pb.SANDBOX_ERROR] * 2, results
 
 
 def case_controller_restarts(cluster: Cluster, nodes: list, client: SandboxClient) -> None:
@@ -166,10 +185,21 @@ def case_replica_comes_back(cluster: Cluster, nodes: list, client: SandboxClient
 
 
 def case_scale(cluster: Cluster, nodes: list, client: SandboxClient) -> None:
-    argv = ["ray", "up", "--address", cluster.address, "--name", NAME, "--backend", "bwrap", "--workers", "1"]
-    assert cli.main([*argv, "--audit-log", "/dev/null", "--drain-seconds", "20", "--replicas", "2"]) == 0
+    assert cli.main([*UP, "--address", cluster.address, "--drain-seconds", "20", "--replicas", "2"]) == 0
     wait_until("two replicas", lambda: len(status()["replicas"]) == 2, 60)
     wait_until("discovery to follow", lambda: len(discovery.expand([f"ray://{NAME}"])) == 2, 15)
+
+
+def case_cpus_per_replica(cluster: Cluster, nodes: list, client: SandboxClient) -> None:
+    free = ray.available_resources().get("CPU", 0)
+    argv = [*UP, "--address", cluster.address, "--drain-seconds", "20", "--replicas", "3", "--cpus-per-replica", "1"]
+    assert cli.main(argv) == 0  # other settings: a new set of three, the old two drained once it serves
+    wait_until("the old set to go", lambda: len(status()["replicas"]) == 3, 60)
+    assert all(r["workers"] == 1 for r in serving(status()))
+    wait_until("one CPU reserved per replica", lambda: ray.available_resources().get("CPU", 0) == free - 3, 15)
+    wait_until("discovery to follow", lambda: len(discovery.expand([f"ray://{NAME}"])) == 3, 15)
+    sent = tasks("reserved", 9)
+    check_one_each(sent, client.score_all(sent))
 
 
 def case_down_drains(cluster: Cluster, nodes: list, client: SandboxClient) -> None:
@@ -195,10 +225,12 @@ def case_down_drains(cluster: Cluster, nodes: list, client: SandboxClient) -> No
 CASES = [
     ("up_distinct_nodes", case_up_distinct_nodes),
     ("batch_spread", case_batch_spread),
+    ("unknown_fleet", case_unknown_fleet),
     ("controller_restarts", case_controller_restarts),
     ("node_killed_mid_batch", case_node_killed_mid_batch),
     ("replica_comes_back", case_replica_comes_back),
     ("scale", case_scale),
+    ("cpus_per_replica", case_cpus_per_replica),
     ("down_drains", case_down_drains),
 ]
 

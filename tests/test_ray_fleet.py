@@ -52,11 +52,13 @@ def outcome() -> tuple[dict[str, str], str]:
 
 CASES = [
     "up_distinct_nodes",  # `ray up`: one replica per node, on three distinct nodes, all serving
-    "batch_spread",  # a batch through ray://NAME: one result per task, every replica did work
+    "batch_spread",  # a batch through RFT_SANDBOX_TARGETS=ray://NAME: spread over all; the token reached them
+    "unknown_fleet",  # ray://a-name-no-fleet-has: SANDBOX_ERROR results, no exception
     "controller_restarts",  # the controller killed: Ray restarts it, it adopts the same replicas
     "node_killed_mid_batch",  # a node removed mid-batch: each task one result, all passed; it leaves discovery
     "replica_comes_back",  # a node added: a replica is placed on it and discovery lists it
     "scale",  # `ray up --replicas 2`: the surplus replica is drained and removed
+    "cpus_per_replica",  # up --cpus-per-replica 1: a new set reserving 1 CPU each replaces the old one
     "down_drains",  # `ray down` during a batch: accepted tasks finish, one result each, controller gone
 ]
 
