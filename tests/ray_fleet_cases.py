@@ -108,15 +108,23 @@ def case_up_distinct_nodes(cluster: Cluster, nodes: list, client: SandboxClient)
 def case_batch_spread(cluster: Cluster, nodes: list, client: SandboxClient) -> None:
     sent = tasks("spread", 24, delay=0.05)
     check_one_each(sent, client.score_all(sent))
-    state = status()
-    worked = {r["address"]: r["jobs"] for r in serving(state)}
-    assert all(jobs > 0 for jobs in worked.values()), f"a replica did no work: {worked}"
+    worked = {address: _jobs_done(address) for address in discovery.expand([f"ray://{NAME}"])}
+    assert len(worked) == 3 and all(jobs > 0 for jobs in worked.values()), f"a replica did no work: {worked}"
     anonymous = SandboxClient(ClientOptions(f"ray://{NAME}", timeout=30, retries=0))
     try:  # the token reached every replica: without it nothing is scored
         refused = anonymous.score_all(tasks("anonymous", 3))
     finally:
         anonymous.close()
     assert all(r.status == pb.SANDBOX_ERROR and "UNAUTHENTICATED" in r.message for r in refused), refused
+
+
+def _jobs_done(address: str) -> int:
+    """What the replica itself says (its Stats), not the controller's last poll."""
+    direct = SandboxClient(ClientOptions(address, token=TOKEN, timeout=30))
+    try:
+        return direct.stats().jobs_completed
+    finally:
+        direct.close()
 
 
 def case_unknown_fleet(cluster: Cluster, nodes: list, client: SandboxClient) -> None:
