@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 import threading
 import time
@@ -127,6 +128,22 @@ def _jobs_done(address: str) -> int:
         direct.close()
 
 
+def case_replica_restarts(cluster: Cluster, nodes: list, client: SandboxClient) -> None:
+    victim = serving(status())[0]
+    os.kill(victim["pid"], signal.SIGKILL)  # the replica's process (this test started it, through Ray)
+
+    def restarted() -> bool:
+        again = [r for r in serving(status()) if r["replica"] == victim["replica"]]
+        return bool(again) and again[0]["pid"] != victim["pid"]
+
+    wait_until("Ray to restart the replica", restarted, 60)
+    again = next(r for r in serving(status()) if r["replica"] == victim["replica"])
+    assert again["node_id"] == victim["node_id"], "a pinned replica restarted on another node"
+    wait_until("discovery to follow", lambda: again["address"] in discovery.expand([f"ray://{NAME}"]), 15)
+    sent = tasks("restarted", 9)
+    check_one_each(sent, client.score_all(sent))
+
+
 def case_unknown_fleet(cluster: Cluster, nodes: list, client: SandboxClient) -> None:
     lost = SandboxClient(ClientOptions("ray://no-such-fleet", timeout=20, retries=1))
     try:  # no replicas: each task a SANDBOX_ERROR result (the trainer drops it), no exception
@@ -233,6 +250,7 @@ def case_down_drains(cluster: Cluster, nodes: list, client: SandboxClient) -> No
 CASES = [
     ("up_distinct_nodes", case_up_distinct_nodes),
     ("batch_spread", case_batch_spread),
+    ("replica_restarts", case_replica_restarts),
     ("unknown_fleet", case_unknown_fleet),
     ("controller_restarts", case_controller_restarts),
     ("node_killed_mid_batch", case_node_killed_mid_batch),

@@ -53,6 +53,7 @@ def outcome() -> tuple[dict[str, str], str]:
 CASES = [
     "up_distinct_nodes",  # `ray up`: one replica per node, on three distinct nodes, all serving
     "batch_spread",  # a batch through RFT_SANDBOX_TARGETS=ray://NAME: spread over all; the token reached them
+    "replica_restarts",  # a replica's process killed: Ray starts it again on its node, discovery follows
     "unknown_fleet",  # ray://a-name-no-fleet-has: SANDBOX_ERROR results, no exception
     "controller_restarts",  # the controller killed: Ray restarts it, it adopts the same replicas
     "node_killed_mid_batch",  # a node removed mid-batch: each task one result, all passed; it leaves discovery

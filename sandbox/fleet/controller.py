@@ -168,9 +168,9 @@ class Controller:
                 try:
                     slot.info = ray.get(ref)
                     slot.serving = bool(slot.info["serving"]) and not (slot.draining or self._stopping)
-                except ray.exceptions.RayActorError:  # gone for good (restarts exhausted or killed)
+                except ray.exceptions.ActorDiedError:  # gone for good (killed, or its node gone)
                     self._forget(slot)
-                except ray.exceptions.RayError:  # its __init__ failed: Ray restarts it
+                except ray.exceptions.RayError:  # restarting, or its __init__ failed: Ray starts it again
                     slot.serving = False
             elif time.monotonic() - slot.polled > _ANSWER_SECONDS:
                 slot.serving = False  # a restart, a dead node, a stuck process: not an endpoint now
