@@ -104,6 +104,8 @@ def case_up_distinct_nodes(cluster: Cluster, nodes: list, client: SandboxClient)
     assert len(live) == 3, commands.render(state)
     assert len({r["node_id"] for r in live}) == 3, f"replicas share nodes: {commands.render(state)}"
     assert sorted(r["address"] for r in live) == discovery.expand([f"ray://{NAME}"])
+    for extra in ([], ["--json"]):
+        assert cli.main(["ray", "status", "--address", cluster.address, "--name", NAME, *extra]) == 0
 
 
 def case_batch_spread(cluster: Cluster, nodes: list, client: SandboxClient) -> None:
