@@ -190,11 +190,37 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ray(args: argparse.Namespace) -> int:
+    """The fleet on a Ray cluster: the work is `sandbox.fleet.commands`'."""
+    from sandbox.fleet import commands
+    from sandbox.fleet.spec import ReplicaSpec
+
+    commands.connect(args.address)
+    if args.action == "up":
+        spec = ReplicaSpec(
+            _config(args),
+            args.backend,
+            args.docker_image,
+            args.docker_runtime,
+            tuple(args.database),
+            args.variants_cache,
+            args.cpus_per_replica,
+            args.workers,
+        )
+        print(commands.render(commands.up(args.name, spec, args.replicas, args.wait)))
+    elif args.action == "down":
+        print(commands.dumps(commands.down(args.name, args.drain_seconds)))
+    else:
+        state = commands.status(args.name)
+        print(commands.dumps(state) if args.json else commands.render(state))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rft-sandbox", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    def service_options(p: argparse.ArgumentParser) -> None:
+    def service_options(p: argparse.ArgumentParser, listen: bool = True) -> None:
         p.add_argument(
             "--backend",
             default="auto",
@@ -268,8 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
         )
         # set by `serve --processes` for each process: the node's slots before its own
         p.add_argument("--slot-offset", type=int, default=0, help=argparse.SUPPRESS)
-        p.add_argument("--host", default="127.0.0.1")
-        p.add_argument("--port", type=int, default=50051)
+        if listen:  # a Ray replica listens on its node's IP, on a free port
+            p.add_argument("--host", default="127.0.0.1")
+            p.add_argument("--port", type=int, default=50051)
 
     serve = commands.add_parser("serve", help="run the gRPC service")
     service_options(serve)
@@ -310,6 +337,24 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--quiet", action="store_true", help="no progress bar")
     service_options(score)
     score.set_defaults(func=cmd_score)
+
+    fleet = commands.add_parser("ray", help="deploy the service onto a Ray cluster: up, down, status")
+    fleet.add_argument("action", choices=("up", "down", "status"))
+    fleet.add_argument("--address", default="auto", help="the Ray cluster (default %(default)s)")
+    fleet.add_argument("--name", default="rft-sandbox", help="the fleet; clients use ray://NAME (default %(default)s)")
+    fleet.add_argument("--replicas", type=int, default=0, help="up: how many (default: one per node with CPUs)")
+    fleet.add_argument(
+        "--cpus-per-replica",
+        type=int,
+        default=0,
+        metavar="K",
+        help="up: one replica per K CPUs, each reserving them in Ray (default 0: one per node, "
+        "reserving none, its workers the node's CPUs)",
+    )
+    fleet.add_argument("--wait", type=float, default=300.0, help="up: seconds to wait for the replicas to serve")
+    fleet.add_argument("--json", action="store_true", help="status: as JSON")
+    service_options(fleet, listen=False)
+    fleet.set_defaults(func=cmd_ray, host="127.0.0.1", port=0)
 
     audit = commands.add_parser("audit", help="query the audit log")
     audit.add_argument("--log", default="rft-sandbox-audit.jsonl")

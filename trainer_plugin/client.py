@@ -36,6 +36,7 @@ from typing import Any
 import grpc
 
 from sandbox.api import CLIENT_CHANNEL_ARGS, SERVICE, Stub, pb
+from trainer_plugin import discovery
 
 # Failures of the transport or of the service's capacity: the same request may succeed later.
 RETRYABLE = frozenset(
@@ -69,7 +70,8 @@ def _balancing(target: str, channel_args: Sequence[tuple[str, Any]]) -> list[tup
 
 @dataclass
 class ClientOptions:
-    targets: tuple[str, ...] | str = ("127.0.0.1:50051",)  # or "HOST:PORT[,HOST:PORT...]", or "dns:///NAME:PORT"
+    # "HOST:PORT[,HOST:PORT...]"; "dns:///NAME:PORT": every address of NAME; "ray://NAME": a Ray fleet
+    targets: tuple[str, ...] | str = ("127.0.0.1:50051",)
     token: str | None = None
     tls: bool = False
     root_certificates: bytes | None = None  # PEM; None = the system's roots (with tls)
@@ -132,9 +134,12 @@ class _Core:
 
     def _pick(self) -> str:
         """Round-robin over endpoints that have not failed lately (all of them if none has not)."""
-        targets = self.options.targets
+        targets = discovery.expand(self.options.targets)  # ray://NAME: its fleet's live replicas
         now = time.monotonic()
-        up = [t for t in targets if self._resting.get(t, 0.0) <= now] or list(targets)
+        up = [t for t in targets if self._resting.get(t, 0.0) <= now]
+        if len(up) < len(targets):  # one failed: a fleet may have moved it
+            discovery.refresh(self.options.targets)
+        up = up or targets
         self._next += 1
         return up[self._next % len(up)]
 
@@ -308,7 +313,7 @@ class SandboxClient(_Core):
     @property
     def channel(self) -> grpc.Channel:
         """The channel to the first endpoint."""
-        return self.channel_to(self.options.targets[0])
+        return self.channel_to(discovery.expand(self.options.targets)[0])
 
     def _stub(self) -> Stub:
         return Stub(self.channel_to(self._pick()))
