@@ -26,12 +26,14 @@ server today; a `ray://NAME` fleet is another value of it), and `start_server` i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -258,8 +260,9 @@ def test_verl_row_without_its_test_column_stops_the_step(model_dir: str, target:
 
 
 def ray_reward_loop_case() -> None:
-    """Run as a script inside a fresh network namespace: a service, a one-node Ray cluster and
-    verl's `RewardLoopManager` with two `RewardLoopWorker` actors, scoring the samples as the
+    """Run as a script inside a fresh network namespace: a one-node Ray cluster, the service
+    deployed on it as a fleet (`ray up`'s code), and verl's `RewardLoopManager` with two
+    `RewardLoopWorker` actors that find the fleet by `ray://NAME`, scoring the samples as the
     PPO trainer does (`compute_rm_score`); prints what came out as JSON."""
     import tempfile
 
@@ -267,15 +270,23 @@ def ray_reward_loop_case() -> None:
     from verl.experimental.reward_loop import RewardLoopManager
     from verl.trainer.ppo.reward import extract_reward
 
+    from sandbox.config import ServiceConfig
+    from sandbox.fleet import commands
+    from sandbox.fleet.controller import POLL_SECONDS
+    from sandbox.fleet.spec import ReplicaSpec
+
     work = Path(tempfile.mkdtemp(prefix="verl-ray-"))
-    server = start_server("bwrap")
     ray.init(address="local", num_cpus=2, include_dashboard=False, _temp_dir=str(work / "ray"))
+    fleet = "verl-fleet"
     try:
+        spec = ReplicaSpec(ServiceConfig(workers=1, audit_log=str(work / "audit.jsonl")), backend="bwrap")
+        commands.up(fleet, spec, 1, wait=120)
+        target = f"ray://{fleet}"
         model = build_tiny_model_dir(work / "model")
-        config = verl_config(model, server.target, "reward.num_workers=2", name="compute_score_async")
+        config = verl_config(model, target, "reward.num_workers=2", name="compute_score_async")
         batch = rollout_batch(load_tokenizer(model), [(row, text) for row, text, _ in SAMPLES])
         reward, extra = extract_reward(RewardLoopManager(config).compute_rm_score(batch))
-        core = RewardCore(TaskSpec("python"), ClientOptions(targets=(server.target,), timeout=120))
+        core = RewardCore(TaskSpec("python"), ClientOptions(targets=(target,), timeout=120))
         direct = core.score([c for _, c, _ in SAMPLES], [row for row, _, _ in SAMPLES])
         report = {
             "reward": reward.tolist(),
@@ -283,15 +294,19 @@ def ray_reward_loop_case() -> None:
             "service": [float(r.score) for r in direct],
             "infra_error": extra["infra_error"].tolist(),
         }
+        time.sleep(2 * POLL_SECONDS)  # the controller's figures are its last poll's
+        report["fleet_jobs"] = sum(r.get("jobs", 0) for r in commands.status(fleet)["replicas"])
         print("RESULT " + json.dumps(report), flush=True)
     finally:
+        with contextlib.suppress(SystemExit):
+            commands.down(fleet, grace=10)
         ray.shutdown()
-        server.stop()
         shutil.rmtree(work, ignore_errors=True)
 
 
 def test_verl_ray_reward_loop_manager() -> None:
-    """The trainer's own entry, Ray actors included (loopback only: its own network namespace)."""
+    """The trainer's own entry, Ray actors included, against a `ray://` fleet (loopback only:
+    its own network namespace)."""
     need("verl")
     need("ray")
     if shutil.which("unshare") is None or shutil.which("ip") is None:
@@ -309,6 +324,7 @@ def test_verl_ray_reward_loop_manager() -> None:
     for row, position, score in zip(report["reward"], report["positions"], report["service"], strict=True):
         assert row[position] == score and sum(map(abs, row)) == abs(score), (row, position, score)
     assert report["infra_error"] == [0.0] * len(SAMPLES)
+    assert report["fleet_jobs"] > 0  # the fleet's replica did the scoring
 
 
 # ---------------------------------------------------------------- OpenRLHF
