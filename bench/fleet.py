@@ -86,7 +86,12 @@ def run(args: argparse.Namespace) -> None:
         for round_ in range(args.rounds):
 
             def measured(target: str, pids: list[int], label: str, round_: int = round_) -> dict[str, float]:
-                score(target, [distinct(t, f"warm{label}{round_}") for t in base[:64]], args.clients)  # plans cached
+                # every problem met once first: its test plan cached, as for an RL step's many samples of it
+                score(
+                    target,
+                    [distinct(t, f"warm{label}{round_}") for t in base[: len(base) // args.repeat]],
+                    args.clients,
+                )
                 batch = [distinct(t, f"{label}{round_}") for t in base]
                 own0, _ = cpu_seconds(pids)
                 results, elapsed = score(target, batch, args.clients)
@@ -200,6 +205,7 @@ def recovery(fleet: Fleet, cluster: object, nodes: list, count: int, clients: in
     victim = next(n for n in nodes if any(r.get("node_id") == n.node_id for r in fleet.status()["replicas"]))
     killed = time.monotonic()
     cluster.remove_node(victim, allow_graceful=False)  # type: ignore[attr-defined]
+    removed = time.monotonic() - killed  # remove_node returns once the node's processes are gone
     nodes.remove(victim)
     left = wait_for(lambda: sum(r["serving"] for r in fleet.status()["replicas"]) < 3, killed)
     nodes.append(cluster.add_node(num_cpus=2))  # type: ignore[attr-defined]  (an autoscaler's replacement)
@@ -221,6 +227,7 @@ def recovery(fleet: Fleet, cluster: object, nodes: list, count: int, clients: in
     print(f"  batch with no kill: {calm_s:.1f} s ({sum(r.status == pb.PASSED for r in calm)}/{count} passed)")
     print(f"  batch with the kill: {outcome.get('seconds', float('nan')):.1f} s")
     print(f"  tasks lost (no PASSED result): {lost}; answered twice: {twice}; SANDBOX_ERROR: {errors}")
+    print(f"  remove_node returned after {removed:.1f} s")
     print(f"  the dead replica out of the fleet (no longer served to clients) after: {left:.1f} s")
     print(f"  a new node added at {added:.1f} s; the fleet back at 3 serving replicas after: {back:.1f} s")
 

@@ -8,10 +8,12 @@ Both faces make the same calls from the same `ClientOptions` (the httpx model):
         could not score comes back as a client-made SANDBOX_ERROR result (the trainer drops
         it), never as an exception that kills the training step and never as a 0;
       - identical tasks (same code, same tests) scored once;
-      - big batches split into ScoreBatch calls, a few in flight per process (a cap shared
-        by every client on the event loop), spread over several endpoints round-robin, an
-        endpoint that fails resting a while (fail-over); a `dns:` target is one endpoint
-        whose calls gRPC itself spreads over every address of the name (`_balancing`);
+      - a batch split into ScoreBatch calls, as many as may be in flight per process (a cap
+        shared by every client on the event loop), spread over several endpoints round-robin
+        (a `ray://` fleet's replicas among them), an endpoint that fails resting a while
+        (fail-over), each call in flight on a connection of its own (so `serve --processes`
+        spreads them); a `dns:` target is one endpoint whose calls gRPC itself spreads over
+        every address of the name (`_balancing`);
       - retries with jittered backoff on transport failures only (unavailable, overloaded,
         reset): a verdict is never retried, and results already streamed back are kept;
       - an overall deadline for the whole batch.
@@ -50,6 +52,7 @@ RETRYABLE = frozenset(
     }
 )
 _REST_SECONDS = 5.0  # how long an endpoint that failed is skipped when others are up
+_MIN_CHUNK = 8  # score_all splits a batch into chunks of at least this many tasks
 _semaphores: dict[tuple[int, int, int], asyncio.Semaphore] = {}  # (pid, loop, cap) -> shared cap
 # A `dns:` target's channel: each call to the next address the name resolves to (round_robin),
 # skipping an address whose health service says NOT_SERVING (draining, or no live worker).
@@ -149,7 +152,7 @@ class AsyncSandboxClient(_Core):
 
     def __init__(self, options: ClientOptions | None = None) -> None:
         super().__init__(options)
-        self._channels: dict[tuple[int, int, str], grpc.aio.Channel] = {}
+        self._channels: dict[tuple[int, int, str, int], grpc.aio.Channel] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         return {"options": self.options}
@@ -157,15 +160,19 @@ class AsyncSandboxClient(_Core):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["options"])  # type: ignore[misc]
 
-    def _stub(self, target: str) -> Stub:
-        key = (os.getpid(), id(asyncio.get_running_loop()), target)
+    def _stub(self, target: str, lane: int = 0) -> Stub:
+        """A channel per (target, lane), each its own TCP connection (a local subchannel pool):
+        `score_all`'s chunks in flight use different lanes, so the kernel can give them to
+        different processes of a `serve --processes N` endpoint (it balances connections)."""
+        key = (os.getpid(), id(asyncio.get_running_loop()), target, lane % self.options.max_concurrency)
         channel = self._channels.get(key)
         if channel is None:
             credentials = self._credentials()
+            options = [*self._channel_args(target), ("grpc.use_local_subchannel_pool", 1)]
             if credentials is not None:
-                channel = grpc.aio.secure_channel(target, credentials, options=self._channel_args(target))
+                channel = grpc.aio.secure_channel(target, credentials, options=options)
             else:
-                channel = grpc.aio.insecure_channel(target, options=self._channel_args(target))
+                channel = grpc.aio.insecure_channel(target, options=options)
             self._channels[key] = channel
         return Stub(channel)
 
@@ -210,10 +217,12 @@ class AsyncSandboxClient(_Core):
                 copy.id = str(len(first))
                 first.append(copy)
             slots.append(unique[key])
-        size = self.options.batch_size
+        # as many chunks as may be in flight (of at least _MIN_CHUNK tasks, at most batch_size):
+        # a step's batch is spread over the endpoints (a fleet's replicas) and connections
+        size = min(self.options.batch_size, max(_MIN_CHUNK, -(-len(first) // self.options.max_concurrency)))
         chunks = [first[i : i + size] for i in range(0, len(first), size)]
         scored: dict[str, pb.Result] = {}
-        await asyncio.gather(*(self._score_chunk(chunk, deadline, scored) for chunk in chunks))
+        await asyncio.gather(*(self._score_chunk(chunk, deadline, scored, n) for n, chunk in enumerate(chunks)))
         results = []
         for task, slot in zip(tasks, slots, strict=True):
             result = pb.Result()
@@ -222,7 +231,9 @@ class AsyncSandboxClient(_Core):
             results.append(result)
         return results
 
-    async def _score_chunk(self, chunk: list[pb.Task], deadline: float, scored: dict[str, pb.Result]) -> None:
+    async def _score_chunk(
+        self, chunk: list[pb.Task], deadline: float, scored: dict[str, pb.Result], lane: int = 0
+    ) -> None:
         pending = {task.id: task for task in chunk}
         why = "not sent"
         for attempt in range(self.options.retries + 1):
@@ -233,7 +244,7 @@ class AsyncSandboxClient(_Core):
             target = self._pick()
             try:
                 async with self._semaphore():
-                    await self._stream(target, list(pending.values()), deadline, pending, scored)
+                    await self._stream(target, lane, list(pending.values()), deadline, pending, scored)
                 return
             except grpc.aio.AioRpcError as exc:
                 code, details = exc.code(), exc.details() or ""
@@ -244,7 +255,9 @@ class AsyncSandboxClient(_Core):
                         scored[alone[0].id] = _invalid_result(alone[0].id, details)
                         return
                     # one bad task refuses the whole batch: each alone, so it costs only itself
-                    await asyncio.gather(*(self._score_chunk([task], deadline, scored) for task in alone))
+                    await asyncio.gather(
+                        *(self._score_chunk([task], deadline, scored, lane + n) for n, task in enumerate(alone))
+                    )
                     return
                 if code not in RETRYABLE and code != grpc.StatusCode.DEADLINE_EXCEEDED:
                     break  # unauthenticated, failed precondition...: retrying cannot help
@@ -258,12 +271,13 @@ class AsyncSandboxClient(_Core):
     async def _stream(
         self,
         target: str,
+        lane: int,
         tasks: list[pb.Task],
         deadline: float,
         pending: dict[str, pb.Task],
         scored: dict[str, pb.Result],
     ) -> None:
-        stream = self._stub(target).ScoreBatch(
+        stream = self._stub(target, lane).ScoreBatch(
             pb.ScoreBatchRequest(tasks=tasks), timeout=deadline - time.monotonic(), metadata=self._metadata
         )
         async for result in stream:
