@@ -20,7 +20,7 @@ from typing import Any
 import grpc
 
 from sandbox import logs
-from sandbox.api import CLIENT_CHANNEL_ARGS, Stub, pb, taskfile
+from sandbox.api import CLIENT_CHANNEL_ARGS, Stub, pb, progress, taskfile
 from sandbox.config import ServiceConfig
 
 TOKEN_ENV = "RFT_SANDBOX_TOKEN"  # noqa: S105 - the variable's name, not a secret
@@ -162,7 +162,11 @@ def cmd_score(args: argparse.Namespace) -> int:
     try:
         numbered = taskfile.read_tasks(args.tasks, _validated(ServiceConfig()))
         out = taskfile.results_path(args.tasks, args.out)
-        with _embedded_server(args) as target, grpc.insecure_channel(target, options=CLIENT_CHANNEL_ARGS) as channel:
+        with (
+            _embedded_server(args) as target,
+            grpc.insecure_channel(target, options=CLIENT_CHANNEL_ARGS) as channel,
+            progress.Scoring(len(numbered), progress.stderr_console(args.progress)) as scoring,
+        ):
             stub = Stub(channel)
             results = taskfile.score_file(
                 numbered,
@@ -171,12 +175,11 @@ def cmd_score(args: argparse.Namespace) -> int:
                 lambda tasks: stub.ScoreBatch(pb.ScoreBatchRequest(tasks=tasks), timeout=_BATCH_DEADLINE_S),
                 target=target,
                 batch_size=args.batch_size,
-                progress=not args.quiet,
+                on_result=scoring.advance,
             )
     except taskfile.TaskFileError as exc:
         raise SystemExit(str(exc)) from None
-    print(taskfile.summarise(results))
-    print(f"results: {out}")
+    progress.report(results, scoring, str(out), as_json=args.json)
     return 0
 
 
@@ -334,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("tasks", help="JSONL, one rft_sandbox.v1.Task per line (proto JSON)")
     score.add_argument("--out", default=None, help="results JSONL (default: TASKS.results.jsonl)")
     score.add_argument("--batch-size", type=int, default=512)
-    score.add_argument("--quiet", action="store_true", help="no progress bar")
+    progress.add_options(score)
     service_options(score)
     score.set_defaults(func=cmd_score)
 

@@ -46,10 +46,10 @@ def run_plugin(*args: str, cwd: Path, timeout: float = 120) -> subprocess.Comple
 
 
 def summary_counts(stdout: str) -> dict[str, str]:
-    """The summary table's rows: status (or 'tasks', 'mean score') -> value."""
+    """The summary table's rows: status (or 'tasks', 'mean score') -> its first number (the count)."""
     rows = {}
     for line in stdout.splitlines():
-        match = re.fullmatch(r"([A-Za-z_ ]+?)\s+(\d+(?:\.\d+)?)", line.strip())
+        match = re.fullmatch(r"([A-Za-z_ ]+?)\s+(\d+(?:\.\d+)?)\b.*", line.strip())
         if match:
             rows[match.group(1)] = match.group(2)
     return rows
@@ -64,7 +64,7 @@ def test_score_embedded(tmp_path):
     lines = [task_line("good-1", GOOD), task_line("good-2", GOOD), task_line("half", HALF), task_line("broken", BROKEN)]
     tasks.write_text("\n".join(lines[:2]) + "\n\n" + "\n".join(lines[2:]) + "\n")  # a blank line is skipped
     audit = tmp_path / "audit.jsonl"
-    done = run_cli("score", str(tasks), "--workers", "2", "--audit-log", str(audit), cwd=tmp_path)
+    done = run_cli("score", str(tasks), "--workers", "2", "--audit-log", str(audit), "--progress", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     results_path = tmp_path / "tasks.results.jsonl"
     results = read_results(results_path)
@@ -78,7 +78,7 @@ def test_score_embedded(tmp_path):
     assert rows["tasks"] == "4"
     assert rows["mean score"] == "0.625", done.stdout  # (1 + 1 + 0.5 + 0) / 4
     assert f"results: {results_path}" in done.stdout
-    assert "4/4" in done.stderr  # progress
+    assert "4/4" in done.stderr  # progress (stderr is a pipe here: only --progress draws it)
     assert not (tmp_path / "rft-sandbox-audit.jsonl").exists()
 
 
@@ -241,7 +241,7 @@ def test_the_service_has_no_plugin_commands(tmp_path):
     ("command", "expected"),
     [
         ([], ["score", "reward-server"]),
-        (["score"], ["tasks", "--server", "--token", "--out", "--batch-size", "--quiet"]),
+        (["score"], ["tasks", "--server", "--token", "--out", "--batch-size", "--quiet", "--progress", "--json"]),
         (["reward-server"], ["--server", "--token", "--language", "--port", "--deadline"]),
     ],
     ids=["main", "score", "reward-server"],

@@ -13,7 +13,7 @@ import argparse
 import os
 import sys
 
-from sandbox.api import taskfile
+from sandbox.api import progress, taskfile
 from trainer_plugin.client import ClientOptions, SandboxClient
 
 TOKEN_ENV = "RFT_SANDBOX_TOKEN"  # noqa: S105 - the variable's name, not a secret
@@ -31,21 +31,21 @@ def cmd_score(args: argparse.Namespace) -> int:
         out = taskfile.results_path(args.tasks, args.out)
         client = SandboxClient(ClientOptions(args.server, token=_token(args)))
         try:
-            results = taskfile.score_file(
-                numbered,
-                args.tasks,
-                out,
-                client.score_batch,
-                target=args.server,
-                batch_size=args.batch_size,
-                progress=not args.quiet,
-            )
+            with progress.Scoring(len(numbered), progress.stderr_console(args.progress)) as scoring:
+                results = taskfile.score_file(
+                    numbered,
+                    args.tasks,
+                    out,
+                    client.score_batch,
+                    target=args.server,
+                    batch_size=args.batch_size,
+                    on_result=scoring.advance,
+                )
         finally:
             client.close()
     except taskfile.TaskFileError as exc:
         raise SystemExit(str(exc)) from None
-    print(taskfile.summarise(results))
-    print(f"results: {out}")
+    progress.report(results, scoring, str(out), as_json=args.json)
     return 0
 
 
@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--token", default=None, help=f"the service's bearer token (or ${TOKEN_ENV})")
     score.add_argument("--out", default=None, help="results JSONL (default: TASKS.results.jsonl)")
     score.add_argument("--batch-size", type=int, default=512)
-    score.add_argument("--quiet", action="store_true", help="no progress bar")
+    progress.add_options(score)
     score.set_defaults(func=cmd_score)
 
     reward = commands.add_parser("reward-server", help="HTTP reward endpoint for OpenRLHF (POST /get_reward)")

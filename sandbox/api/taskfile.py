@@ -3,8 +3,9 @@
 A tasks file holds one `rft_sandbox.v1.Task` per line (proto JSON); the results file one
 `Result` per line, in completion order. The service's `rft-sandbox score` (an embedded
 service) and the plugin's `python -m trainer_plugin score` (a running one) differ only in
-where the tasks go and how much they can check before sending, so the reading, the
-writing and the summary live here, next to the messages they are made of.
+where the tasks go and how much they can check before sending, so the reading and the
+writing live here, next to the messages they are made of (what the terminal shows
+meanwhile and at the end is `progress`'s).
 """
 
 from __future__ import annotations
@@ -12,9 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import sys
-import time
-from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -76,13 +74,13 @@ def score_file(
     *,
     target: str,
     batch_size: int,
-    progress: bool,
+    on_result: Callable[[pb.Result], None],
 ) -> list[pb.Result]:
-    """Score in batches, writing each result as it comes; the file is created with the first
-    result, so a refused request leaves none. A refusal names the line it is about."""
+    """Score in batches, writing each result as it comes (and handing it to `on_result`, the
+    progress bar); the file is created with the first result, so a refused request leaves
+    none. A refusal names the line it is about."""
     tasks = [task for _, task in numbered]
     results: list[pb.Result] = []
-    started = time.monotonic()
     start = 0
     with contextlib.ExitStack() as stack:
         sink = None
@@ -93,35 +91,12 @@ def score_file(
                         sink = stack.enter_context(open(out, "w", encoding="utf-8"))
                     results.append(result)
                     sink.write(json.dumps(json_format.MessageToDict(result)) + "\n")
-                    if progress:
-                        _progress(len(results), len(tasks), started)
+                    on_result(result)
         except grpc.RpcError as exc:
             kept = f"; {len(results)} results kept in {out}" if results else ""
             details = _name_the_line(exc.details() or "", path, numbered, start)
-            raise TaskFileError(f"\nserver {target}: {exc.code().name}: {details}{kept}") from None
-    if progress:
-        sys.stderr.write("\n")
+            raise TaskFileError(f"server {target}: {exc.code().name}: {details}{kept}") from None
     return results
-
-
-def _progress(done: int, total: int, started: float) -> None:
-    width = 30
-    filled = width * done // max(total, 1)
-    rate = done / max(time.monotonic() - started, 1e-9)
-    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total}  {rate:.1f} tasks/s")
-    sys.stderr.flush()
-
-
-def summarise(results: list[pb.Result]) -> str:
-    statuses = Counter(pb.Status.Name(r.status) for r in results)
-    findings = Counter(f.code for r in results for f in r.findings)
-    mean = sum(r.score for r in results) / len(results) if results else 0.0
-    lines = [f"{'status':<16}{'count':>8}", "-" * 24]
-    lines += [f"{name:<16}{count:>8}" for name, count in statuses.most_common()]
-    lines += ["-" * 24, f"{'tasks':<16}{len(results):>8}", f"{'mean score':<16}{mean:>8.3f}"]
-    if findings:
-        lines += ["", "findings:"] + [f"  {code}: {count}" for code, count in findings.most_common()]
-    return "\n".join(lines)
 
 
 def _name_the_line(details: str, path: str, numbered: Numbered, start: int) -> str:
