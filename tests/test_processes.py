@@ -26,6 +26,7 @@ from sandbox.audit import AuditLog
 from sandbox.multiproc import worker_shares
 from tests.helpers import call_task, free_port, limits
 from tests.test_metrics import by, scrape
+from trainer_plugin.client import ClientOptions, SandboxClient
 
 ROOT = Path(__file__).resolve().parent.parent
 # stdout says which sandbox ran the job: its uid is the node-wide slot (61000 + slot)
@@ -169,6 +170,24 @@ def test_tasks_over_many_connections_are_each_scored_once_and_spread_over_both_p
     # each process's one sandbox has a uid of its own (slot numbers continue across processes)
     uids = {r.stdout_excerpt.split()[1] for r in results}
     assert uids == {"61000", "61001"}, uids
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(timeout=_EXIT_S) == 0, "".join(server.lines)
+
+
+def test_one_plugin_client_spreads_its_batch_over_both_processes(node):
+    # one trainer process, one `score_all`: its chunks in flight go on connections of their own
+    server = node("--processes", "2", "--workers", "2")
+    server.wait_for("serving", 2)
+    client = SandboxClient(ClientOptions(server.target, max_concurrency=CONNECTIONS, timeout=300))
+    try:
+        # CONNECTIONS chunks of 8 distinct tasks (the client would score equal ones once)
+        tasks = [call_task(f"t{n}", f"{WHOAMI}# {n}\n", "f", [([1], 2)]) for n in range(8 * CONNECTIONS)]
+        results = client.score_all(tasks)
+    finally:
+        client.close()
+    assert [r.id for r in results] == [t.id for t in tasks]
+    assert {pb.Status.Name(r.status) for r in results} == {"PASSED"}, [r.message for r in results]
+    assert {r.stdout_excerpt.split()[1] for r in results} == {"61000", "61001"}, "both processes scored"
     server.process.send_signal(signal.SIGTERM)
     assert server.process.wait(timeout=_EXIT_S) == 0, "".join(server.lines)
 
