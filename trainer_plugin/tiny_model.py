@@ -23,6 +23,7 @@ functions (the `trl` extra), so importing this module is cheap.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -178,9 +179,6 @@ def grpo_config(output_dir: str | os.PathLike[str], **overrides: Any) -> Any:
         "use_cpu": True,
         "bf16": False,  # GRPOConfig defaults bf16 to True
         "fp16": False,
-        # GRPOConfig defaults gradient_checkpointing to True; transformers 5 calls that a deprecated alias
-        # of activation_checkpointing (FutureWarning when only the old name is set), so set the new one.
-        "activation_checkpointing": False,
         "report_to": "none",
         "max_steps": 2,
         "logging_steps": 1,
@@ -196,6 +194,11 @@ def grpo_config(output_dir: str | os.PathLike[str], **overrides: Any) -> Any:
         "disable_tqdm": True,
         "remove_unused_columns": False,
     }
+    # GRPOConfig defaults gradient checkpointing to on. transformers >= 5.11 renamed it
+    # activation_checkpointing (the old name a deprecated alias, with a FutureWarning); verl 0.9.1
+    # pins transformers < 5.11, which knows only the old name: set whichever this one has.
+    names = {field.name for field in dataclasses.fields(GRPOConfig)}
+    settings["activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"] = False
     settings.update(overrides)
     return GRPOConfig(**settings)
 
