@@ -259,6 +259,7 @@ def trend(store: AuditStore) -> dict[str, Any]:
     rate. The rate's denominator is every attempt at the step, which the log holds only when
     the service ran with --audit-results; `complete` says whether it did (any attempt without
     a finding is the sign), and without it a rate is over flagged attempts only."""
+    store.lean()
     steps = store.rows(
         "SELECT step, count(*) AS attempts, count(*) FILTER (len(findings) > 0) AS flagged "
         "FROM lean WHERE step IS NOT NULL GROUP BY step ORDER BY step"

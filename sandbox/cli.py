@@ -266,7 +266,7 @@ def _audit_replay(args: argparse.Namespace, store: Any, console: Any) -> int:
         stub = Stub(channel)
         outcome = replay(
             records,
-            lambda tasks: stub.ScoreBatch(pb.ScoreBatchRequest(tasks=tasks), timeout=_BATCH_DEADLINE_S).results,
+            lambda tasks: list(stub.ScoreBatch(pb.ScoreBatchRequest(tasks=tasks), timeout=_BATCH_DEADLINE_S)),
         )
     if args.json:
         print(audit_report.dumps(outcome.as_dict()))
