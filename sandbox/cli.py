@@ -193,6 +193,111 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit_query(args: argparse.Namespace) -> int:
+    """`audit summary|trend|show|sql|replay`: DuckDB over the log (sandbox.audit_query)."""
+    if args.audit_command is None:
+        return cmd_audit(args)
+    from rich.console import Console
+
+    from sandbox import audit_query
+
+    console = Console(soft_wrap=False)
+    filters = audit_query.Filters(run=getattr(args, "run", None), since=args.since)
+    try:
+        with audit_query.AuditStore(args.log, filters) as store:
+            return _AUDIT_COMMANDS[args.audit_command](args, store, console)
+    except audit_query.AuditQueryError as exc:
+        raise SystemExit(f"audit {args.audit_command}: {exc}") from None
+
+
+def _audit_summary(args: argparse.Namespace, store: Any, console: Any) -> int:
+    from sandbox import audit_query, audit_report
+
+    data = audit_query.summary(store, top=args.top)
+    print(audit_report.dumps(data)) if args.json else audit_report.print_summary(console, data)
+    return 0
+
+
+def _audit_trend(args: argparse.Namespace, store: Any, console: Any) -> int:
+    from sandbox import audit_query, audit_report
+
+    data = audit_query.trend(store)
+    if args.png or args.html:
+        audit_report.write_report(data, args.png, args.html)
+    if args.json:
+        print(audit_report.dumps({**data, "note": None if data["complete"] else audit_query.INCOMPLETE_NOTE}))
+    else:
+        audit_report.print_trend(console, data)
+    return 0
+
+
+def _audit_show(args: argparse.Namespace, store: Any, console: Any) -> int:
+    from sandbox import audit_query, audit_report
+
+    record = audit_query.attempt(store, args.id)
+    if record is None:
+        raise SystemExit(f"audit show: no attempt {args.id} in {args.log}")
+    print(audit_report.dumps(audit_report.attempt_json(record))) if args.json else audit_report.print_attempt(
+        console, record
+    )
+    return 0
+
+
+def _audit_sql(args: argparse.Namespace, store: Any, console: Any) -> int:
+    from sandbox import audit_report
+
+    columns, rows = store.user_query(args.query)
+    if args.json:
+        print(audit_report.dumps([dict(zip(columns, row, strict=True)) for row in rows]))
+    else:
+        audit_report.print_rows(console, columns, rows)
+    return 0
+
+
+def _audit_replay(args: argparse.Namespace, store: Any, console: Any) -> int:
+    from sandbox import audit_report
+    from sandbox.audit_replay import candidates, replay
+    from sandbox.embedded import EmbeddedServer
+
+    records = candidates(store, args.code, args.limit)
+    # the replay's own scoring is not audited: it would append to the log it reads
+    config = _config(args, host="127.0.0.1", port=0, audit_log=None, token=None, tokens=(), tls_cert=None, tls_key=None)
+    with (
+        EmbeddedServer(config, _make_backend(args), _languages(args)) as server,
+        grpc.insecure_channel(server.target, options=CLIENT_CHANNEL_ARGS) as channel,
+    ):
+        stub = Stub(channel)
+        outcome = replay(
+            records,
+            lambda tasks: list(stub.ScoreBatch(pb.ScoreBatchRequest(tasks=tasks), timeout=_BATCH_DEADLINE_S)),
+        )
+    if args.json:
+        print(audit_report.dumps(outcome.as_dict()))
+        return 0
+    console.print(
+        f"replayed {outcome.replayed} attempts, {len(outcome.changed)} verdicts would change; "
+        f"{outcome.not_replayable} not replayable (stored without code or task, or code truncated)"
+    )
+
+    def arrow(change: dict[str, Any], key: str) -> str:
+        before, after = change["before"][key], change["after"][key]
+        shown = (", ".join(before) or "-", ", ".join(after) or "-") if key == "findings" else (before, after)
+        return f"{shown[0]} -> {shown[1]}" if before != after else str(shown[0])
+
+    rows = ((c["id"], c["task_id"], *(arrow(c, k) for k in ("status", "score", "findings"))) for c in outcome.changed)
+    console.print(audit_report.table("changed verdicts", ("id", "task", "status", "score", "findings"), rows))
+    return 0
+
+
+_AUDIT_COMMANDS: dict[str, Callable[[argparse.Namespace, Any, Any], int]] = {
+    "summary": _audit_summary,
+    "trend": _audit_trend,
+    "show": _audit_show,
+    "sql": _audit_sql,
+    "replay": _audit_replay,
+}
+
+
 def cmd_ray(args: argparse.Namespace) -> int:
     """The fleet on a Ray cluster: the work is `sandbox.fleet.commands`'."""
     from sandbox.fleet import commands
@@ -365,7 +470,41 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--severity", help="minimum severity: INFO, WARNING or CRITICAL")
     audit.add_argument("--task", help="task id")
     audit.add_argument("--since", help="ISO time, e.g. 2026-11-25T00:00")
-    audit.set_defaults(func=cmd_audit)
+    audit.set_defaults(func=cmd_audit_query)
+    queries = audit.add_subparsers(dest="audit_command", metavar="{summary,trend,show,sql,replay}")
+
+    def query_options(p: argparse.ArgumentParser, json_flag: bool = True) -> None:
+        # SUPPRESS: `audit --log X summary` keeps X (a subparser's default would replace it)
+        p.add_argument(
+            "--log",
+            default=argparse.SUPPRESS,
+            help="the current log; rotated STEM.*SUFFIX files beside it are read too",
+        )
+        p.add_argument("--run", default=argparse.SUPPRESS, help="only this run (rft-run metadata)")
+        p.add_argument("--since", default=argparse.SUPPRESS, help="only from this UTC time on, e.g. 2026-12-01T18:00")
+        if json_flag:
+            p.add_argument("--json", action="store_true", help="JSON for scripts instead of tables")
+
+    summary = queries.add_parser("summary", help="counts by finding, severity, language, caller, run; top tasks")
+    query_options(summary)
+    summary.add_argument("--top", type=int, default=10, help="how many offending tasks (default %(default)s)")
+    trend = queries.add_parser("trend", help="cheat rate per training step per finding code")
+    query_options(trend)
+    trend.add_argument("--by", choices=("step",), default="step")
+    trend.add_argument("--png", metavar="FILE", help="write the plot as PNG")
+    trend.add_argument("--html", metavar="FILE", help="write a self-contained HTML report (plot inlined, table)")
+    show = queries.add_parser("show", help="one attempt in full: code with the evidence marked, result, tests")
+    query_options(show)
+    show.add_argument("id", help="the attempt's id (16 hex characters)")
+    sql = queries.add_parser("sql", help="a read-only SELECT over the views attempts, findings, events")
+    query_options(sql)
+    sql.add_argument("query", help='e.g. "SELECT code, count(*) FROM findings GROUP BY code"')
+    replay = queries.add_parser("replay", help="re-score stored attempts with the current detectors: what changes")
+    query_options(replay)
+    replay.add_argument("--code", default=None, help="only attempts with this finding")
+    replay.add_argument("--limit", type=int, default=None, help="at most this many attempts (oldest first)")
+    service_options(replay, listen=False)
+    replay.set_defaults(host="127.0.0.1", port=0)
     return parser
 
 
