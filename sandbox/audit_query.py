@@ -63,6 +63,7 @@ _LEAN = {
     "language": "VARCHAR",
     "max_severity": "VARCHAR",
     "findings": "STRUCT(code VARCHAR, severity VARCHAR)[]",
+    "code": "VARCHAR",  # an event's
 }
 _ATTEMPT = [c for c in COLUMNS if c not in ("kind", "code", "severity", "evidence", "message")]
 _EVENT = ["v", "id", "time", "code", "severity", "evidence", "message"]
@@ -135,12 +136,16 @@ class AuditStore:
         )
 
     def lean(self) -> str:
-        """A table of what `summary` and `trend` count, read in ONE scan of the files: the JSON
-        reader's cost is in the columns it builds, so this one builds no code, task, message or
-        evidence, and the several GROUP BYs then run in memory."""
+        """Tables of what `summary` and `trend` count (`lean`: attempts, `lean_events`), read in
+        ONE scan of the files: the JSON reader's cost is in the columns it builds, so this one
+        builds no code, task, message or evidence, and the several GROUP BYs then run in memory."""
         if not self._lean:
-            where = f"WHERE kind = 'attempt'{self.filters.where()}"
-            self.con.execute(f"CREATE TEMP TABLE lean AS SELECT * EXCLUDE (kind) FROM {self._read(_LEAN)} {where}")  # noqa: S608 - quoted literals, our own names
+            where = f"WHERE kind IN ('attempt', 'event'){self.filters.where()}"
+            self.con.execute(f"CREATE TEMP TABLE lean_all AS SELECT * FROM {self._read(_LEAN)} {where}")  # noqa: S608 - quoted literals, our own names
+            self.con.execute(
+                "CREATE TEMP VIEW lean AS SELECT * EXCLUDE (kind, code) FROM lean_all WHERE kind = 'attempt'"
+            )
+            self.con.execute("CREATE TEMP VIEW lean_events AS SELECT code FROM lean_all WHERE kind = 'event'")
             self.con.execute(
                 "CREATE TEMP VIEW lean_findings AS SELECT id, step, UNNEST(findings, recursive := true) FROM lean"
             )
@@ -223,7 +228,7 @@ def summary(store: AuditStore, top: int = 10) -> dict[str, Any]:
         "SELECT count(*) AS attempts, count(*) FILTER (len(findings) > 0) AS flagged, "
         "coalesce(sum(len(findings)), 0) AS findings FROM lean"
     )[0]
-    totals["events"] = store.rows("SELECT count(*) AS n FROM events")[0]["n"]
+    totals["events"] = store.rows("SELECT count(*) AS n FROM lean_events")[0]["n"]
 
     def by(column: str) -> list[dict[str, Any]]:
         counts = "count(*) AS attempts, count(*) FILTER (len(findings) > 0) AS flagged, "
@@ -250,7 +255,9 @@ def summary(store: AuditStore, top: int = 10) -> dict[str, Any]:
             "GROUP BY ALL HAVING flagged > 0 ORDER BY critical DESC, flagged DESC, task_id LIMIT ?",
             [top],
         ),
-        "events": store.rows("SELECT code, count(*) AS events FROM events GROUP BY ALL ORDER BY events DESC, code"),
+        "events": store.rows(
+            "SELECT code, count(*) AS events FROM lean_events GROUP BY ALL ORDER BY events DESC, code"
+        ),
     }
 
 
