@@ -306,7 +306,7 @@ def cmd_ray(args: argparse.Namespace) -> int:
     commands.connect(args.address)
     if args.action == "up":
         spec = ReplicaSpec(
-            _config(args),
+            _config(args, metrics_port=0 if args.metrics else None),
             args.backend,
             args.docker_image,
             args.docker_runtime,
@@ -461,6 +461,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fleet.add_argument("--wait", type=float, default=300.0, help="up: seconds to wait for the replicas to serve")
     fleet.add_argument("--json", action="store_true", help="status: as JSON")
+    fleet.add_argument(
+        "--metrics", action="store_true", help="up: each replica serves Prometheus metrics on a free port (in status)"
+    )
     service_options(fleet, listen=False)
     fleet.set_defaults(func=cmd_ray, host="127.0.0.1", port=0)
 

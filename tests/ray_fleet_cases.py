@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 import traceback
+import urllib.request
 from collections.abc import Callable
 
 import ray
@@ -22,6 +23,7 @@ from ray.cluster_utils import Cluster
 from sandbox import cli
 from sandbox.api import pb
 from sandbox.fleet import commands
+from sandbox.fleet.controller import POLL_SECONDS
 from tests.helpers import call_task, status_name
 from trainer_plugin import discovery
 from trainer_plugin.client import ClientOptions, SandboxClient
@@ -220,13 +222,23 @@ def case_scale(cluster: Cluster, nodes: list, client: SandboxClient) -> None:
 def case_cpus_per_replica(cluster: Cluster, nodes: list, client: SandboxClient) -> None:
     free = ray.available_resources().get("CPU", 0)
     argv = [*UP, "--address", cluster.address, "--drain-seconds", "20", "--replicas", "3", "--cpus-per-replica", "1"]
-    assert cli.main(argv) == 0  # other settings: a new set of three, the old two drained once it serves
+    assert cli.main([*argv, "--metrics"]) == 0  # other settings: a new set of three, the old two drained once it serves
     wait_until("the old set to go", lambda: len(status()["replicas"]) == 3, 60)
     assert all(r["workers"] == 1 for r in serving(status()))
     wait_until("one CPU reserved per replica", lambda: ray.available_resources().get("CPU", 0) == free - 3, 15)
     wait_until("discovery to follow", lambda: len(discovery.expand([f"ray://{NAME}"])) == 3, 15)
     sent = tasks("reserved", 9)
     check_one_each(sent, client.score_all(sent))
+    # --metrics: each replica's own Prometheus endpoint, in status, counts the tasks it scored
+    time.sleep(2 * POLL_SECONDS)
+    scored = 0
+    for replica in serving(status()):
+        text = urllib.request.urlopen(f"http://{replica['metrics']}/metrics", timeout=10).read().decode()
+        assert "rft_sandbox_build_info" in text, text[:300]
+        scored += sum(
+            float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("rft_sandbox_tasks_total{")
+        )
+    assert scored == len(sent), f"the replicas' metrics count {scored} tasks, {len(sent)} were sent"
 
 
 def case_down_drains(cluster: Cluster, nodes: list, client: SandboxClient) -> None:

@@ -89,7 +89,7 @@ def render(state: dict[str, Any]) -> str:
         lines.append(
             f"  {r['replica']}  node {r.get('node_id', '?')[:12]}  {r.get('address', '-'):21}  {flags}  "
             f"workers {r.get('workers', '-')}  busy {r.get('busy', '-')}  queued {r.get('queued', '-')}  "
-            f"jobs {r.get('jobs', '-')}"
+            f"jobs {r.get('jobs', '-')}" + (f"  metrics {r['metrics']}" if r.get("metrics") else "")
         )
     return "\n".join(lines)
 

@@ -47,6 +47,7 @@ class Replica:
         return {
             "node_id": ray.get_runtime_context().get_node_id(),
             "address": self._embedded.target,
+            "metrics": f"{server.config.host}:{server.metrics.port}" if server.metrics is not None else None,
             "pid": os.getpid(),
             "serving": not self._draining and server.pool.live_workers > 0,
             "workers": server.pool.size,
