@@ -172,7 +172,11 @@ def _verdict(findings: bool) -> Verdict:
 
 @pytest.mark.parametrize(
     ("policy", "kept"),
-    [("none", {"cheat": False, "honest": False}), ("findings", {"cheat": True}), ("all", {"cheat": True, "honest": True})],
+    [
+        ("none", {"cheat": False, "honest": False}),
+        ("findings", {"cheat": True}),
+        ("all", {"cheat": True, "honest": True}),
+    ],
 )
 def test_code_is_kept_per_the_code_policy(tmp_path, policy, kept):
     path = tmp_path / "audit.jsonl"
@@ -221,8 +225,7 @@ def test_rotation_by_several_processes_loses_no_line(tmp_path):
     path = tmp_path / "audit.jsonl"
     root = Path(__file__).resolve().parent.parent
     writers = [
-        subprocess.Popen([sys.executable, "-c", _WRITER, str(path), "2048", "300", str(w)], cwd=root)
-        for w in range(4)
+        subprocess.Popen([sys.executable, "-c", _WRITER, str(path), "2048", "300", str(w)], cwd=root) for w in range(4)
     ]
     assert [w.wait(120) for w in writers] == [0, 0, 0, 0]
     files = log_files(path)
@@ -286,7 +289,7 @@ def audit_health(embedded: EmbeddedServer, name: str) -> int:
 
 
 def scrape(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:  # noqa: S310 - loopback
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
         return reply.read().decode()
 
 
@@ -340,3 +343,17 @@ def test_a_write_cut_short_by_a_full_disk_leaves_no_half_line(tmp_path, monkeypa
     store.close()
     assert path.read_text() == '{"n": 1}\n{"n": 3}\n'
     assert (store.stats.written, store.stats.dropped) == (2, 1)
+
+
+@pytest.mark.parametrize(("policy", "syncs"), [("always", 3), ("interval", 0), ("none", 0)])
+def test_the_fsync_policy(tmp_path, monkeypatch, policy, syncs):
+    """`always` syncs every line; `interval` leaves lines in quick succession to its timer (`sync`)."""
+    calls = []
+    monkeypatch.setattr("sandbox.audit_store.os.fsync", calls.append)
+    store = AppendLog(tmp_path / "audit.jsonl", fsync=policy, fsync_interval=3600)
+    for n in range(3):
+        assert store.append(b'{"n": %d}\n' % n)
+    assert len(calls) == syncs
+    store.sync()  # the server's health loop, each second
+    assert len(calls) == (syncs or (1 if policy == "interval" else 0))
+    store.close()

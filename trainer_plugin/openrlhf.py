@@ -18,6 +18,7 @@ RFT_SANDBOX_CALLER for the service's audit trail). OpenRLHF passes no training s
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -118,5 +119,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 def make_reward_server(core: RewardCore, host: str = "127.0.0.1", port: int = 5000) -> ThreadingHTTPServer:
     """An HTTP server answering OpenRLHF's `POST /get_reward`; serve it with serve_forever()."""
+    if core.caller is None:  # the audit trail's caller, unless the options name one
+        core = dataclasses.replace(core, caller=trainer_caller("openrlhf"))
     handler = type("Handler", (_Handler,), {"core": core})
     return ThreadingHTTPServer((host, port), handler)
