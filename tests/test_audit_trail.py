@@ -357,3 +357,14 @@ def test_the_fsync_policy(tmp_path, monkeypatch, policy, syncs):
     store.sync()  # the server's health loop, each second
     assert len(calls) == (syncs or (1 if policy == "interval" else 0))
     store.close()
+
+
+def test_the_plugin_and_the_record_name_the_metadata_alike():
+    """The plugin may import only `sandbox.api`, so the keys live there too: they must agree."""
+    from sandbox import audit_record
+
+    assert (METADATA_RUN, METADATA_STEP, METADATA_CALLER) == (
+        audit_record.METADATA_RUN,
+        audit_record.METADATA_STEP,
+        audit_record.METADATA_CALLER,
+    )
