@@ -49,6 +49,12 @@ def _config(args: argparse.Namespace, **overrides: Any) -> ServiceConfig:
         "port": args.port,
         "token": args.token or os.environ.get(TOKEN_ENV) or None,
         "audit_log": args.audit_log,
+        "audit_results": args.audit_results,
+        "audit_code": args.audit_code,
+        "audit_code_bytes": args.audit_code_bytes,
+        "audit_rotate_bytes": args.audit_rotate_bytes,
+        "audit_rotate_seconds": args.audit_rotate_seconds,
+        "audit_fsync": args.audit_fsync,
         "job_uid_base": ServiceConfig.job_uid_base + args.slot_offset,
     }
     if args.workers:
@@ -64,6 +70,8 @@ def _config(args: argparse.Namespace, **overrides: Any) -> ServiceConfig:
         raise SystemExit("--queue-limit must be >= 1 and --caller-queue-limit >= 0")
     values["queue_limit"], values["caller_queue_limit"] = args.queue_limit, args.caller_queue_limit
     values["triton_device"] = args.triton_device
+    if args.audit_code_bytes < 0 or args.audit_rotate_bytes < 0 or args.audit_rotate_seconds < 0:
+        raise SystemExit("--audit-code-bytes, --audit-rotate-bytes and --audit-rotate-seconds must be >= 0")
     if args.drain_seconds < 0:
         raise SystemExit("--drain-seconds must be >= 0")
     values["drain_seconds"] = args.drain_seconds
@@ -376,7 +384,52 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument("--tls-cert", default=None, help="PEM certificate (chain): serve TLS (with --tls-key)")
         p.add_argument("--tls-key", default=None, help="PEM private key of --tls-cert")
-        p.add_argument("--audit-log", default="rft-sandbox-audit.jsonl", help="JSONL file of findings")
+        p.add_argument(
+            "--audit-log",
+            default="rft-sandbox-audit.jsonl",
+            help="JSONL file of audited attempts (docs/audit-write.md); rotated files sit next to it",
+        )
+        p.add_argument(
+            "--audit-results",
+            action="store_true",
+            help="log every attempt with its result (status, score, components), not only those with a "
+            "finding: cheat rates get their denominator",
+        )
+        p.add_argument(
+            "--audit-code",
+            default=ServiceConfig.audit_code,
+            choices=("none", "findings", "all"),
+            help="whose code (and task) the log keeps, compressed: none, findings (attempts with a "
+            "finding) or all written attempts (default %(default)s)",
+        )
+        p.add_argument(
+            "--audit-code-bytes",
+            type=int,
+            default=ServiceConfig.audit_code_bytes,
+            metavar="N",
+            help="code kept per attempt, at most (default %(default)s)",
+        )
+        p.add_argument(
+            "--audit-rotate-bytes",
+            type=int,
+            default=0,
+            metavar="N",
+            help="rotate the log before it passes N bytes, to STEM.YYYYMMDDTHHMMSSZ.jsonl (default 0: never)",
+        )
+        p.add_argument(
+            "--audit-rotate-seconds",
+            type=float,
+            default=0.0,
+            metavar="S",
+            help="rotate the log when its first line is S seconds old (default 0: never)",
+        )
+        p.add_argument(
+            "--audit-fsync",
+            default=ServiceConfig.audit_fsync,
+            choices=("none", "interval", "always"),
+            help="fsync the log: none, interval (about once a second) or always (every line; slowest) "
+            "(default %(default)s)",
+        )
         p.add_argument(
             "--database",
             action="append",

@@ -38,6 +38,12 @@ class ServiceConfig:
     job_uid_base: int = 61000
     drain_seconds: float = 30.0  # after SIGTERM: how long accepted tasks may take to finish (`SandboxServer.drain`)
     audit_log: str = "rft-sandbox-audit.jsonl"
+    audit_results: bool = False  # every attempt in the audit log, not only those with a finding
+    audit_code: str = "findings"  # whose code the log keeps: none, findings (attempts with one), all
+    audit_code_bytes: int = 64 * 1024  # code kept per attempt, at most
+    audit_rotate_bytes: int = 0  # rotate the log when it would pass this size (0: never)
+    audit_rotate_seconds: float = 0.0  # rotate the log when its first line is this old (0: never)
+    audit_fsync: str = "interval"  # none, interval (about once a second) or always (every line)
     max_code_bytes: int = 256 * 1024
     max_batch: int = 4096
     max_request_bytes: int = 64 * MiB

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from rewards.model import Finding, Severity, Status, Verdict
 from sandbox.api import pb
 from sandbox.audit import AuditLog
+from sandbox.call_context import CallContext
 from sandbox.intake import Prepared
 from sandbox.lanes import Lane
 from sandbox.memo import MemoStore
@@ -88,8 +89,11 @@ class Driver:
                 self.observer.accepted(language, count)
         return list(await asyncio.gather(*(begin(i, t) for i, t in enumerate(tasks))))
 
-    async def score(self, started: Started, caller: str = "") -> pb.Result:
-        """`caller` names the line of each lane's fair queue the task's jobs wait in."""
+    async def score(
+        self, started: Started, caller: str = "", call: CallContext | None = None, source: pb.Task | None = None
+    ) -> pb.Result:
+        """`caller` names the line of each lane's fair queue the task's jobs wait in; `call`
+        and `source` (the task as sent) are what the audit trail records with the verdict."""
         arrived = time.perf_counter()
         run_ms = 0.0
         try:
@@ -100,7 +104,7 @@ class Driver:
             log.exception("scoring task %s failed", started.task.id)
             verdict = Verdict(Status.SANDBOX_ERROR, 0.0, message=f"internal error: {type(exc).__name__}")
         task = started.task
-        self.audit.record(task.id, task.language.name, task.code, verdict)
+        self.audit.record(task.id, task.language.name, task.code, verdict, call, source)
         total_ms = (time.perf_counter() - arrived) * 1000
         ran = started.job is not None
         queue_ms = max(total_ms - run_ms, 0.0) if ran else 0.0

@@ -9,7 +9,9 @@ Two kinds of figures:
   histograms. Counted once, where a verdict becomes a Result.
 * what the pools already count (`PoolStats`, queue depths, busy workers): read at scrape
   time by `_LaneCollector`, so the pools' hot path does no work for metrics. Lanes whose
-  pool is not built yet (lazy Triton lanes before their first task) are not listed.
+  pool is not built yet (lazy Triton lanes before their first task) are not listed. The
+  audit log's records written and dropped, and whether it is writable, are read the same
+  way (`_AuditCollector`).
 
 The exporter is prometheus_client's threaded HTTP server, on a daemon thread of its own;
 a scrape reads plain integers the event loop writes, so it takes no lock.
@@ -25,6 +27,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, Info, Proce
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from rewards.model import Verdict
+from sandbox.audit import AuditLog
 from sandbox.lanes import Lane, PoolLane
 from sandbox.pool import PoolStats
 
@@ -72,12 +75,37 @@ class _LaneCollector:
         yield from (queued, workers, busy, *counters.values())
 
 
+class _AuditCollector:
+    """The audit log's counters (`sandbox.audit_store.StoreStats`), read live."""
+
+    def __init__(self, audit: AuditLog) -> None:
+        self.audit = audit
+
+    def collect(self) -> Iterable[Metric]:
+        stats = self.audit.stats
+        written = CounterMetricFamily(f"{PREFIX}_audit_records_written", "Audit log records written")
+        written.add_metric([], stats.written)
+        dropped = CounterMetricFamily(
+            f"{PREFIX}_audit_records_dropped", "Audit log records lost to a failing write (a full disk)"
+        )
+        dropped.add_metric([], stats.dropped)
+        rotations = CounterMetricFamily(f"{PREFIX}_audit_rotations", "Audit log files this process rotated")
+        rotations.add_metric([], stats.rotations)
+        healthy = GaugeMetricFamily(
+            f"{PREFIX}_audit_log_healthy", "1 while the audit log is written, 0 while its records are dropped"
+        )
+        healthy.add_metric([], 1.0 if self.audit.healthy else 0.0)
+        yield from (written, dropped, rotations, healthy)
+
+
 class Metrics:
     """The registry of one server, and its exporter once `start`ed."""
 
-    def __init__(self, lanes: Mapping[str, Lane], version: str, backend: str) -> None:
+    def __init__(self, lanes: Mapping[str, Lane], version: str, backend: str, audit: AuditLog | None = None) -> None:
         self.registry = CollectorRegistry()
         registry = self.registry
+        if audit is not None:
+            registry.register(_AuditCollector(audit))
         Info(f"{PREFIX}_build", "The service's version and isolation backend", registry=registry).info(
             {"version": version, "backend": backend}
         )

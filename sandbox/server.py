@@ -34,6 +34,9 @@ from sandbox.servicer import Servicer
 from sandbox.steps import MAIN_LANE
 
 log = logging.getLogger(__name__)
+# Its own health status: NOT_SERVING while audit records are being dropped (a full disk). Not the
+# main service's: scoring goes on, and clients must keep sending work.
+AUDIT_HEALTH = "rft_sandbox.v1.Audit"
 _ANSWER_SECONDS = 5.0  # after the grace: for the abandoned tasks' SANDBOX_ERROR results to be sent
 _UNLIMITED_MS = 2**31 - 1  # gRPC's INT_MAX: no limit
 
@@ -59,7 +62,7 @@ class SandboxServer:
             caller_queue_limit=config.caller_queue_limit or None,
         )
         self.tokens = Tokens(config)
-        self.audit = AuditLog(config.audit_log)
+        self.audit = AuditLog.of(config)
         host = Host(config, backend, self.policy, self.audit)
         self.lanes: dict[str, Lane] = {MAIN_LANE: PoolLane(MAIN_LANE, lambda: self.pool)}
         for language in languages:
@@ -69,7 +72,9 @@ class SandboxServer:
                     raise ValueError(f"language {language.name!r} names the lane {name!r}, which is taken")
                 self.lanes[name] = lane
         # off unless a port is configured: then nothing is counted and nothing listens
-        self.metrics = Metrics(self.lanes, __version__, backend.name) if config.metrics_port is not None else None
+        self.metrics = (
+            Metrics(self.lanes, __version__, backend.name, self.audit) if config.metrics_port is not None else None
+        )
         self.driver = Driver(self.lanes, MemoStore(), self.audit, backend.name, self.metrics)
         self.servicer = Servicer(config, self.tokens, self.languages, self.lanes, self.driver, self.pool)
         self.health = health.aio.HealthServicer()
@@ -108,6 +113,7 @@ class SandboxServer:
         await server.start()
         self._server = server
         await self._set_health(True)
+        await self._set_audit_health(self.audit.healthy)
         self._monitor = asyncio.create_task(self._watch_health())
         log.info(
             "serving",
@@ -157,11 +163,20 @@ class SandboxServer:
         for name in ("", SERVICE):
             await self.health.set(name, status)
 
+    async def _set_audit_health(self, healthy: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if healthy else health_pb2.HealthCheckResponse.NOT_SERVING
+        await self.health.set(AUDIT_HEALTH, status)
+
     async def _watch_health(self, period: float = 1.0) -> None:
-        """NOT_SERVING while no sandbox worker is alive (e.g. the container engine is down)."""
-        serving = True
+        """NOT_SERVING while no sandbox worker is alive (e.g. the container engine is down);
+        the audit log's status, and its fsync timer."""
+        serving, audit_healthy = True, self.audit.healthy
         while True:
             await asyncio.sleep(period)
+            self.audit.sync()
+            if self.audit.healthy != audit_healthy:
+                audit_healthy = self.audit.healthy
+                await self._set_audit_health(audit_healthy)
             alive = self.pool.live_workers > 0
             if alive != serving:
                 serving = alive

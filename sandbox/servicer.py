@@ -21,6 +21,7 @@ from google.protobuf.message import DecodeError, Message
 from sandbox import __version__
 from sandbox.api import SERVICE, pb
 from sandbox.auth import Tokens
+from sandbox.call_context import CallContext, from_metadata
 from sandbox.config import ServiceConfig
 from sandbox.drain import Gate
 from sandbox.driver import Driver, Started
@@ -79,11 +80,13 @@ class Servicer:
             )
         return message
 
-    def _caller(self, context: grpc.aio.ServicerContext) -> str:
+    def _caller(self, context: grpc.aio.ServicerContext) -> tuple[str, CallContext]:
         """Whose call this is, for fair scheduling: the named token's name, else the peer
-        (address and port: one identity per connection, as a trainer process holds one)."""
-        name = self.tokens.check(context.invocation_metadata())[1] if self.tokens else None
-        return name or context.peer()
+        (address and port: one identity per connection, as a trainer process holds one);
+        and the call's context for the audit trail."""
+        metadata = context.invocation_metadata()
+        name = self.tokens.check(metadata)[1] if self.tokens else None
+        return name or context.peer(), from_metadata(metadata, name)
 
     async def _prepare(self, tasks: Any, context: grpc.aio.ServicerContext, single: bool, caller: str) -> list[Started]:
         """The request's tasks, validated, admitted by every lane they queue on, and with their
@@ -122,9 +125,9 @@ class Servicer:
         request = await self._parse(pb.ScoreRequest, raw, context)
         if not request.HasField("task"):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "task: is required")
-        caller = self._caller(context)
+        caller, call = self._caller(context)
         (task,) = await self._prepare([request.task], context, single=True, caller=caller)
-        result = await self.driver.score(task, caller)
+        result = await self.driver.score(task, caller, call, request.task)
         await task.task.language.after_batch()
         return result
 
@@ -137,10 +140,13 @@ class Servicer:
 
     async def _stream_batch(self, raw: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.Result]:
         request = await self._parse(pb.ScoreBatchRequest, raw, context)
-        caller = self._caller(context)
+        caller, call = self._caller(context)
         started_tasks = await self._prepare(request.tasks, context, single=False, caller=caller)
         started = time.perf_counter()
-        pending = [asyncio.ensure_future(self.driver.score(task, caller)) for task in started_tasks]
+        pending = [
+            asyncio.ensure_future(self.driver.score(task, caller, call, source))
+            for task, source in zip(started_tasks, request.tasks, strict=True)
+        ]
         statuses: Counter[str] = Counter()
         try:
             for next_done in asyncio.as_completed(pending):

@@ -259,18 +259,23 @@ def _verdict(evidence: str) -> Verdict:
     return Verdict(Status.REJECTED, 0.0, findings=[finding])
 
 
+def _code(entry: dict) -> str:
+    """An event's code, or an attempt's (first) finding's."""
+    return entry["code"] if entry["kind"] == "event" else entry["findings"][0]["code"]
+
+
 def test_an_audit_record_written_in_short_writes_is_whole(tmp_path, monkeypatch):
     """write() may write less than asked: the record's tail must not be lost."""
     path = tmp_path / "audit.jsonl"
     audit = AuditLog(path)
     real_write = os.write
-    monkeypatch.setattr("sandbox.audit.os.write", lambda fd, data: real_write(fd, bytes(data[:7])))
+    monkeypatch.setattr("sandbox.audit_store.os.write", lambda fd, data: real_write(fd, bytes(data[:7])))
     audit.record("t1", "python", "code", _verdict("x" * 300))
     audit.record_event("database_modified", "company")
     audit.close()
     entries = [json.loads(line) for line in path.read_text().splitlines()]
-    assert [e["code"] for e in entries] == ["always_equal_object", "database_modified"]
-    assert entries[0]["evidence"] == "x" * 300
+    assert [_code(e) for e in entries] == ["always_equal_object", "database_modified"]
+    assert entries[0]["findings"][0]["evidence"] == "x" * 300
 
 
 def test_an_audit_record_waits_for_another_writers_lock(tmp_path):
@@ -289,7 +294,7 @@ def test_an_audit_record_waits_for_another_writers_lock(tmp_path):
     os.close(other)
     audit.close()
     lines = path.read_text().splitlines()
-    assert [json.loads(line).get("from", json.loads(line).get("code")) for line in lines] == [
+    assert [json.loads(line).get("from") or _code(json.loads(line)) for line in lines] == [
         "the other writer",
         "always_equal_object",
     ]

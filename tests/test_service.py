@@ -397,17 +397,15 @@ def test_audit_log_records_cheating(client, audit_path):
     result = client.score(call_task(task_id, CHEAT, "f", [([1], 2), ([2], 3)]))
     assert status_name(result) == "REJECTED" and result.score == 0.0
     assert "always_equal_object" in {f.code for f in result.findings}
-    entries = _audit_entries(audit_path, task_id)
-    cheats = [e for e in entries if e["code"] == "always_equal_object"]
-    assert cheats, entries
-    for entry in cheats:
-        assert {"time", "task_id", "language", "code", "severity", "evidence", "code_sha256"} <= entry.keys()
-        assert entry["language"] == "python"
-        assert entry["severity"] == "CRITICAL"
-        assert entry["code_sha256"] == hashlib.sha256(CHEAT.encode()).hexdigest()
-        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", entry["time"]), entry["time"]
+    (entry,) = _audit_entries(audit_path, task_id)  # v2: one record per attempt, its findings nested
+    assert entry["kind"] == "attempt" and entry["v"] == 2
+    assert entry["language"] == "python" and entry["status"] == "REJECTED" and entry["max_severity"] == "CRITICAL"
+    assert entry["code_sha256"] == hashlib.sha256(CHEAT.encode()).hexdigest()
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", entry["time"]), entry["time"]
+    cheats = [f for f in entry["findings"] if f["code"] == "always_equal_object"]
+    assert cheats and all(f["severity"] == "CRITICAL" for f in cheats), entry
     # the static finding quotes the offending source
-    assert any("def __eq__(self, other)" in e["evidence"] for e in cheats), cheats
+    assert any("def __eq__(self, other)" in f["evidence"] for f in cheats), cheats
     clean_id = f"clean-{time.time_ns()}"
     assert status_name(client.score(healthy_task(clean_id))) == "PASSED"
     assert _audit_entries(audit_path, clean_id) == [], "clean candidates leave no audit entries"

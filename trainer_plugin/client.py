@@ -37,7 +37,7 @@ from typing import Any
 
 import grpc
 
-from sandbox.api import CLIENT_CHANNEL_ARGS, SERVICE, Stub, pb
+from sandbox.api import CLIENT_CHANNEL_ARGS, METADATA_CALLER, METADATA_RUN, METADATA_STEP, SERVICE, Stub, pb
 from trainer_plugin import discovery
 
 # Failures of the transport or of the service's capacity: the same request may succeed later.
@@ -84,6 +84,9 @@ class ClientOptions:
     max_concurrency: int = 4  # score_all's ScoreBatch calls in flight per process
     batch_size: int = 256  # tasks per ScoreBatch call of score_all
     channel_args: tuple[tuple[str, Any], ...] = ()  # more gRPC channel arguments
+    # what the service's audit trail records with every attempt (a call's step: `score_all(step=)`)
+    run: str | None = None  # the training run's name
+    caller: str | None = None  # who calls, e.g. "trl:rank0"
 
     def __post_init__(self) -> None:
         if isinstance(self.targets, str):
@@ -123,9 +126,16 @@ class _Core:
         self._resting: dict[str, float] = {}
         self._next = 0
 
-    @property
-    def _metadata(self) -> tuple[tuple[str, str], ...] | None:
-        return (("authorization", f"Bearer {self.options.token}"),) if self.options.token else None
+    def _metadata(self, step: int | None = None, caller: str | None = None) -> tuple[tuple[str, str], ...] | None:
+        """The token, and the call's context for the audit trail (`caller` overrides the options')."""
+        pairs = [("authorization", f"Bearer {self.options.token}")] if self.options.token else []
+        context = (
+            (METADATA_RUN, self.options.run),
+            (METADATA_STEP, step),
+            (METADATA_CALLER, caller or self.options.caller),
+        )
+        pairs += [(key, str(value)) for key, value in context if value is not None]
+        return tuple(pairs) or None
 
     def _channel_args(self, target: str) -> list[tuple[str, Any]]:
         return [*CLIENT_CHANNEL_ARGS, *_balancing(target, self.options.channel_args), *self.options.channel_args]
@@ -176,15 +186,15 @@ class AsyncSandboxClient(_Core):
             self._channels[key] = channel
         return Stub(channel)
 
-    async def score(self, task: pb.Task) -> pb.Result:
+    async def score(self, task: pb.Task, *, step: int | None = None) -> pb.Result:
         stub = self._stub(self._pick())
-        return await stub.Score(pb.ScoreRequest(task=task), timeout=self.options.timeout, metadata=self._metadata)
+        return await stub.Score(pb.ScoreRequest(task=task), timeout=self.options.timeout, metadata=self._metadata(step))
 
-    async def score_batch(self, tasks: Iterable[pb.Task]) -> AsyncIterator[pb.Result]:
+    async def score_batch(self, tasks: Iterable[pb.Task], *, step: int | None = None) -> AsyncIterator[pb.Result]:
         """Results in completion order; each carries its task's id."""
         stub = self._stub(self._pick())
         call = stub.ScoreBatch(
-            pb.ScoreBatchRequest(tasks=list(tasks)), timeout=self.options.timeout, metadata=self._metadata
+            pb.ScoreBatchRequest(tasks=list(tasks)), timeout=self.options.timeout, metadata=self._metadata(step)
         )
         try:
             async for result in call:
@@ -194,7 +204,7 @@ class AsyncSandboxClient(_Core):
 
     async def stats(self) -> pb.StatsReply:
         stub = self._stub(self._pick())
-        return await stub.Stats(pb.StatsRequest(), timeout=self.options.timeout, metadata=self._metadata)
+        return await stub.Stats(pb.StatsRequest(), timeout=self.options.timeout, metadata=self._metadata())
 
     def _semaphore(self) -> asyncio.Semaphore:
         key = (os.getpid(), id(asyncio.get_running_loop()), self.options.max_concurrency)
@@ -202,8 +212,12 @@ class AsyncSandboxClient(_Core):
             _semaphores[key] = asyncio.Semaphore(self.options.max_concurrency)
         return _semaphores[key]
 
-    async def score_all(self, tasks: Sequence[pb.Task]) -> list[pb.Result]:
-        """One result per task, in order, each with the task's id; never raises for the service."""
+    async def score_all(
+        self, tasks: Sequence[pb.Task], *, step: int | None = None, caller: str | None = None
+    ) -> list[pb.Result]:
+        """One result per task, in order, each with the task's id; never raises for the service.
+        `step` (the trainer's global step) and `caller` go to the service's audit trail."""
+        metadata = self._metadata(step, caller)
         deadline = time.monotonic() + self.options.timeout
         unique: dict[bytes, int] = {}
         slots: list[int] = []
@@ -222,7 +236,9 @@ class AsyncSandboxClient(_Core):
         size = min(self.options.batch_size, max(_MIN_CHUNK, -(-len(first) // self.options.max_concurrency)))
         chunks = [first[i : i + size] for i in range(0, len(first), size)]
         scored: dict[str, pb.Result] = {}
-        await asyncio.gather(*(self._score_chunk(chunk, deadline, scored, n) for n, chunk in enumerate(chunks)))
+        await asyncio.gather(
+            *(self._score_chunk(chunk, deadline, scored, metadata, n) for n, chunk in enumerate(chunks))
+        )
         results = []
         for task, slot in zip(tasks, slots, strict=True):
             result = pb.Result()
@@ -232,7 +248,7 @@ class AsyncSandboxClient(_Core):
         return results
 
     async def _score_chunk(
-        self, chunk: list[pb.Task], deadline: float, scored: dict[str, pb.Result], lane: int = 0
+        self, chunk: list[pb.Task], deadline: float, scored: dict[str, pb.Result], metadata: Any, lane: int
     ) -> None:
         pending = {task.id: task for task in chunk}
         why = "not sent"
@@ -244,7 +260,7 @@ class AsyncSandboxClient(_Core):
             target = self._pick()
             try:
                 async with self._semaphore():
-                    await self._stream(target, lane, list(pending.values()), deadline, pending, scored)
+                    await self._stream(target, lane, list(pending.values()), deadline, pending, scored, metadata)
                 return
             except grpc.aio.AioRpcError as exc:
                 code, details = exc.code(), exc.details() or ""
@@ -256,7 +272,10 @@ class AsyncSandboxClient(_Core):
                         return
                     # one bad task refuses the whole batch: each alone, so it costs only itself
                     await asyncio.gather(
-                        *(self._score_chunk([task], deadline, scored, lane + n) for n, task in enumerate(alone))
+                        *(
+                            self._score_chunk([task], deadline, scored, metadata, lane + n)
+                            for n, task in enumerate(alone)
+                        )
                     )
                     return
                 if code not in RETRYABLE and code != grpc.StatusCode.DEADLINE_EXCEEDED:
@@ -276,9 +295,10 @@ class AsyncSandboxClient(_Core):
         deadline: float,
         pending: dict[str, pb.Task],
         scored: dict[str, pb.Result],
+        metadata: Any,
     ) -> None:
         stream = self._stub(target, lane).ScoreBatch(
-            pb.ScoreBatchRequest(tasks=tasks), timeout=deadline - time.monotonic(), metadata=self._metadata
+            pb.ScoreBatchRequest(tasks=tasks), timeout=deadline - time.monotonic(), metadata=metadata
         )
         async for result in stream:
             if result.id in pending:  # kept even if the stream breaks later
@@ -332,16 +352,17 @@ class SandboxClient(_Core):
     def _stub(self) -> Stub:
         return Stub(self.channel_to(self._pick()))
 
-    def score(self, task: pb.Task) -> pb.Result:
-        return self._stub().Score(pb.ScoreRequest(task=task), timeout=self.options.timeout, metadata=self._metadata)
+    def score(self, task: pb.Task, *, step: int | None = None) -> pb.Result:
+        request = pb.ScoreRequest(task=task)
+        return self._stub().Score(request, timeout=self.options.timeout, metadata=self._metadata(step))
 
-    def score_batch(self, tasks: Iterable[pb.Task]) -> Iterator[pb.Result]:
+    def score_batch(self, tasks: Iterable[pb.Task], *, step: int | None = None) -> Iterator[pb.Result]:
         """Results in completion order; each carries its task's id."""
         request = pb.ScoreBatchRequest(tasks=list(tasks))
-        yield from self._stub().ScoreBatch(request, timeout=self.options.timeout, metadata=self._metadata)
+        yield from self._stub().ScoreBatch(request, timeout=self.options.timeout, metadata=self._metadata(step))
 
     def stats(self) -> pb.StatsReply:
-        return self._stub().Stats(pb.StatsRequest(), timeout=self.options.timeout, metadata=self._metadata)
+        return self._stub().Stats(pb.StatsRequest(), timeout=self.options.timeout, metadata=self._metadata())
 
     def _running_loop(self) -> asyncio.AbstractEventLoop:
         if self._loop is None or self._pid != os.getpid():
@@ -350,9 +371,12 @@ class SandboxClient(_Core):
             self._loop, self._pid = loop, os.getpid()
         return self._loop
 
-    def score_all(self, tasks: Sequence[pb.Task]) -> list[pb.Result]:
+    def score_all(
+        self, tasks: Sequence[pb.Task], *, step: int | None = None, caller: str | None = None
+    ) -> list[pb.Result]:
         """One result per task, in order, each with the task's id; never raises for the service."""
-        return asyncio.run_coroutine_threadsafe(self._async.score_all(tasks), self._running_loop()).result()
+        call = self._async.score_all(tasks, step=step, caller=caller)
+        return asyncio.run_coroutine_threadsafe(call, self._running_loop()).result()
 
     def close(self) -> None:
         for key in [key for key in self._channels if key[0] == os.getpid()]:

@@ -11,11 +11,14 @@ the dataset's label column: a JSON object whose keys are the task's columns (tes
 point, db_id, reference...), or a plain string (then the `label` column). The answer is
 `{"rewards", "scores", "extra_logs"}`; an infrastructure failure scores 0 (OpenRLHF cannot
 drop a sample) and shows in `extra_logs["sandbox_error"]`. Configuration comes from the
-environment (RFT_SANDBOX_TARGETS, RFT_SANDBOX_TOKEN, RFT_SANDBOX_LANGUAGE).
+environment (RFT_SANDBOX_TARGETS, RFT_SANDBOX_TOKEN, RFT_SANDBOX_LANGUAGE; RFT_SANDBOX_RUN and
+RFT_SANDBOX_CALLER for the service's audit trail). OpenRLHF passes no training step, neither to
+`reward_func` nor in the endpoint's body (query, prompts, labels), so audit records carry none.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -23,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from trainer_plugin.rewards import BatchSummary, RewardCore, reward_value
+from trainer_plugin.rewards import BatchSummary, RewardCore, reward_value, trainer_caller
 
 log = logging.getLogger(__name__)
 _MAX_BODY = 256 << 20
@@ -72,7 +75,7 @@ def reward_func(queries: Sequence[str], prompts: Sequence[str], labels: Sequence
 
     global _core
     if _core is None:
-        _core = RewardCore()
+        _core = RewardCore(caller=trainer_caller("openrlhf"))
     answer = score_queries(_core, queries, prompts, labels)
     return {
         "rewards": torch.tensor(answer["rewards"], dtype=torch.float32),
@@ -116,5 +119,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 def make_reward_server(core: RewardCore, host: str = "127.0.0.1", port: int = 5000) -> ThreadingHTTPServer:
     """An HTTP server answering OpenRLHF's `POST /get_reward`; serve it with serve_forever()."""
+    if core.caller is None:  # the audit trail's caller, unless the options name one
+        core = dataclasses.replace(core, caller=trainer_caller("openrlhf"))
     handler = type("Handler", (_Handler,), {"core": core})
     return ThreadingHTTPServer((host, port), handler)

@@ -27,10 +27,13 @@ COMPONENTS = tuple(dict.fromkeys(name for names in _BY_LANGUAGE.values() for nam
 
 def options_from_env(**overrides: Any) -> ClientOptions:
     """Client options from RFT_SANDBOX_TARGETS (comma-separated HOST:PORT), RFT_SANDBOX_TOKEN,
-    RFT_SANDBOX_TIMEOUT, with keyword overrides (e.g. from a trainer's reward kwargs)."""
+    RFT_SANDBOX_TIMEOUT, RFT_SANDBOX_RUN and RFT_SANDBOX_CALLER (the audit trail's run name and
+    caller), with keyword overrides (e.g. from a trainer's reward kwargs)."""
     values: dict[str, Any] = {
         "targets": os.environ.get("RFT_SANDBOX_TARGETS", "127.0.0.1:50051"),
         "token": os.environ.get("RFT_SANDBOX_TOKEN") or None,
+        "run": os.environ.get("RFT_SANDBOX_RUN") or None,
+        "caller": os.environ.get("RFT_SANDBOX_CALLER") or None,
     }
     if os.environ.get("RFT_SANDBOX_TIMEOUT"):
         values["timeout"] = float(os.environ["RFT_SANDBOX_TIMEOUT"])
@@ -43,6 +46,13 @@ def spec_from_env(**overrides: Any) -> TaskSpec:
     values: dict[str, Any] = {"language": os.environ.get("RFT_SANDBOX_LANGUAGE", "python")}
     values.update({k: v for k, v in overrides.items() if v is not None})
     return TaskSpec(**values)
+
+
+def trainer_caller(trainer: str) -> str:
+    """The audit trail's default caller for an adapter: the trainer, and the process's rank
+    when the launcher (torchrun, accelerate, Ray Train) set one."""
+    rank = os.environ.get("RANK")
+    return f"{trainer}:rank{rank}" if rank else trainer
 
 
 def reward_value(result: pb.Result, component: str | None = None) -> float | None:
@@ -88,24 +98,32 @@ class RewardCore:
 
     spec: TaskSpec = field(default_factory=spec_from_env)
     options: ClientOptions = field(default_factory=options_from_env)
+    caller: str | None = None  # the adapter's default caller (`trainer_caller`); the options' wins
     _sync: SandboxClient | None = field(default=None, repr=False)
     _async: AsyncSandboxClient | None = field(default=None, repr=False)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"spec": self.spec, "options": self.options, "_sync": None, "_async": None}
+        return {"spec": self.spec, "options": self.options, "caller": self.caller, "_sync": None, "_async": None}
 
     def tasks(self, completions: Sequence[Any], rows: Sequence[Mapping[str, Any]]) -> list[pb.Task]:
         return [self.spec.build(str(n), c, row) for n, (c, row) in enumerate(zip(completions, rows, strict=True))]
 
-    def score(self, completions: Sequence[Any], rows: Sequence[Mapping[str, Any]]) -> list[pb.Result]:
+    def score(
+        self, completions: Sequence[Any], rows: Sequence[Mapping[str, Any]], step: int | None = None
+    ) -> list[pb.Result]:
+        """`step`: the trainer's global step, for the service's audit trail (None: not known)."""
         if self._sync is None:
             self._sync = SandboxClient(self.options)
-        return self._sync.score_all(self.tasks(completions, rows))
+        tasks = self.tasks(completions, rows)
+        return self._sync.score_all(tasks, step=step, caller=self.options.caller or self.caller)
 
-    async def ascore(self, completions: Sequence[Any], rows: Sequence[Mapping[str, Any]]) -> list[pb.Result]:
+    async def ascore(
+        self, completions: Sequence[Any], rows: Sequence[Mapping[str, Any]], step: int | None = None
+    ) -> list[pb.Result]:
         if self._async is None:
             self._async = AsyncSandboxClient(self.options)
-        return await self._async.score_all(self.tasks(completions, rows))
+        tasks = self.tasks(completions, rows)
+        return await self._async.score_all(tasks, step=step, caller=self.options.caller or self.caller)
 
 
 def rows_from_columns(count: int, columns: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -9,7 +9,10 @@ or, configured from the environment (RFT_SANDBOX_TARGETS, RFT_SANDBOX_LANGUAGE, 
 
 TRL calls a reward function with `prompts`, `completions`, `completion_ids`, every other
 dataset column as a keyword list (one value per completion), and `trainer_state`,
-`log_metric`, `log_extra`. The whole batch goes to the service in one scoring call. A
+`log_metric`, `log_extra`. The whole batch goes to the service in one scoring call, with
+`trainer_state.global_step` as the call's step (the service's audit trail records it; the run
+name comes from RFT_SANDBOX_RUN or `ClientOptions(run=...)`: TRL's `args.run_name` is not
+among the reward function's arguments). A
 SANDBOX_ERROR comes back as None, which TRL turns into NaN and leaves out (never a 0 that
 would teach the model a wrong lesson). Means of the score's components and the rate of
 each finding go to `log_metric` (TRL's logs), status and findings per completion to
@@ -29,7 +32,7 @@ from typing import Any
 
 from sandbox.api import pb
 from trainer_plugin.client import ClientOptions
-from trainer_plugin.rewards import BatchSummary, RewardCore, reward_value, rows_from_columns
+from trainer_plugin.rewards import BatchSummary, RewardCore, reward_value, rows_from_columns, trainer_caller
 from trainer_plugin.tasks import TaskSpec, completion_text
 
 _TRAINER_KWARGS = ("trainer_state", "log_metric", "log_extra", "environments")
@@ -37,6 +40,12 @@ _TRAINER_KWARGS = ("trainer_state", "log_metric", "log_extra", "environments")
 
 def _batch_key(completions: Sequence[Any], rows: Sequence[Mapping[str, Any]]) -> tuple[Any, ...]:
     return tuple(completion_text(c) for c in completions), tuple(repr(sorted(r.items())) for r in rows)
+
+
+def global_step(kwargs: Mapping[str, Any]) -> int | None:
+    """The step TRL is at: its `trainer_state` (a transformers TrainerState) holds `global_step`."""
+    step = getattr(kwargs.get("trainer_state"), "global_step", None)
+    return step if isinstance(step, int) and not isinstance(step, bool) else None
 
 
 def _log(results: Sequence[pb.Result], prefix: str, kwargs: Mapping[str, Any]) -> None:
@@ -70,7 +79,7 @@ class SandboxRewards:
         log_prefix: str = "sandbox",
     ) -> None:
         core_args = {k: v for k, v in (("spec", spec), ("options", options)) if v is not None}
-        self.core = RewardCore(**core_args)
+        self.core = RewardCore(**core_args, caller=trainer_caller("trl"))
         self.components = dict(components or {"sandbox": None})
         self.asynchronous = asynchronous
         self.log_prefix = log_prefix
@@ -91,17 +100,17 @@ class SandboxRewards:
 
     def results(self, completions: Sequence[Any], kwargs: Mapping[str, Any]) -> list[pb.Result]:
         rows = self._split(completions, kwargs)
-        key = _batch_key(completions, rows)
+        key = (*_batch_key(completions, rows), global_step(kwargs))  # a batch sent again later is scored again
         if self._last is not None and self._last[0] == key:
             return self._last[1]
-        results = self.core.score(completions, rows)
+        results = self.core.score(completions, rows, global_step(kwargs))
         self._last = (key, results)
         _log(results, self.log_prefix, kwargs)
         return results
 
     async def aresults(self, completions: Sequence[Any], kwargs: Mapping[str, Any]) -> list[pb.Result]:
         rows = self._split(completions, kwargs)
-        key = _batch_key(completions, rows)
+        key = (*_batch_key(completions, rows), global_step(kwargs))  # a batch sent again later is scored again
         if self._last is not None and self._last[0] == key:
             return self._last[1]
         pending = self._pending.get(key)
@@ -110,7 +119,7 @@ class SandboxRewards:
         future: asyncio.Future[list[pb.Result]] = asyncio.get_running_loop().create_future()
         self._pending[key] = future
         try:
-            results = await self.core.ascore(completions, rows)
+            results = await self.core.ascore(completions, rows, global_step(kwargs))
             self._last = (key, results)
             _log(results, self.log_prefix, kwargs)
             future.set_result(results)

@@ -13,6 +13,11 @@ come from `extra_info` and from `ground_truth` (a JSON object's keys, or the str
 as `ground_truth`). verl cannot drop a sample, so the answer is always a dict with the
 same keys: `score` (0 for an infrastructure failure), every numeric component, and
 `infra_error` (1 when the service could not score it: filter on it).
+
+The audit trail's context: the run from `reward_kwargs.run` or RFT_SANDBOX_RUN, the caller from
+`reward_kwargs.caller` or RFT_SANDBOX_CALLER (default "verl"). verl 0.9 passes no training step
+to a reward function (its `extra_info` holds the dataset's columns, `num_turns` and
+`rollout_reward_scores`; the step stays in the batch's meta_info), so records carry none.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sandbox.api import pb
-from trainer_plugin.rewards import COMPONENTS, RewardCore, options_from_env, spec_from_env
+from trainer_plugin.rewards import COMPONENTS, RewardCore, options_from_env, spec_from_env, trainer_caller
 
 _cores: dict[tuple[Any, ...], RewardCore] = {}  # one client per configuration, per process
 
@@ -31,10 +36,14 @@ def _core(kwargs: Mapping[str, Any]) -> RewardCore:
     key = tuple(sorted((k, repr(v)) for k, v in kwargs.items()))
     if key not in _cores:
         options = options_from_env(
-            targets=kwargs.get("targets"), token=kwargs.get("token"), timeout=kwargs.get("timeout")
+            targets=kwargs.get("targets"),
+            token=kwargs.get("token"),
+            timeout=kwargs.get("timeout"),
+            run=kwargs.get("run"),
+            caller=kwargs.get("caller"),
         )
         spec = spec_from_env(language=kwargs.get("language"), columns=kwargs.get("columns") or None)
-        _cores[key] = RewardCore(spec, options)
+        _cores[key] = RewardCore(spec, options, caller=trainer_caller("verl"))
     return _cores[key]
 
 

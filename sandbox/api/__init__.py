@@ -19,6 +19,11 @@ SCORE_BATCH = f"/{SERVICE}/ScoreBatch"
 STATS = f"/{SERVICE}/Stats"
 # A client channel's message caps: results (and batches) can pass gRPC's 4 MiB default.
 CLIENT_CHANNEL_ARGS = (("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20))
+# Request metadata naming the call for the audit trail (`sandbox.audit_record` holds the same
+# names: the plugin may import only this package): the training run, its global step, the caller.
+METADATA_RUN = "rft-run"
+METADATA_STEP = "rft-step"
+METADATA_CALLER = "rft-caller"
 
 
 class Stub:
@@ -39,4 +44,15 @@ class Stub:
         )
 
 
-__all__ = ["CLIENT_CHANNEL_ARGS", "SCORE", "SCORE_BATCH", "SERVICE", "STATS", "Stub", "pb"]
+__all__ = [
+    "CLIENT_CHANNEL_ARGS",
+    "METADATA_CALLER",
+    "METADATA_RUN",
+    "METADATA_STEP",
+    "SCORE",
+    "SCORE_BATCH",
+    "SERVICE",
+    "STATS",
+    "Stub",
+    "pb",
+]
