@@ -104,6 +104,7 @@ class AuditLog:
             caller=call.caller,
             principal=call.principal,
             task_id=task_id,
+            task_key=_task_key(source) if source is not None else None,
             language=language,
             status=verdict.status.name,
             score=float(verdict.score),
@@ -146,6 +147,15 @@ class AuditLog:
     def close(self) -> None:
         if self.store is not None:
             self.store.close()
+
+
+def _task_key(task: pb.Task) -> str:
+    """What every sample of one problem shares: the task without its id and its code, hashed
+    (a trainer's task ids number its batch; `audit summary`'s top tasks group by this)."""
+    copy = pb.Task()
+    copy.CopyFrom(task)
+    copy.id, copy.code = "", ""
+    return hashlib.sha256(copy.SerializeToString(deterministic=True)).hexdigest()[:16]
 
 
 def _task_json(task: pb.Task) -> str:

@@ -35,6 +35,7 @@ COLUMNS: dict[str, str] = {
     "caller": "VARCHAR",
     "principal": "VARCHAR",
     "task_id": "VARCHAR",
+    "task_key": "VARCHAR",
     "language": "VARCHAR",
     "status": "VARCHAR",
     "score": "DOUBLE",
@@ -60,6 +61,7 @@ _LEAN = {
     "step": "BIGINT",
     "caller": "VARCHAR",
     "task_id": "VARCHAR",
+    "task_key": "VARCHAR",
     "language": "VARCHAR",
     "max_severity": "VARCHAR",
     "findings": "STRUCT(code VARCHAR, severity VARCHAR)[]",
@@ -249,10 +251,12 @@ def summary(store: AuditStore, top: int = 10) -> dict[str, Any]:
         "by_language": by("language"),
         "by_caller": by("caller"),
         "by_run": by("run"),
+        # a problem is its task_key (every sample of it shares one), else, in older records, its task id
         "top_tasks": store.rows(
-            "SELECT task_id, language, count(*) FILTER (len(findings) > 0) AS flagged, "
+            "SELECT coalesce(task_key, task_id) AS task, min(task_id) AS example_id, language, "
+            "count(*) FILTER (len(findings) > 0) AS flagged, "
             "count(*) FILTER (max_severity = 'CRITICAL') AS critical, count(*) AS attempts FROM lean "
-            "GROUP BY ALL HAVING flagged > 0 ORDER BY critical DESC, flagged DESC, task_id LIMIT ?",
+            "GROUP BY task, language HAVING flagged > 0 ORDER BY critical DESC, flagged DESC, task LIMIT ?",
             [top],
         ),
         "events": store.rows(

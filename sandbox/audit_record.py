@@ -39,7 +39,8 @@ class AttemptRecord(TypedDict):
     step: int | None
     caller: str | None
     principal: str | None  # the authenticated token's name, when tokens are named
-    task_id: str
+    task_id: str  # as the caller named this attempt (trainers number their batch: not a problem's name)
+    task_key: str | None  # the problem: a hash of the task without its id and code (equal for every sample of it)
     language: str
     status: str  # pb.Status name
     score: float

@@ -178,7 +178,7 @@ def _tests(task: pb.Task) -> Table | Text:
 
 def print_attempt(console: Console, record: dict[str, Any]) -> None:
     code, task = decoded(record)
-    fields = ("id", "time", "run", "step", "caller", "principal", "task_id", "language", "status", "score")
+    fields = ("id", "time", "run", "step", "caller", "principal", "task_id", "task_key", "language", "status", "score")
     console.print(table(f"attempt {record['id']}", ("field", "value"), ((f, record.get(f)) for f in fields)))
     components = record.get("components") or {}
     if components:

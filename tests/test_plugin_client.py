@@ -8,6 +8,7 @@ a fresh process.
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import pickle
 import subprocess
@@ -53,6 +54,22 @@ def test_results_in_order_with_ids_and_duplicates_scored_once(service: EmbeddedS
     assert [r.score for r in results] == [0.0 if n % 2 == 0 else 1.0 for n in range(10)]
     assert service.server.pool.stats.jobs_completed - before == 2  # two distinct tasks
     scorer.close()
+
+
+def test_tasks_are_sent_under_their_own_ids_made_unique_only_when_they_clash(tmp_path: Path) -> None:
+    # the service's audit trail names an attempt by the id it was sent with
+    log = tmp_path / "audit.jsonl"
+    server = start_server("bwrap", audit_log=str(log), audit_results=True)
+    scorer = SandboxClient(ClientOptions(server.target, timeout=60))
+    try:
+        tasks = [add_task("alpha", GOOD), add_task("same", GOOD + "# 1\n"), add_task("same", BAD)]
+        results = scorer.score_all(tasks)
+    finally:
+        scorer.close()
+        server.stop()
+    assert [(r.id, r.score) for r in results] == [("alpha", 1.0), ("same", 1.0), ("same", 0.0)]
+    sent = sorted(json.loads(line)["task_id"] for line in log.read_text().splitlines())
+    assert sent == ["alpha", "same", "same#2"]
 
 
 def test_a_bad_task_costs_only_itself(service: EmbeddedServer) -> None:

@@ -222,13 +222,18 @@ class AsyncSandboxClient(_Core):
         unique: dict[bytes, int] = {}
         slots: list[int] = []
         first: list[pb.Task] = []
+        sent: set[str] = set()
         for task in tasks:
             key = _task_key(task)
             if key not in unique:
                 unique[key] = len(first)
                 copy = pb.Task()
                 copy.CopyFrom(task)
-                copy.id = str(len(first))
+                # sent under its own id (the service's audit trail names it so), unless another
+                # distinct task of the batch has it already: then one made unique
+                if not copy.id or copy.id in sent:
+                    copy.id = f"{copy.id}#{len(first)}"
+                sent.add(copy.id)
                 first.append(copy)
             slots.append(unique[key])
         # as many chunks as may be in flight (of at least _MIN_CHUNK tasks, at most batch_size):
@@ -242,7 +247,7 @@ class AsyncSandboxClient(_Core):
         results = []
         for task, slot in zip(tasks, slots, strict=True):
             result = pb.Result()
-            result.CopyFrom(scored.get(str(slot)) or sandbox_error("", "no result (client error)"))
+            result.CopyFrom(scored.get(first[slot].id) or sandbox_error("", "no result (client error)"))
             result.id = task.id
             results.append(result)
         return results
