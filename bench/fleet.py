@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -186,8 +187,9 @@ def slow_tasks(prefix: str, count: int, delay: float) -> list:
 
 
 def recovery(fleet: Fleet, cluster: object, nodes: list, count: int, clients: int) -> None:
-    """The same slow batch through ray x3 twice: undisturbed, then with a node removed a
-    third of the way in (not gracefully) and a new node added at once."""
+    """The same slow batch through ray x3 twice: undisturbed, then with a node killed a third
+    of the way in (its replica's process SIGKILLed, the node removed, not gracefully) and a
+    new node added once the fleet has seen the loss (what an autoscaler does)."""
     from bench.service_cpu import score
     from sandbox.api import pb
 
@@ -202,8 +204,12 @@ def recovery(fleet: Fleet, cluster: object, nodes: list, count: int, clients: in
     worker = threading.Thread(target=batch)
     worker.start()
     time.sleep(calm_s / 3)
-    victim = next(n for n in nodes if any(r.get("node_id") == n.node_id for r in fleet.status()["replicas"]))
+    replica = next(r for r in fleet.status()["replicas"] if any(r.get("node_id") == n.node_id for n in nodes))
+    victim = next(n for n in nodes if n.node_id == replica["node_id"])
     killed = time.monotonic()
+    # a machine that dies takes its processes with it: the replica's process at once (in this
+    # simulation remove_node kills the raylet, and the node's workers would notice only later)
+    os.kill(replica["pid"], signal.SIGKILL)
     cluster.remove_node(victim, allow_graceful=False)  # type: ignore[attr-defined]
     removed = time.monotonic() - killed  # remove_node returns once the node's processes are gone
     nodes.remove(victim)
