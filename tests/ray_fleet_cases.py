@@ -192,7 +192,15 @@ def case_node_killed_mid_batch(cluster: Cluster, nodes: list, client: SandboxCli
     worker = threading.Thread(target=lambda: results.extend(client.score_all(sent)))
     worker.start()
     wait_until("the victim to start work", lambda: _jobs_on(victim_id) > before.get(victim_id, 0), 60)
+    victim = next(r for r in status()["replicas"] if r.get("node_id") == victim_id)
+    os.kill(victim["pid"], signal.SIGKILL)  # a machine that dies takes its processes with it
     cluster.remove_node(victim_node, allow_graceful=False)
+
+    def shown_serving() -> bool:
+        return any(r["serving"] for r in status()["replicas"] if r.get("node_id") == victim_id)
+
+    # well before Ray declares the node dead (about 13 s here), the controller's polls fail
+    wait_until("status to show the lost replica not serving", lambda: not shown_serving(), 8)
     worker.join(180)
     assert not worker.is_alive(), "the batch did not finish"
     check_one_each(sent, results)

@@ -104,7 +104,8 @@ class Controller:
     def status(self) -> dict[str, Any]:
         with self._lock:
             replicas = [
-                {"replica": s.key, "retiring": s.retiring, "serving": s.serving, **s.info}
+                # the controller's own view last: the replica's last answer may predate its death
+                {**s.info, "replica": s.key, "retiring": s.retiring, "serving": s.serving}
                 for s in sorted(self._slots.values(), key=lambda s: s.key)
             ]
             return {
