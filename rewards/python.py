@@ -8,6 +8,7 @@ run). Score = fraction of tests passed; a critical finding makes it 0 (REJECTED)
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -37,12 +38,17 @@ def _finding(code: str, severity: Severity, message: str, evidence: str = "") ->
     return Finding(code, severity, message, evidence[:500])
 
 
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
 def _always_equal(evidence: str) -> Finding:
+    """The evidence is the object's repr without its address: the same class returned by
+    several calls is one finding (`dedupe`), not one per place the allocator put it."""
     return _finding(
         "always_equal_object",
         Severity.CRITICAL,
         "returned an object of a class with its own __eq__ instead of a plain value",
-        evidence,
+        _ADDRESS.sub("", evidence),
     )
 
 

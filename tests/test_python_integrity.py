@@ -338,6 +338,17 @@ def test_own_class_compared_with_equality_gains_nothing(client):
     assert result.score == 0.0 and "always_equal_object" in finding_codes(result), result.message
 
 
+def test_an_always_equal_object_is_one_run_time_finding_however_many_tests_meet_it(client):
+    # the evidence names the object's class, not its address: a new object per call is still
+    # one finding (the audit trail's counts do not depend on where the allocator put it)
+    code = "class Always:\n    def __eq__(self, other):\n        return True\n\ndef f(x):\n    return Always()\n"
+    for n in range(8):
+        result = client.score(call_task(f"eq-{n}", f"{code}# {n}\n", "f", [([1], 2), ([5], 6), ([7], 8)]))
+        run_time = [f for f in result.findings if f.code == "always_equal_object" and "returned" in f.message]
+        assert status_name(result) == "REJECTED" and len(run_time) == 1, [f.evidence for f in result.findings]
+        assert " at 0x" not in run_time[0].evidence, run_time[0].evidence
+
+
 def test_a_test_that_shadows_a_builtin_gives_the_candidate_its_value(client):
     code = "def f(s):\n    return s[::-1]\n"
     tests = "def check(candidate):\n    input = 'hello'\n    assert candidate(input) == 'olleh'\n"
