@@ -47,7 +47,7 @@ from tests.conftest import start_server
 from tests.helpers import free_port
 from trainer_plugin import openrlhf as openrlhf_adapter
 from trainer_plugin.client import ClientOptions
-from trainer_plugin.rewards import RewardCore
+from trainer_plugin.rewards import RewardCore, SandboxUnavailableError
 from trainer_plugin.tasks import TaskBuildError, TaskSpec
 from trainer_plugin.tiny_model import build_tiny_model_dir, load_tokenizer
 
@@ -249,6 +249,20 @@ def test_verl_down_service_is_a_flagged_zero(model_dir: str) -> None:
     assert not reward.any()
     assert extra["infra_error"].tolist() == [1.0, 1.0]
     assert extra["score"].tolist() == [0.0, 0.0] and extra["passed"].tolist() == [0.0, 0.0]
+
+
+def test_verl_down_service_stops_the_step_with_on_infra_error_raise(model_dir: str) -> None:
+    """Opted in, no 0 reaches the reward tensor: verl's own loop raises for the sample."""
+    config = verl_config(
+        model_dir,
+        f"127.0.0.1:{free_port()}",
+        "+reward.custom_reward_function.reward_kwargs.on_infra_error=raise",
+        name="compute_score_async",
+        timeout=3,
+    )
+    batch = rollout_batch(load_tokenizer(model_dir), [(row, text) for row, text, _ in SAMPLES[:2]])
+    with pytest.raises(SandboxUnavailableError, match="could not score 1 of 1 samples"):
+        run_reward_loop(config, batch)
 
 
 def test_verl_row_without_its_test_column_stops_the_step(model_dir: str, target: str) -> None:

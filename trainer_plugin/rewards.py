@@ -55,6 +55,29 @@ def trainer_caller(trainer: str) -> str:
     return f"{trainer}:rank{rank}" if rank else trainer
 
 
+ON_INFRA_ERROR_ENV = "RFT_SANDBOX_ON_INFRA_ERROR"  # zero (default) or raise
+
+
+class SandboxUnavailableError(RuntimeError):
+    """The service could not score a sample and the trainer cannot drop one: with
+    `on_infra_error=raise` the step stops here rather than train on a 0 that is no verdict."""
+
+
+def check_scored(results: Sequence[pb.Result], on_infra_error: str | None = None) -> None:
+    """For a trainer that cannot drop a sample (verl): by default a SANDBOX_ERROR becomes a
+    flagged 0; with `raise` (or RFT_SANDBOX_ON_INFRA_ERROR=raise) it stops the step. (Not
+    OpenRLHF: its executor catches a reward function's exception and leaves the reward None.)"""
+    mode = (on_infra_error or os.environ.get(ON_INFRA_ERROR_ENV) or "zero").lower()
+    if mode not in ("zero", "raise"):
+        raise ValueError(f"on_infra_error must be zero or raise, not {mode!r}")
+    failed = [r for r in results if r.status == pb.SANDBOX_ERROR]
+    if failed and mode == "raise":
+        raise SandboxUnavailableError(
+            f"the sandbox service could not score {len(failed)} of {len(results)} samples "
+            f"(first: {failed[0].message[:300]}); on_infra_error=raise stops the step instead of a 0"
+        )
+
+
 def reward_value(result: pb.Result, component: str | None = None) -> float | None:
     """The reward for one result: its score, or one named component; None for SANDBOX_ERROR."""
     if result.status == pb.SANDBOX_ERROR:

@@ -12,7 +12,9 @@ stacks every sample's dict by the first sample's keys, hence the fixed keys. The
 come from `extra_info` and from `ground_truth` (a JSON object's keys, or the string itself
 as `ground_truth`). verl cannot drop a sample, so the answer is always a dict with the
 same keys: `score` (0 for an infrastructure failure), every numeric component, and
-`infra_error` (1 when the service could not score it: filter on it).
+`infra_error` (1 when the service could not score it: filter on it). With
+`reward_kwargs.on_infra_error=raise` (or RFT_SANDBOX_ON_INFRA_ERROR=raise) such a sample
+raises `SandboxUnavailableError` instead: the step stops rather than train on that 0.
 
 The audit trail's context: the run from `reward_kwargs.run` or RFT_SANDBOX_RUN, the caller from
 `reward_kwargs.caller` or RFT_SANDBOX_CALLER (default "verl"). verl 0.9 passes no training step
@@ -27,7 +29,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sandbox.api import pb
-from trainer_plugin.rewards import COMPONENTS, RewardCore, options_from_env, spec_from_env, trainer_caller
+from trainer_plugin.rewards import COMPONENTS, RewardCore, check_scored, options_from_env, spec_from_env, trainer_caller
 
 _cores: dict[tuple[Any, ...], RewardCore] = {}  # one client per configuration, per process
 
@@ -76,6 +78,7 @@ def compute_score(
 ) -> dict[str, float]:
     core = _core(kwargs)
     (result,) = core.score([solution_str], [_row(ground_truth, extra_info)])
+    check_scored([result], kwargs.get("on_infra_error"))
     return _answer(result)
 
 
@@ -85,6 +88,7 @@ async def compute_score_async(
     """The same, for verl's asynchronous reward loop: many samples in flight at once."""
     core = _core(kwargs)
     (result,) = await core.ascore([solution_str], [_row(ground_truth, extra_info)])
+    check_scored([result], kwargs.get("on_infra_error"))
     return _answer(result)
 
 
@@ -98,4 +102,6 @@ def compute_score_batch(
     """A whole batch in one scoring call, for batch-style reward managers and offline scoring."""
     core = _core(kwargs)
     rows = [_row(g, e) for g, e in zip(ground_truths, extra_infos, strict=True)]
-    return [_answer(r) for r in core.score(solution_strs, rows)]
+    results = core.score(solution_strs, rows)
+    check_scored(results, kwargs.get("on_infra_error"))
+    return [_answer(r) for r in results]
