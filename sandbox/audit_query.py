@@ -53,19 +53,12 @@ COLUMNS: dict[str, str] = {
     "evidence": "VARCHAR",
     "message": "VARCHAR",
 }
+# what `summary` and `trend` count: COLUMNS' types, the findings without message and evidence
 _LEAN = {
-    "kind": "VARCHAR",
-    "id": "VARCHAR",
-    "time": "VARCHAR",
-    "run": "VARCHAR",
-    "step": "BIGINT",
-    "caller": "VARCHAR",
-    "task_id": "VARCHAR",
-    "task_key": "VARCHAR",
-    "language": "VARCHAR",
-    "max_severity": "VARCHAR",
+    **{name: COLUMNS[name] for name in ("kind", "id", "time", "run", "step", "caller", "task_id", "task_key")},
+    **{name: COLUMNS[name] for name in ("language", "max_severity")},
     "findings": "STRUCT(code VARCHAR, severity VARCHAR)[]",
-    "code": "VARCHAR",  # an event's
+    "code": COLUMNS["code"],  # an event's
 }
 _ATTEMPT = [c for c in COLUMNS if c not in ("kind", "code", "severity", "evidence", "message")]
 _EVENT = ["v", "id", "time", "code", "severity", "evidence", "message"]
